@@ -1,0 +1,17 @@
+//! InfiniStream: NATS JetStream, stateless and diskless, on the user's own object-storage bucket.
+//!
+//! The crate is a library (every actor and protocol piece is public so agents can be assembled by
+//! hand, see `examples/`) plus the `infinistream` binary in `src/main.rs`.
+
+pub mod actors;
+pub mod agent;
+pub mod bucket;
+pub mod cli;
+pub mod config;
+pub mod control_plane;
+pub mod format;
+pub mod jetstream;
+pub mod logging;
+pub mod protocol;
+pub mod subject;
+pub mod workers;
