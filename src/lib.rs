@@ -12,6 +12,8 @@ pub mod control_plane;
 pub mod format;
 pub mod jetstream;
 pub mod logging;
+pub mod metrics;
+pub mod playground;
 pub mod protocol;
 pub mod subject;
 pub mod workers;

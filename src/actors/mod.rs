@@ -1,5 +1,13 @@
 //! The agent's actors. Wiring is downstream-first: each actor is started with the address of the
 //! actor it feeds, so no actor looks another one up in a shared registry.
+//!
+//! Write path: `connection` -> `router` -> per-stream `batcher` -> `flusher` (one object per
+//! window) -> `uploader` pool -> `sequence_client` (commit) -> acks back to the publishers.
 
+pub mod batcher;
 pub mod connection;
+pub mod flusher;
+pub mod jetstream_api;
 pub mod router;
+pub mod sequence_client;
+pub mod uploader;
