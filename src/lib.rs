@@ -6,6 +6,7 @@
 pub mod actors;
 pub mod agent;
 pub mod bucket;
+pub mod budget;
 pub mod cli;
 pub mod config;
 pub mod control_plane;
@@ -13,6 +14,7 @@ pub mod format;
 pub mod jetstream;
 pub mod logging;
 pub mod metrics;
+pub mod monitor;
 pub mod playground;
 pub mod protocol;
 pub mod subject;

@@ -1,1 +1,426 @@
-//! placeholder
+//! One actor per TCP client: the session.
+//!
+//! Owns: the socket (a framed reader fed in as an actor stream, and the write half with an outbound
+//! buffer), the client's CONNECT options, its subscriptions' auto-unsubscribe counts, keepalive
+//! pings, and slow-consumer detection. Does not own: routing (the `Router` decides who gets a
+//! message) or storage (batchers).
+//!
+//! Backpressure: before a PUB/HPUB is handed to the actor, the reader takes its share of the agent's
+//! in-flight budget; when none is left the reader is not polled, so the socket is not read.
+//! Outbound bytes accumulate in one buffer and go out in one write at a time, which coalesces many
+//! MSGs per syscall; a client whose pending output passes `max_pending` is a slow consumer and is
+//! dropped, as nats-server drops it, without stalling anyone else.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use bytes::BytesMut;
+use bytestring::ByteString;
+use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio_util::codec::{Encoder, FramedRead};
+
+use crate::actors::router::{
+    ConnId, Deliver, Deregister, NatsMsg, Publish, Register, Router, Subscribe, Unsubscribe,
+};
+use crate::budget::{BudgetPermit, InflightBudget};
+use crate::metrics;
+use crate::protocol::info::{ConnectInfo, ServerInfo};
+use crate::protocol::{ClientOp, NatsCodec, ProtocolError, ServerOp};
+use crate::subject;
+
+/// What every connection of one agent shares (read-only).
+#[derive(Debug, Clone)]
+pub struct ConnectionSettings {
+    /// INFO as sent to every client; `client_id`/`client_ip` are filled per connection.
+    pub info: ServerInfo,
+    pub max_payload: usize,
+    pub max_control_line: usize,
+    /// nats-server's `max_pending` (64 MiB by default).
+    pub max_pending: usize,
+    pub ping_interval: Duration,
+    pub max_pings_out: u32,
+    pub budget: InflightBudget,
+}
+
+impl ConnectionSettings {
+    pub fn new(info: ServerInfo, budget: InflightBudget) -> Self {
+        Self {
+            max_payload: info.max_payload,
+            info,
+            max_control_line: 4096,
+            max_pending: 64 * 1024 * 1024,
+            ping_interval: Duration::from_secs(120),
+            max_pings_out: 2,
+            budget,
+        }
+    }
+}
+
+type Frame = Result<(ClientOp, Option<BudgetPermit>), ProtocolError>;
+
+struct SubState {
+    max: Option<u64>,
+    delivered: u64,
+}
+
+pub struct Connection {
+    id: ConnId,
+    peer: SocketAddr,
+    router: Addr<Router>,
+    settings: Arc<ConnectionSettings>,
+    codec: NatsCodec,
+    opts: ConnectInfo,
+    subs: HashMap<ByteString, SubState>,
+    /// None while a write is in flight (the write future owns it).
+    writer: Option<OwnedWriteHalf>,
+    out: BytesMut,
+    writing: usize,
+    pings_out: u32,
+    /// Set once we decided to close: flush what is buffered, then stop.
+    closing: bool,
+    /// Held until `started` hands it to the actor's context as a stream.
+    reader: Option<tokio::net::tcp::OwnedReadHalf>,
+}
+
+impl Connection {
+    pub fn new(
+        id: ConnId,
+        stream: TcpStream,
+        peer: SocketAddr,
+        router: Addr<Router>,
+        settings: Arc<ConnectionSettings>,
+    ) -> Self {
+        let (read, write) = stream.into_split();
+        let mut codec = NatsCodec::new(settings.max_payload);
+        codec.max_control_line = settings.max_control_line;
+        Self {
+            id,
+            peer,
+            router,
+            settings,
+            codec,
+            opts: ConnectInfo::default(),
+            subs: HashMap::new(),
+            writer: Some(write),
+            out: BytesMut::with_capacity(16 * 1024),
+            writing: 0,
+            pings_out: 0,
+            closing: false,
+            reader: Some(read),
+        }
+    }
+
+    fn send(&mut self, op: ServerOp) {
+        if self.closing {
+            return;
+        }
+        if let Err(e) = self.codec.encode(op, &mut self.out) {
+            tracing::warn!(cid = self.id, error = %e, "encoding a frame failed");
+        }
+    }
+
+    /// Writes the buffer out, one write at a time.
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        if self.out.is_empty() {
+            if self.closing && self.writer.is_some() {
+                ctx.stop();
+            }
+            return;
+        }
+        if self.out.len() + self.writing > self.settings.max_pending && !self.closing {
+            tracing::warn!(
+                cid = self.id,
+                peer = %self.peer,
+                pending = self.out.len() + self.writing,
+                "slow consumer detected, closing connection"
+            );
+            metrics::SLOW_CONSUMERS.inc();
+            self.out.clear();
+            self.closing = true;
+            ctx.stop();
+            return;
+        }
+        let Some(mut writer) = self.writer.take() else {
+            return;
+        };
+        let buf = self.out.split().freeze();
+        self.writing = buf.len();
+        metrics::BYTES_OUT.inc_by(buf.len() as u64);
+        let fut = async move {
+            let res = writer.write_all(&buf).await;
+            (writer, res)
+        };
+        ctx.spawn(
+            fut.into_actor(self)
+                .map(|(writer, res), act, ctx| match res {
+                    Ok(()) => {
+                        act.writer = Some(writer);
+                        act.writing = 0;
+                        act.flush(ctx);
+                    }
+                    Err(e) => {
+                        tracing::debug!(cid = act.id, error = %e, "write failed, closing");
+                        ctx.stop();
+                    }
+                }),
+        );
+    }
+
+    /// Sends `-ERR '<text>'` and closes once it is written.
+    fn fatal(&mut self, text: &str, ctx: &mut Context<Self>) {
+        tracing::debug!(cid = self.id, peer = %self.peer, error = text, "closing connection on protocol error");
+        self.send(ServerOp::Err(text.to_string()));
+        self.closing = true;
+        self.flush(ctx);
+    }
+
+    fn ok(&mut self) {
+        if self.opts.verbose {
+            self.send(ServerOp::Ok);
+        }
+    }
+
+    fn handle_op(&mut self, op: ClientOp, permit: Option<BudgetPermit>, ctx: &mut Context<Self>) {
+        match op {
+            ClientOp::Connect(json) => match serde_json::from_slice::<ConnectInfo>(&json) {
+                Ok(opts) => {
+                    if opts.no_responders && !opts.headers {
+                        self.fatal("no responders requires headers support", ctx);
+                        return;
+                    }
+                    self.opts = opts;
+                    self.router.do_send(Register {
+                        conn: self.id,
+                        addr: ctx.address().recipient(),
+                        echo: self.opts.echo,
+                        no_responders: self.opts.no_responders && self.opts.headers,
+                    });
+                    self.ok();
+                }
+                Err(e) => {
+                    // nats-server closes without an -ERR on a CONNECT it cannot decode.
+                    tracing::debug!(cid = self.id, error = %e, "bad connect document, closing");
+                    self.closing = true;
+                    ctx.stop();
+                }
+            },
+            ClientOp::Pub {
+                subject,
+                reply,
+                headers,
+                payload,
+            } => {
+                if self.opts.pedantic && !subject::is_valid_literal_subject(&subject) {
+                    // nats-server (pedantic) drops the message, says so, and still acks the op.
+                    self.send(ServerOp::Err("Invalid Publish Subject".into()));
+                    self.ok();
+                    return;
+                }
+                metrics::MSGS_IN.inc();
+                metrics::BYTES_IN.inc_by((payload.len() + headers.as_ref().map_or(0, |h| h.len())) as u64);
+                self.router.do_send(Publish {
+                    origin: Some(self.id),
+                    msg: NatsMsg {
+                        subject,
+                        reply,
+                        headers,
+                        payload,
+                    },
+                    capture: true,
+                    permit,
+                });
+                self.ok();
+            }
+            ClientOp::Sub {
+                subject,
+                queue,
+                sid,
+            } => {
+                if !subject::is_valid_subject(&subject)
+                    || queue.as_ref().is_some_and(|q| q.is_empty() || q.contains(char::is_whitespace))
+                {
+                    self.send(ServerOp::Err("Invalid Subject".into()));
+                    return;
+                }
+                self.subs.insert(
+                    sid.clone(),
+                    SubState {
+                        max: None,
+                        delivered: 0,
+                    },
+                );
+                self.router.do_send(Subscribe {
+                    conn: self.id,
+                    sid,
+                    subject,
+                    queue,
+                });
+                self.ok();
+            }
+            ClientOp::Unsub { sid, max } => {
+                let remove = match (self.subs.get_mut(&sid), max) {
+                    (Some(s), Some(max)) if s.delivered < max => {
+                        s.max = Some(max);
+                        false
+                    }
+                    (Some(_), _) => true,
+                    (None, _) => false,
+                };
+                if remove {
+                    self.subs.remove(&sid);
+                    self.router.do_send(Unsubscribe { conn: self.id, sid });
+                }
+                self.ok();
+            }
+            ClientOp::Ping => self.send(ServerOp::Pong),
+            ClientOp::Pong => self.pings_out = 0,
+        }
+    }
+}
+
+impl Actor for Connection {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        metrics::CONNECTIONS.inc();
+        metrics::TOTAL_CONNECTIONS.inc();
+        // Registered before CONNECT with nats-server's defaults, so a client that publishes first
+        // still routes.
+        self.router.do_send(Register {
+            conn: self.id,
+            addr: ctx.address().recipient(),
+            echo: true,
+            no_responders: false,
+        });
+
+        let mut info = self.settings.info.clone();
+        info.client_id = self.id;
+        info.client_ip = self.peer.ip().to_string();
+        match serde_json::to_vec(&info) {
+            Ok(json) => self.send(ServerOp::Info(json.into())),
+            Err(e) => tracing::error!(error = %e, "serialising INFO failed"),
+        }
+        self.flush(ctx);
+
+        if let Some(read) = self.reader.take() {
+            let budget = self.settings.budget.clone();
+            let mut codec = NatsCodec::new(self.settings.max_payload);
+            codec.max_control_line = self.settings.max_control_line;
+            let frames = FramedRead::new(read, codec).then(move |res| {
+                let budget = budget.clone();
+                async move {
+                    match res {
+                        Ok(op @ ClientOp::Pub { .. }) => {
+                            let size = match &op {
+                                ClientOp::Pub {
+                                    subject,
+                                    headers,
+                                    payload,
+                                    ..
+                                } => subject.len() + headers.as_ref().map_or(0, |h| h.len()) + payload.len(),
+                                _ => 0,
+                            };
+                            let permit = match budget.try_acquire(size) {
+                                Some(p) => p,
+                                None => {
+                                    metrics::BACKPRESSURE_PAUSES.inc();
+                                    budget.acquire(size).await
+                                }
+                            };
+                            Ok((op, Some(permit)))
+                        }
+                        other => other.map(|op| (op, None)),
+                    }
+                }
+            });
+            ctx.add_stream(frames);
+        }
+
+        let interval = self.settings.ping_interval;
+        ctx.run_interval(interval, |act, ctx| {
+            if act.pings_out >= act.settings.max_pings_out {
+                act.fatal("Stale Connection", ctx);
+                return;
+            }
+            act.pings_out += 1;
+            act.send(ServerOp::Ping);
+            act.flush(ctx);
+        });
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        metrics::CONNECTIONS.dec();
+        self.router.do_send(Deregister { conn: self.id });
+    }
+}
+
+impl StreamHandler<Frame> for Connection {
+    fn handle(&mut self, item: Frame, ctx: &mut Self::Context) {
+        if self.closing {
+            return;
+        }
+        match item {
+            Ok((op, permit)) => self.handle_op(op, permit, ctx),
+            Err(ProtocolError::Io(e)) => {
+                tracing::debug!(cid = self.id, error = %e, "read failed, closing");
+                ctx.stop();
+                return;
+            }
+            Err(e) => match e.err_text() {
+                Some(text) => {
+                    let text = text.to_string();
+                    self.fatal(&text, ctx)
+                }
+                None => {
+                    self.closing = true;
+                    ctx.stop();
+                }
+            },
+        }
+        self.flush(ctx);
+    }
+
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        // EOF: flush anything pending (e.g. a final -ERR) and stop.
+        self.closing = true;
+        self.flush(ctx);
+        if self.writer.is_some() {
+            ctx.stop();
+        }
+    }
+}
+
+impl Handler<Deliver> for Connection {
+    type Result = ();
+    fn handle(&mut self, m: Deliver, ctx: &mut Self::Context) {
+        let Some(sub) = self.subs.get_mut(&m.sid) else {
+            return;
+        };
+        sub.delivered += 1;
+        let done = sub.max.is_some_and(|max| sub.delivered >= max);
+        if done {
+            self.subs.remove(&m.sid);
+            self.router.do_send(Unsubscribe {
+                conn: self.id,
+                sid: m.sid.clone(),
+            });
+        }
+        // Clients that did not negotiate headers get the payload alone, as from nats-server.
+        let headers = if self.opts.headers { m.msg.headers } else { None };
+        metrics::MSGS_OUT.inc();
+        self.send(ServerOp::Msg {
+            subject: m.msg.subject,
+            sid: m.sid,
+            reply: m.msg.reply,
+            headers,
+            payload: m.msg.payload,
+        });
+        self.flush(ctx);
+    }
+}

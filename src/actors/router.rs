@@ -1,1 +1,435 @@
-//! placeholder
+//! The Router: who is subscribed to what, and where each published message goes.
+//!
+//! Owns: client subscriptions (with queue groups), internal subscriptions (the JetStream API), the
+//! subjects captured by streams, and the no-responders answer. Does not own: connection state
+//! (auto-unsubscribe counts, outbound buffers), stream contents, or acks; it only forwards.
+//!
+//! A message whose subject a stream captures goes to that stream's batcher and to nobody else; once
+//! it is stored, the batcher publishes it again with `capture: false` so core subscribers see only
+//! stored messages.
+
+use std::collections::HashMap;
+
+use actix::prelude::*;
+use bytes::Bytes;
+use bytestring::ByteString;
+use rand::Rng;
+
+use crate::actors::batcher::StreamPublish;
+use crate::budget::BudgetPermit;
+use crate::protocol::headers;
+use crate::subject::SubjectTree;
+
+/// A connection's id, unique within one agent.
+pub type ConnId = u64;
+
+/// A message as it travels between actors. Cloning shares the bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatsMsg {
+    pub subject: ByteString,
+    pub reply: Option<ByteString>,
+    pub headers: Option<Bytes>,
+    pub payload: Bytes,
+}
+
+impl NatsMsg {
+    pub fn new(subject: impl Into<ByteString>, payload: Bytes) -> Self {
+        Self {
+            subject: subject.into(),
+            reply: None,
+            headers: None,
+            payload,
+        }
+    }
+
+    /// Bytes this message counts against budgets and limits.
+    pub fn size(&self) -> usize {
+        self.subject.len()
+            + self.reply.as_ref().map_or(0, |r| r.len())
+            + self.headers.as_ref().map_or(0, |h| h.len())
+            + self.payload.len()
+    }
+}
+
+/// Router -> connection: one message for one of its subscriptions.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct Deliver {
+    pub sid: ByteString,
+    pub msg: NatsMsg,
+}
+
+/// Router -> internal subscriber (the JetStream API): a request addressed to it.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct InternalMsg {
+    pub msg: NatsMsg,
+}
+
+/// A connection joins the router (again, after CONNECT, to update its options).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Register {
+    pub conn: ConnId,
+    pub addr: Recipient<Deliver>,
+    pub echo: bool,
+    pub no_responders: bool,
+}
+
+/// A connection leaves: all its subscriptions go with it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Deregister {
+    pub conn: ConnId,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Subscribe {
+    pub conn: ConnId,
+    pub sid: ByteString,
+    pub subject: ByteString,
+    pub queue: Option<ByteString>,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Unsubscribe {
+    pub conn: ConnId,
+    pub sid: ByteString,
+}
+
+/// Routes one message.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Publish {
+    /// The publishing connection (for echo and no-responders), None for internal publishers.
+    pub origin: Option<ConnId>,
+    pub msg: NatsMsg,
+    /// Whether streams may capture it; false for a message that is already stored.
+    pub capture: bool,
+    /// The publisher's share of the in-flight budget; kept only if a stream captures the message.
+    pub permit: Option<BudgetPermit>,
+}
+
+/// Adds an internal subscriber for `pattern`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SubscribeInternal {
+    pub pattern: String,
+    pub recipient: Recipient<InternalMsg>,
+}
+
+/// Replaces every stream capture: each pattern with the batcher that stores its messages.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetStreamRoutes {
+    pub routes: Vec<(String, Recipient<StreamPublish>)>,
+}
+
+/// Counts, for monitoring and tests.
+#[derive(Message)]
+#[rtype(result = "RouterStats")]
+pub struct GetStats;
+
+#[derive(Debug, Clone, Default, MessageResponse)]
+pub struct RouterStats {
+    pub connections: usize,
+    pub subscriptions: usize,
+    pub stream_routes: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct ClientSub {
+    conn: ConnId,
+    sid: ByteString,
+    queue: Option<ByteString>,
+}
+
+struct ConnEntry {
+    addr: Recipient<Deliver>,
+    echo: bool,
+    no_responders: bool,
+    /// sid -> (subject, queue), to find the tree entry again on UNSUB.
+    subs: HashMap<ByteString, (ByteString, Option<ByteString>)>,
+}
+
+#[derive(Default)]
+pub struct Router {
+    conns: HashMap<ConnId, ConnEntry>,
+    clients: SubjectTree<ClientSub>,
+    internal: SubjectTree<usize>,
+    internal_recipients: Vec<Recipient<InternalMsg>>,
+    streams: SubjectTree<usize>,
+    stream_recipients: Vec<Recipient<StreamPublish>>,
+    /// Scratch space reused for every publish, so routing does not allocate per message.
+    scratch: Vec<ClientSub>,
+    queues: Vec<(ByteString, Vec<usize>)>,
+}
+
+impl Router {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn route(&mut self, origin: Option<ConnId>, msg: NatsMsg, capture: bool, permit: Option<BudgetPermit>) {
+        if capture {
+            let mut target = None;
+            self.streams
+                .for_each_match(&msg.subject, |i| target = target.or(Some(*i)));
+            if let Some(i) = target {
+                if let Some(r) = self.stream_recipients.get(i) {
+                    // The batcher's mailbox is bounded by the in-flight budget the permit holds.
+                    r.do_send(StreamPublish {
+                        origin,
+                        msg,
+                        permit,
+                    });
+                    return;
+                }
+            }
+        }
+        drop(permit);
+
+        let mut delivered = false;
+        let mut internal_hits: Vec<usize> = Vec::new();
+        self.internal
+            .for_each_match(&msg.subject, |i| internal_hits.push(*i));
+        for i in internal_hits {
+            if let Some(r) = self.internal_recipients.get(i) {
+                r.do_send(InternalMsg { msg: msg.clone() });
+                delivered = true;
+            }
+        }
+
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        self.clients
+            .for_each_match(&msg.subject, |s| scratch.push(s.clone()));
+        let mut queues = std::mem::take(&mut self.queues);
+        queues.clear();
+        for (idx, sub) in scratch.iter().enumerate() {
+            if origin == Some(sub.conn) && self.conns.get(&sub.conn).is_some_and(|c| !c.echo) {
+                continue;
+            }
+            match &sub.queue {
+                None => {
+                    if self.deliver(sub, &msg) {
+                        delivered = true;
+                    }
+                }
+                Some(q) => match queues.iter_mut().find(|(name, _)| name == q) {
+                    Some((_, members)) => members.push(idx),
+                    None => queues.push((q.clone(), vec![idx])),
+                },
+            }
+        }
+        if !queues.is_empty() {
+            let mut rng = rand::rng();
+            for (_, members) in &queues {
+                let pick = members[rng.random_range(0..members.len())];
+                if self.deliver(&scratch[pick], &msg) {
+                    delivered = true;
+                }
+            }
+        }
+        self.scratch = scratch;
+        self.queues = queues;
+
+        if !delivered {
+            self.no_responders(origin, &msg);
+        }
+    }
+
+    fn deliver(&self, sub: &ClientSub, msg: &NatsMsg) -> bool {
+        match self.conns.get(&sub.conn) {
+            Some(c) => {
+                c.addr.do_send(Deliver {
+                    sid: sub.sid.clone(),
+                    msg: msg.clone(),
+                });
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// nats-server answers a request nobody received with a 503 status, sent only to the
+    /// requester's own subscription that matches the reply subject.
+    fn no_responders(&mut self, origin: Option<ConnId>, msg: &NatsMsg) {
+        let (Some(conn), Some(reply)) = (origin, msg.reply.as_ref()) else {
+            return;
+        };
+        let Some(entry) = self.conns.get(&conn) else {
+            return;
+        };
+        if !entry.no_responders {
+            return;
+        }
+        let mut sid = None;
+        self.clients.for_each_match(reply, |s| {
+            if s.conn == conn && sid.is_none() {
+                sid = Some(s.sid.clone());
+            }
+        });
+        if let Some(sid) = sid {
+            entry.addr.do_send(Deliver {
+                sid,
+                msg: NatsMsg {
+                    subject: reply.clone(),
+                    reply: None,
+                    headers: Some(no_responders_headers(&msg.subject)),
+                    payload: Bytes::new(),
+                },
+            });
+        }
+    }
+}
+
+/// `NATS/1.0 503` with the request's subject, byte for byte as nats-server 2.15 sends it.
+fn no_responders_headers(subject: &str) -> Bytes {
+    let mut h = headers::Headers::with_status(503, None);
+    h.insert("Nats-Subject", subject);
+    h.encode()
+}
+
+impl Actor for Router {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Every connection's publishes pass through here; a small mailbox would throttle them all.
+        ctx.set_mailbox_capacity(usize::MAX);
+    }
+}
+
+impl Handler<Register> for Router {
+    type Result = ();
+    fn handle(&mut self, m: Register, _: &mut Self::Context) {
+        match self.conns.get_mut(&m.conn) {
+            Some(e) => {
+                e.addr = m.addr;
+                e.echo = m.echo;
+                e.no_responders = m.no_responders;
+            }
+            None => {
+                self.conns.insert(
+                    m.conn,
+                    ConnEntry {
+                        addr: m.addr,
+                        echo: m.echo,
+                        no_responders: m.no_responders,
+                        subs: HashMap::new(),
+                    },
+                );
+            }
+        }
+    }
+}
+
+impl Handler<Deregister> for Router {
+    type Result = ();
+    fn handle(&mut self, m: Deregister, _: &mut Self::Context) {
+        if let Some(entry) = self.conns.remove(&m.conn) {
+            for (sid, (subject, queue)) in entry.subs {
+                self.clients.remove(
+                    &subject,
+                    &ClientSub {
+                        conn: m.conn,
+                        sid,
+                        queue,
+                    },
+                );
+            }
+        }
+    }
+}
+
+impl Handler<Subscribe> for Router {
+    type Result = ();
+    fn handle(&mut self, m: Subscribe, _: &mut Self::Context) {
+        let Some(entry) = self.conns.get_mut(&m.conn) else {
+            return;
+        };
+        // A re-used sid replaces its old subscription, as in nats-server.
+        if let Some((old_subject, old_queue)) = entry
+            .subs
+            .insert(m.sid.clone(), (m.subject.clone(), m.queue.clone()))
+        {
+            self.clients.remove(
+                &old_subject,
+                &ClientSub {
+                    conn: m.conn,
+                    sid: m.sid.clone(),
+                    queue: old_queue,
+                },
+            );
+        }
+        self.clients.insert(
+            &m.subject,
+            ClientSub {
+                conn: m.conn,
+                sid: m.sid,
+                queue: m.queue,
+            },
+        );
+    }
+}
+
+impl Handler<Unsubscribe> for Router {
+    type Result = ();
+    fn handle(&mut self, m: Unsubscribe, _: &mut Self::Context) {
+        let Some(entry) = self.conns.get_mut(&m.conn) else {
+            return;
+        };
+        if let Some((subject, queue)) = entry.subs.remove(&m.sid) {
+            self.clients.remove(
+                &subject,
+                &ClientSub {
+                    conn: m.conn,
+                    sid: m.sid,
+                    queue,
+                },
+            );
+        }
+    }
+}
+
+impl Handler<Publish> for Router {
+    type Result = ();
+    fn handle(&mut self, m: Publish, _: &mut Self::Context) {
+        self.route(m.origin, m.msg, m.capture, m.permit);
+    }
+}
+
+impl Handler<SubscribeInternal> for Router {
+    type Result = ();
+    fn handle(&mut self, m: SubscribeInternal, _: &mut Self::Context) {
+        self.internal_recipients.push(m.recipient);
+        self.internal
+            .insert(&m.pattern, self.internal_recipients.len() - 1);
+    }
+}
+
+impl Handler<SetStreamRoutes> for Router {
+    type Result = ();
+    fn handle(&mut self, m: SetStreamRoutes, _: &mut Self::Context) {
+        self.streams = SubjectTree::new();
+        self.stream_recipients.clear();
+        for (pattern, recipient) in m.routes {
+            self.stream_recipients.push(recipient);
+            self.streams
+                .insert(&pattern, self.stream_recipients.len() - 1);
+        }
+    }
+}
+
+impl Handler<GetStats> for Router {
+    type Result = RouterStats;
+    fn handle(&mut self, _: GetStats, _: &mut Self::Context) -> RouterStats {
+        RouterStats {
+            connections: self.conns.len(),
+            subscriptions: self.clients.len(),
+            stream_routes: self.stream_recipients.len(),
+        }
+    }
+}

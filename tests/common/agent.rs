@@ -1,0 +1,102 @@
+//! Agents in process: each on its own thread with its own actix system, on free ports.
+
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use infinistream::agent::{self, AgentTuning};
+use infinistream::config::{AgentConfig, BucketUrl, Secret};
+
+pub const GROUP_ID: &str = "test-group";
+pub const GROUP_KEY: &str = "test-group-key-0123456789";
+
+/// A configuration with free ports and small, fast settings.
+pub fn test_config() -> AgentConfig {
+    AgentConfig {
+        group_id: GROUP_ID.into(),
+        group_key: Secret::new(GROUP_KEY),
+        bucket: BucketUrl::Memory {
+            name: "test".into(),
+        },
+        batch_write: Duration::from_millis(50),
+        max_object_bytes: 4 * 1024 * 1024,
+        region: "us-east-1".into(),
+        control_plane_url: "http://127.0.0.1:1".into(),
+        host: "127.0.0.1".into(),
+        port: 0,
+        peer_port: 0,
+        http_port: 0,
+        availability_zone: None,
+        advertise_address: None,
+        workers: 2,
+        max_payload: 1024 * 1024,
+        max_inflight_bytes: 64 * 1024 * 1024,
+        max_inflight_msgs: 100_000,
+        cache_bytes: 64 * 1024 * 1024,
+        graceful_shutdown_timeout: Duration::from_secs(5),
+        server_name: "test-agent".into(),
+    }
+}
+
+pub struct TestAgent {
+    pub port: u16,
+    pub http_port: u16,
+    pub url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl TestAgent {
+    pub fn start() -> Self {
+        Self::start_with(|_, _| {})
+    }
+
+    pub fn start_with(adjust: impl FnOnce(&mut AgentConfig, &mut AgentTuning)) -> Self {
+        let mut config = test_config();
+        let mut tuning = AgentTuning::default();
+        adjust(&mut config, &mut tuning);
+        Self::start_config(config, tuning)
+    }
+
+    pub fn start_config(config: AgentConfig, tuning: AgentTuning) -> Self {
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let system = actix_rt::System::new();
+            system.block_on(async move {
+                let running = match agent::start(config, tuning).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok((running.client_addr.port(), running.http_addr.port())));
+                let _ = stop_rx.await;
+                running.stop().await;
+            });
+        });
+        let (port, http_port) = ready_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("agent thread answered")
+            .expect("agent started");
+        Self {
+            port,
+            http_port,
+            url: format!("nats://127.0.0.1:{port}"),
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for TestAgent {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
