@@ -13,7 +13,12 @@ use actix::prelude::*;
 use tokio::net::TcpListener;
 
 use crate::actors::connection::{Connection, ConnectionSettings};
+use crate::actors::flusher::{Flusher, FlusherSettings};
+use crate::actors::jetstream_api::{JsApi, StreamCatalog};
 use crate::actors::router::Router;
+use crate::actors::sequence_client::{SequenceClient, SequenceSettings};
+use crate::actors::uploader::{RetryPolicy, UploaderPool};
+use crate::control_plane::client::ControlPlaneClient;
 use crate::budget::InflightBudget;
 use crate::config::AgentConfig;
 use crate::protocol::info::{COMPAT_SERVER_VERSION, ServerInfo, new_server_id};
@@ -29,6 +34,8 @@ pub enum AgentError {
     Runtime(std::io::Error),
     #[error("{0}")]
     Startup(String),
+    #[error("cannot open the bucket: {0}")]
+    Bucket(#[from] crate::bucket::BucketError),
 }
 
 /// Knobs tests turn; production uses the defaults.
@@ -37,6 +44,11 @@ pub struct AgentTuning {
     pub ping_interval: Duration,
     pub max_pings_out: u32,
     pub max_pending: usize,
+    /// How often the stream catalog polls the control plane.
+    pub stream_poll_interval: Duration,
+    pub upload_deadline: Duration,
+    pub commit_deadline: Duration,
+    pub uploaders: usize,
 }
 
 impl Default for AgentTuning {
@@ -45,6 +57,10 @@ impl Default for AgentTuning {
             ping_interval: Duration::from_secs(120),
             max_pings_out: 2,
             max_pending: 64 * 1024 * 1024,
+            stream_poll_interval: Duration::from_millis(250),
+            upload_deadline: Duration::from_secs(10),
+            commit_deadline: Duration::from_secs(10),
+            uploaders: 4,
         }
     }
 }
@@ -55,6 +71,8 @@ pub struct RunningAgent {
     pub http_addr: SocketAddr,
     pub server_id: String,
     pub router: Addr<Router>,
+    pub flusher: Addr<Flusher>,
+    pub agent_id: String,
     arbiters: Vec<Arbiter>,
     accept: actix_rt::task::JoinHandle<()>,
     http: actix_web::dev::ServerHandle,
@@ -117,9 +135,66 @@ pub async fn start(config: AgentConfig, tuning: AgentTuning) -> Result<RunningAg
     let settings = Arc::new(settings);
 
     let router = Router::new().start();
+    let agent_id = format!("{}-{}", config.server_name, &server_id[..8]);
 
-    let arbiters: Vec<Arbiter> = (0..config.workers.max(1)).map(|_| Arbiter::new()).collect();
+    // The JetStream write path and API share one arbiter: they exchange many small messages.
+    let js = Arbiter::new();
+    let js_handle = js.handle();
+    let store = crate::bucket::build_object_store(&config.bucket)?;
+    let cp = {
+        let url = config.control_plane_url.clone();
+        let group_id = config.group_id.clone();
+        let key = config.group_key.clone();
+        move || ControlPlaneClient::new(&url, &group_id, &key)
+    };
+    let sequencer = {
+        let cp = cp.clone();
+        let router = router.clone();
+        let settings = SequenceSettings {
+            agent_id: agent_id.clone(),
+            commit_deadline: tuning.commit_deadline,
+            id_prefetch: 16,
+        };
+        SequenceClient::start_in_arbiter(&js_handle, move |_| {
+            SequenceClient::new(settings, cp(), router)
+        })
+    };
+    let uploader = UploaderPool::start_in_arbiters(
+        store.clone(),
+        std::slice::from_ref(&js_handle),
+        tuning.uploaders.max(1),
+        RetryPolicy::default(),
+        crate::actors::uploader::DEFAULT_MAILBOX_CAPACITY,
+    );
+    let flusher = {
+        let settings = FlusherSettings {
+            group_id: config.group_id.clone(),
+            window: config.batch_write,
+            max_object_bytes: config.max_object_bytes,
+            upload_deadline: tuning.upload_deadline,
+        };
+        let sequencer = sequencer.clone();
+        Flusher::start_in_arbiter(&js_handle, move |_| Flusher::new(settings, uploader, sequencer))
+    };
+    let catalog = {
+        let cp = cp.clone();
+        let router = router.clone();
+        let flusher = flusher.clone();
+        let interval = tuning.stream_poll_interval;
+        StreamCatalog::start_in_arbiter(&js_handle, move |_| {
+            StreamCatalog::new(cp(), router, flusher, interval)
+        })
+    };
+    {
+        let cp = cp.clone();
+        let router = router.clone();
+        let store = store.clone();
+        JsApi::start_in_arbiter(&js_handle, move |_| JsApi::new(cp(), router, catalog, store));
+    }
+
+    let mut arbiters: Vec<Arbiter> = (0..config.workers.max(1)).map(|_| Arbiter::new()).collect();
     let handles: Vec<ArbiterHandle> = arbiters.iter().map(|a| a.handle()).collect();
+    arbiters.push(js);
 
     let (http_addr, http) = crate::monitor::start(&config, &server_id, router.clone())
         .await
@@ -157,6 +232,8 @@ pub async fn start(config: AgentConfig, tuning: AgentTuning) -> Result<RunningAg
         http_addr,
         server_id,
         router,
+        flusher,
+        agent_id,
         arbiters,
         accept,
         http,

@@ -17,5 +17,6 @@ pub mod metrics;
 pub mod monitor;
 pub mod playground;
 pub mod protocol;
+pub mod read;
 pub mod subject;
 pub mod workers;

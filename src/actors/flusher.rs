@@ -1,1 +1,241 @@
-//! placeholder
+//! The Flusher: one object per batch window per agent.
+//!
+//! Owns: the window clock, the list of batchers with pending data in the current window, the seal
+//! numbering, and assembling one object from every dirty batcher's messages. Does not own: the
+//! messages between seals (batchers), putting objects (the `Uploader` pool), object ids, commits
+//! or acks (the `SequenceClient`).
+//!
+//! A window opens with the first message after an idle period and seals `window` later, or as soon
+//! as the pending bytes reach `max_object_bytes`. Sealing drains every dirty batcher, builds the
+//! object, uploads it, and hands the outcome to the SequenceClient, which commits in seal order:
+//! uploads of consecutive windows overlap, commits never reorder.
+
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use futures::future::join_all;
+
+use crate::actors::batcher::{Drain, StreamBatch};
+use crate::actors::sequence_client::{NextObjectId, Sealed, SealedObject, SequenceClient};
+use crate::actors::uploader::{Upload, UploaderPool};
+use crate::format::{self, ObjectBuilder, Record};
+use crate::metrics;
+
+/// Batcher -> flusher: it has data for the current window (`first`), or grew by `bytes`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct MarkDirty {
+    pub batcher: Recipient<Drain>,
+    pub first: bool,
+    pub bytes: usize,
+}
+
+/// Seal now whatever is pending (graceful shutdown, tests).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SealNow;
+
+#[derive(Debug, Clone)]
+pub struct FlusherSettings {
+    pub group_id: String,
+    pub window: Duration,
+    pub max_object_bytes: usize,
+    /// How long an upload may take, retries included, before its publishers get an error.
+    pub upload_deadline: Duration,
+}
+
+pub struct Flusher {
+    settings: FlusherSettings,
+    uploader: UploaderPool,
+    sequencer: Addr<SequenceClient>,
+    dirty: Vec<Recipient<Drain>>,
+    bytes: usize,
+    timer: Option<SpawnHandle>,
+    opened: Option<Instant>,
+    next_seal: u64,
+}
+
+impl Flusher {
+    pub fn new(
+        settings: FlusherSettings,
+        uploader: UploaderPool,
+        sequencer: Addr<SequenceClient>,
+    ) -> Self {
+        Self {
+            settings,
+            uploader,
+            sequencer,
+            dirty: Vec::new(),
+            bytes: 0,
+            timer: None,
+            opened: None,
+            next_seal: 0,
+        }
+    }
+
+    fn seal(&mut self, ctx: &mut Context<Self>) {
+        if let Some(t) = self.timer.take() {
+            ctx.cancel_future(t);
+        }
+        let dirty = std::mem::take(&mut self.dirty);
+        self.bytes = 0;
+        let opened = self.opened.take();
+        if dirty.is_empty() {
+            return;
+        }
+        if let Some(opened) = opened {
+            metrics::FLUSH_STAGE
+                .with_label_values(&["wait"])
+                .observe(opened.elapsed().as_secs_f64());
+        }
+        let seal_no = self.next_seal;
+        self.next_seal += 1;
+        let group_id = self.settings.group_id.clone();
+        let deadline = self.settings.upload_deadline;
+        let uploader = self.uploader.clone();
+        let sequencer = self.sequencer.clone();
+        ctx.spawn(
+            async move {
+                let batches: Vec<StreamBatch> = join_all(dirty.iter().map(|b| b.send(Drain)))
+                    .await
+                    .into_iter()
+                    .filter_map(|r| match r {
+                        Ok(batch) if !batch.pending.is_empty() => Some(batch),
+                        Ok(_) => None,
+                        Err(e) => {
+                            // A batcher stops only when its stream is deleted; its publishers
+                            // are answered by the dropped permits' absence of an ack (timeout).
+                            tracing::warn!(error = %e, "draining a batcher failed");
+                            None
+                        }
+                    })
+                    .collect();
+                if batches.is_empty() {
+                    return;
+                }
+                let object = upload_object(&group_id, &batches, deadline, &uploader, &sequencer).await;
+                // Send, not do_send: the sequencer's backlog is bounded by the in-flight budget,
+                // but waiting here keeps the flusher from outrunning it.
+                if let Err(e) = sequencer
+                    .send(Sealed {
+                        seal_no,
+                        batches,
+                        object,
+                    })
+                    .await
+                {
+                    tracing::error!(seal_no, error = %e, "sequence client unreachable; publishers of this object get no answer");
+                }
+            }
+            .into_actor(self),
+        );
+    }
+}
+
+async fn upload_object(
+    group_id: &str,
+    batches: &[StreamBatch],
+    deadline: Duration,
+    uploader: &UploaderPool,
+    sequencer: &Addr<SequenceClient>,
+) -> Result<SealedObject, String> {
+    let object_id = match sequencer.send(NextObjectId).await {
+        Ok(Ok(id)) => id,
+        Ok(Err(e)) => return Err(format!("no object id: {e}")),
+        Err(e) => return Err(format!("no object id: {e}")),
+    };
+    let capacity: usize = batches
+        .iter()
+        .flat_map(|b| b.pending.iter())
+        .map(|p| p.msg.size() + 32)
+        .sum::<usize>()
+        + 1024;
+    let mut builder = ObjectBuilder::with_capacity(capacity);
+    let mut blocks = Vec::with_capacity(batches.len());
+    let mut records = Vec::new();
+    for batch in batches {
+        records.clear();
+        records.extend(batch.pending.iter().map(|p| Record {
+            subject: p.msg.subject.clone(),
+            headers: p.msg.headers.clone(),
+            payload: p.msg.payload.clone(),
+            timestamp_nanos: p.timestamp_nanos,
+        }));
+        blocks.push(builder.add_block(&batch.stream, &records));
+    }
+    let bytes = builder.finish();
+    let size = bytes.len() as u64;
+    let key = format::object_key(group_id, object_id);
+    metrics::OBJECT_BYTES.observe(size as f64);
+    let started = Instant::now();
+    let outcome = uploader
+        .upload(Upload {
+            key: key.clone(),
+            bytes,
+            deadline: Instant::now() + deadline,
+        })
+        .await;
+    let elapsed = started.elapsed().as_secs_f64();
+    metrics::FLUSH_STAGE
+        .with_label_values(&["upload"])
+        .observe(elapsed);
+    match outcome {
+        Ok(_) => {
+            metrics::OBJECT_STORE_OPS
+                .with_label_values(&["put", "ok"])
+                .observe(elapsed);
+            metrics::OBJECTS_WRITTEN.inc();
+            Ok(SealedObject {
+                object_id,
+                key: key.to_string(),
+                size,
+                blocks,
+            })
+        }
+        Err(e) => {
+            metrics::OBJECT_STORE_OPS
+                .with_label_values(&["put", "error"])
+                .observe(elapsed);
+            tracing::warn!(object_key = %key, error = %e, "object upload failed");
+            Err(format!("object upload failed: {e}"))
+        }
+    }
+}
+
+impl Actor for Flusher {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Batchers report at most once per window plus once per 256 KiB: bounded by the budget.
+        ctx.set_mailbox_capacity(usize::MAX);
+    }
+}
+
+impl Handler<MarkDirty> for Flusher {
+    type Result = ();
+
+    fn handle(&mut self, m: MarkDirty, ctx: &mut Self::Context) {
+        if m.first {
+            self.dirty.push(m.batcher);
+        }
+        self.bytes += m.bytes;
+        if self.timer.is_none() {
+            self.opened = Some(Instant::now());
+            self.timer = Some(ctx.run_later(self.settings.window, |act, ctx| {
+                act.timer = None;
+                act.seal(ctx);
+            }));
+        }
+        if self.bytes >= self.settings.max_object_bytes {
+            self.seal(ctx);
+        }
+    }
+}
+
+impl Handler<SealNow> for Flusher {
+    type Result = ();
+
+    fn handle(&mut self, _: SealNow, ctx: &mut Self::Context) {
+        self.seal(ctx);
+    }
+}

@@ -1,1 +1,379 @@
-//! placeholder
+//! The JetStream side of an agent: the `$JS.API` responder and the stream catalog.
+//!
+//! `StreamCatalog` owns the agent's view of which streams exist (polled from the control plane,
+//! and refreshed at once after a stream changes through this agent), one `Batcher` per stream,
+//! and the router's stream captures. `JsApi` owns answering `$JS.API.>` requests: most are relayed
+//! verbatim to the control plane, which holds all JetStream metadata; message reads
+//! (`STREAM.MSG.GET`, `DIRECT.GET`) are served here from the bucket, since message bytes never go
+//! to the control plane.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
+use bytestring::ByteString;
+use object_store::ObjectStore;
+use serde_json::json;
+
+use crate::actors::batcher::Batcher;
+use crate::actors::flusher::Flusher;
+use crate::actors::router::{InternalMsg, NatsMsg, Publish, Router, SetStreamRoutes, SubscribeInternal};
+use crate::control_plane::client::ControlPlaneClient;
+use crate::control_plane::model::{LocateRequest, MessageLocation};
+use crate::jetstream::time::format_nanos;
+use crate::jetstream::{ApiError, StreamConfig};
+use crate::protocol::headers::Headers;
+use crate::read::read_record;
+
+/// Ask the catalog to catch up with the control plane now; answers once routes are in place.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Refresh;
+
+/// A stream's configuration as this agent last saw it.
+#[derive(Message)]
+#[rtype(result = "Option<StreamConfig>")]
+pub struct GetStream(pub String);
+
+pub struct StreamCatalog {
+    client: Rc<ControlPlaneClient>,
+    router: Addr<Router>,
+    flusher: Addr<Flusher>,
+    poll_interval: Duration,
+    version: u64,
+    streams: HashMap<String, (StreamConfig, Addr<Batcher>)>,
+    polling: bool,
+}
+
+impl StreamCatalog {
+    pub fn new(
+        client: ControlPlaneClient,
+        router: Addr<Router>,
+        flusher: Addr<Flusher>,
+        poll_interval: Duration,
+    ) -> Self {
+        Self {
+            client: Rc::new(client),
+            router,
+            flusher,
+            poll_interval,
+            version: 0,
+            streams: HashMap::new(),
+            polling: false,
+        }
+    }
+
+    /// Replaces the catalog with `configs` and the router's captures with theirs.
+    fn apply(&mut self, configs: Vec<StreamConfig>) -> SetStreamRoutes {
+        let mut next = HashMap::with_capacity(configs.len());
+        for config in configs {
+            let batcher = match self.streams.remove(&config.name) {
+                Some((_, batcher)) => batcher,
+                None => Batcher::new(config.name.clone(), self.flusher.clone()).start(),
+            };
+            next.insert(config.name.clone(), (config, batcher));
+        }
+        // Batchers of deleted streams stop once the router and flusher drop their addresses.
+        self.streams = next;
+        let routes = self
+            .streams
+            .values()
+            .flat_map(|(config, batcher)| {
+                config
+                    .subjects
+                    .iter()
+                    .map(move |s| (s.clone(), batcher.clone().recipient()))
+            })
+            .collect();
+        SetStreamRoutes { routes }
+    }
+
+    fn poll(&mut self) -> ResponseActFuture<Self, ()> {
+        if self.polling {
+            return Box::pin(fut::ready(()));
+        }
+        self.polling = true;
+        let client = self.client.clone();
+        let since = self.version;
+        Box::pin(
+            async move { client.streams_since(since).await }
+                .into_actor(self)
+                .then(|res, act, _| {
+                    act.polling = false;
+                    let update = match res {
+                        Ok(snapshot) if snapshot.changed => {
+                            act.version = snapshot.version;
+                            Some(act.apply(snapshot.streams))
+                        }
+                        Ok(_) => None,
+                        Err(e) => {
+                            tracing::debug!(error = %e, "polling streams failed");
+                            None
+                        }
+                    };
+                    let router = act.router.clone();
+                    async move {
+                        if let Some(update) = update {
+                            // Awaited so a stream is routable before its create is answered.
+                            let _ = router.send(update).await;
+                        }
+                    }
+                    .into_actor(act)
+                }),
+        )
+    }
+}
+
+impl Actor for StreamCatalog {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(self.poll_interval, |act, ctx| {
+            let f = act.poll();
+            ctx.spawn(f);
+        });
+        let f = self.poll();
+        ctx.spawn(f);
+    }
+}
+
+impl Handler<Refresh> for StreamCatalog {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, _: Refresh, _: &mut Self::Context) -> Self::Result {
+        if !self.polling {
+            return self.poll();
+        }
+        // A poll is under way but may have started before the change; wait it out, then poll.
+        Box::pin(
+            async { actix_rt::time::sleep(Duration::from_millis(5)).await }
+                .into_actor(self)
+                .then(|_, act, _| act.poll()),
+        )
+    }
+}
+
+impl Handler<GetStream> for StreamCatalog {
+    type Result = Option<StreamConfig>;
+
+    fn handle(&mut self, m: GetStream, _: &mut Self::Context) -> Self::Result {
+        self.streams.get(&m.0).map(|(c, _)| c.clone())
+    }
+}
+
+pub struct JsApi {
+    client: Rc<ControlPlaneClient>,
+    router: Addr<Router>,
+    catalog: Addr<StreamCatalog>,
+    store: Arc<dyn ObjectStore>,
+}
+
+const API_PREFIX: &str = "$JS.API.";
+
+impl JsApi {
+    pub fn new(
+        client: ControlPlaneClient,
+        router: Addr<Router>,
+        catalog: Addr<StreamCatalog>,
+        store: Arc<dyn ObjectStore>,
+    ) -> Self {
+        Self {
+            client: Rc::new(client),
+            router,
+            catalog,
+            store,
+        }
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(503, 10008, format!("jetstream system temporarily unavailable: {e}"))
+}
+
+fn error_body(kind: &str, e: &ApiError) -> Bytes {
+    Bytes::from(json!({"type": kind, "error": e}).to_string())
+}
+
+fn reply(router: &Addr<Router>, to: ByteString, headers: Option<Bytes>, payload: Bytes) {
+    router.do_send(Publish {
+        origin: None,
+        msg: NatsMsg {
+            subject: to,
+            reply: None,
+            headers,
+            payload,
+        },
+        capture: false,
+        permit: None,
+    });
+}
+
+/// `STREAM.MSG.GET`'s answer: the message with headers and data in base64.
+fn msg_get_body(loc: &MessageLocation, headers: Option<&Bytes>, payload: &Bytes) -> Bytes {
+    let mut message = json!({
+        "subject": loc.subject,
+        "seq": loc.seq,
+        "time": format_nanos(loc.timestamp_nanos),
+    });
+    if !payload.is_empty() {
+        message["data"] = json!(BASE64.encode(payload));
+    }
+    if let Some(h) = headers.filter(|h| !h.is_empty()) {
+        message["hdrs"] = json!(BASE64.encode(h));
+    }
+    Bytes::from(
+        json!({"type": "io.nats.jetstream.api.v1.stream_msg_get_response", "message": message})
+            .to_string(),
+    )
+}
+
+/// `DIRECT.GET`'s answer: the stored message with nats-server's `Nats-*` headers added.
+fn direct_headers(loc: &MessageLocation, stream: &str, original: Option<&Bytes>) -> Bytes {
+    let mut h = original
+        .and_then(|raw| Headers::parse(raw).ok())
+        .unwrap_or_default();
+    h.insert("Nats-Stream", stream);
+    h.insert("Nats-Subject", loc.subject.as_str());
+    h.insert("Nats-Sequence", loc.seq.to_string());
+    h.insert("Nats-Time-Stamp", format_nanos(loc.timestamp_nanos));
+    h.encode()
+}
+
+const MSG_GET_KIND: &str = "io.nats.jetstream.api.v1.stream_msg_get_response";
+
+impl Actor for JsApi {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.router.do_send(SubscribeInternal {
+            pattern: "$JS.API.>".to_string(),
+            recipient: ctx.address().recipient(),
+        });
+    }
+}
+
+impl Handler<InternalMsg> for JsApi {
+    type Result = ();
+
+    fn handle(&mut self, m: InternalMsg, ctx: &mut Self::Context) {
+        let Some(reply_to) = m.msg.reply.clone() else {
+            return;
+        };
+        let Some(api) = m.msg.subject.strip_prefix(API_PREFIX).map(str::to_string) else {
+            return;
+        };
+        let client = self.client.clone();
+        let router = self.router.clone();
+        let catalog = self.catalog.clone();
+        let store = self.store.clone();
+        let body = m.msg.payload;
+
+        if let Some(stream) = api.strip_prefix("STREAM.MSG.GET.") {
+            let stream = stream.to_string();
+            ctx.spawn(
+                async move {
+                    let out = match serde_json::from_slice::<LocateRequest>(&body) {
+                        Err(e) => error_body(MSG_GET_KIND, &ApiError::invalid_json(e)),
+                        Ok(req) => match client.locate(&stream, &req).await {
+                            Err(e) => error_body(MSG_GET_KIND, &unavailable(e)),
+                            Ok(Err(api_err)) => error_body(MSG_GET_KIND, &api_err),
+                            Ok(Ok(loc)) => match read_record(&store, &loc).await {
+                                Ok(rec) => msg_get_body(&loc, rec.headers.as_ref(), &rec.payload),
+                                Err(e) => error_body(MSG_GET_KIND, &ApiError::stream_general(e)),
+                            },
+                        },
+                    };
+                    reply(&router, reply_to, None, out);
+                }
+                .into_actor(self),
+            );
+            return;
+        }
+
+        if let Some(rest) = api.strip_prefix("DIRECT.GET.") {
+            // `DIRECT.GET.<stream>` with a JSON body, or `DIRECT.GET.<stream>.<subject>`.
+            let (stream, by_subject) = match rest.split_once('.') {
+                Some((s, subj)) => (s.to_string(), Some(subj.to_string())),
+                None => (rest.to_string(), None),
+            };
+            ctx.spawn(
+                async move {
+                    let direct = catalog
+                        .send(GetStream(stream.clone()))
+                        .await
+                        .ok()
+                        .flatten()
+                        .is_some_and(|c| c.allow_direct);
+                    if !direct {
+                        // nats-server has no responder on this subject unless allow_direct is set.
+                        reply(&router, reply_to, Some(status(503, None)), Bytes::new());
+                        return;
+                    }
+                    let req = match by_subject {
+                        Some(subject) => Ok(LocateRequest::last_by_subject(subject)),
+                        None => serde_json::from_slice::<LocateRequest>(&body),
+                    };
+                    let Ok(req) = req else {
+                        reply(&router, reply_to, Some(status(408, Some("Bad Request"))), Bytes::new());
+                        return;
+                    };
+                    match client.locate(&stream, &req).await {
+                        Ok(Ok(loc)) => match read_record(&store, &loc).await {
+                            Ok(rec) => reply(
+                                &router,
+                                reply_to,
+                                Some(direct_headers(&loc, &stream, rec.headers.as_ref())),
+                                rec.payload,
+                            ),
+                            Err(e) => {
+                                tracing::warn!(stream = %stream, error = %e, "direct get read failed");
+                                reply(&router, reply_to, Some(status(500, Some("Internal Error"))), Bytes::new())
+                            }
+                        },
+                        Ok(Err(_)) => reply(
+                            &router,
+                            reply_to,
+                            Some(status(404, Some("Message Not Found"))),
+                            Bytes::new(),
+                        ),
+                        Err(e) => {
+                            tracing::warn!(stream = %stream, error = %e, "direct get locate failed");
+                            reply(&router, reply_to, Some(status(503, None)), Bytes::new())
+                        }
+                    }
+                }
+                .into_actor(self),
+            );
+            return;
+        }
+
+        let mutates = api.starts_with("STREAM.CREATE.")
+            || api.starts_with("STREAM.UPDATE.")
+            || api.starts_with("STREAM.DELETE.");
+        ctx.spawn(
+            async move {
+                let out = match client.js_api(&api, body).await {
+                    Ok(out) => out,
+                    Err(e) => {
+                        tracing::warn!(api = %api, error = %e, "control plane unreachable for a jetstream request");
+                        Bytes::from(json!({"error": unavailable(e)}).to_string())
+                    }
+                };
+                if mutates {
+                    let _ = catalog.send(Refresh).await;
+                }
+                reply(&router, reply_to, None, out);
+            }
+            .into_actor(self),
+        );
+    }
+}
+
+fn status(code: u16, description: Option<&str>) -> Bytes {
+    crate::protocol::headers::status_only(code, description)
+}

@@ -1,0 +1,44 @@
+//! The same scenarios with nats.py, the Python client, unmodified. The interpreter comes from
+//! `INFINISTREAM_TEST_PYTHON` (set by `scripts/test.sh`, which installs nats-py into a venv), else
+//! `python3`; a missing nats-py fails the test with what to run.
+
+mod common;
+
+use std::process::Command;
+
+use common::TestAgent;
+
+fn python() -> String {
+    std::env::var("INFINISTREAM_TEST_PYTHON").unwrap_or_else(|_| "python3".to_string())
+}
+
+fn run_scenario(script: &str, url: &str) {
+    let py = python();
+    let has_nats = Command::new(&py)
+        .args(["-c", "import nats"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        has_nats,
+        "{py} cannot import nats (nats-py): run ./scripts/test.sh, which installs it"
+    );
+    let path = format!("{}/tests/python/{script}", env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(&py)
+        .arg(&path)
+        .arg(url)
+        .output()
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{script} failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(stdout.contains(": ok"), "{script} did not finish: {stdout}");
+}
+
+#[test]
+fn nats_py_core_scenario() {
+    let agent = TestAgent::start();
+    run_scenario("core_scenario.py", &agent.url);
+}
