@@ -76,11 +76,14 @@ pub fn parse_s3_option(key: &str, value: &str) -> Result<S3Option, BucketError> 
         "endpoint_url" => "endpoint",
         other => other,
     };
-    let config_key = AmazonS3ConfigKey::from_str(canonical).map_err(|_| BucketError::UnknownOption {
-        key: key.to_owned(),
-    })?;
-    if matches!(config_key, AmazonS3ConfigKey::Client(ClientConfigKey::AllowHttp))
-        && parse_bool(value).is_none()
+    let config_key =
+        AmazonS3ConfigKey::from_str(canonical).map_err(|_| BucketError::UnknownOption {
+            key: key.to_owned(),
+        })?;
+    if matches!(
+        config_key,
+        AmazonS3ConfigKey::Client(ClientConfigKey::AllowHttp)
+    ) && parse_bool(value).is_none()
     {
         return Err(invalid("must be true or false"));
     }
@@ -114,7 +117,10 @@ pub fn build_object_store(url: &BucketUrl) -> Result<Arc<dyn ObjectStore>, Bucke
     }
 }
 
-fn build_s3(bucket: &str, options: &[(String, String)]) -> Result<Arc<dyn ObjectStore>, BucketError> {
+fn build_s3(
+    bucket: &str,
+    options: &[(String, String)],
+) -> Result<Arc<dyn ObjectStore>, BucketError> {
     let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
     let mut retry = RetryConfig::default();
     let mut allow_http_set = false;
@@ -171,9 +177,15 @@ mod tests {
                 "{key}"
             );
         }
-        assert!(matches!(parse_s3_option("allow_http", "true"), Ok(S3Option::Key(..))));
+        assert!(matches!(
+            parse_s3_option("allow_http", "true"),
+            Ok(S3Option::Key(..))
+        ));
         assert!(parse_s3_option("allow_http", "maybe").is_err());
-        assert_eq!(parse_s3_option("max_retries", "0").unwrap(), S3Option::MaxRetries(0));
+        assert_eq!(
+            parse_s3_option("max_retries", "0").unwrap(),
+            S3Option::MaxRetries(0)
+        );
         assert_eq!(
             parse_s3_option("retry_timeout", "5s").unwrap(),
             S3Option::RetryTimeout(Duration::from_secs(5))

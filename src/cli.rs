@@ -64,10 +64,20 @@ pub enum CliCommand {
 #[derive(Debug, Args)]
 pub struct CommonArgs {
     /// TOML file of settings; keys are the long flag names (dashes or underscores).
-    #[arg(long, value_name = "FILE", env = "INFINISTREAM_CONFIG", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "INFINISTREAM_CONFIG",
+        hide_env_values = true
+    )]
     pub config: Option<PathBuf>,
     /// Log format: json (one JSON object per line) or text (for people) [default: json].
-    #[arg(long, value_name = "FORMAT", env = "INFINISTREAM_LOG_FORMAT", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "FORMAT",
+        env = "INFINISTREAM_LOG_FORMAT",
+        hide_env_values = true
+    )]
     pub log_format: Option<String>,
 }
 
@@ -75,25 +85,61 @@ pub struct CommonArgs {
 #[derive(Debug, Args)]
 pub struct AgentRuntimeArgs {
     /// Batch window: one object per window; `100`, `100ms`, `0.1s`; 50ms–500ms [default: 250ms].
-    #[arg(long, value_name = "DURATION", env = "INFINISTREAM_BATCH_WRITE", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "INFINISTREAM_BATCH_WRITE",
+        hide_env_values = true
+    )]
     pub batch_write: Option<String>,
     /// Interface the listeners bind [default: 0.0.0.0].
-    #[arg(long, value_name = "HOST", env = "INFINISTREAM_HOST", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "HOST",
+        env = "INFINISTREAM_HOST",
+        hide_env_values = true
+    )]
     pub host: Option<String>,
     /// NATS client port; 0 picks a free port [default: 4222].
-    #[arg(short = 'p', long, value_name = "PORT", env = "INFINISTREAM_PORT", hide_env_values = true)]
+    #[arg(
+        short = 'p',
+        long,
+        value_name = "PORT",
+        env = "INFINISTREAM_PORT",
+        hide_env_values = true
+    )]
     pub port: Option<String>,
     /// Port for other agents [default: 9222].
-    #[arg(long, value_name = "PORT", env = "INFINISTREAM_PEER_PORT", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "PORT",
+        env = "INFINISTREAM_PEER_PORT",
+        hide_env_values = true
+    )]
     pub peer_port: Option<String>,
     /// HTTP port (health, metrics) [default: 8222].
-    #[arg(long, value_name = "PORT", env = "INFINISTREAM_HTTP_PORT", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "PORT",
+        env = "INFINISTREAM_HTTP_PORT",
+        hide_env_values = true
+    )]
     pub http_port: Option<String>,
     /// Worker (arbiter) count [default: from the cgroup CPU quota, else the number of cores].
-    #[arg(long, value_name = "N", env = "INFINISTREAM_WORKERS", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "N",
+        env = "INFINISTREAM_WORKERS",
+        hide_env_values = true
+    )]
     pub workers: Option<String>,
     /// Largest message payload; `1048576`, `1MiB`, `512KiB`, `1MB` [default: 1MiB].
-    #[arg(long, value_name = "SIZE", env = "INFINISTREAM_MAX_PAYLOAD", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "SIZE",
+        env = "INFINISTREAM_MAX_PAYLOAD",
+        hide_env_values = true
+    )]
     pub max_payload: Option<String>,
     /// An object is sealed early when it reaches this size [default: 4MiB].
     #[arg(
@@ -120,7 +166,12 @@ pub struct AgentRuntimeArgs {
     )]
     pub max_inflight_msgs: Option<String>,
     /// Read cache size; 0 disables it [default: 256MiB].
-    #[arg(long, value_name = "SIZE", env = "INFINISTREAM_CACHE_BYTES", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "SIZE",
+        env = "INFINISTREAM_CACHE_BYTES",
+        hide_env_values = true
+    )]
     pub cache_bytes: Option<String>,
     /// How long to drain in-flight work on SIGTERM; a bare number is seconds [default: 60s].
     #[arg(
@@ -131,23 +182,48 @@ pub struct AgentRuntimeArgs {
     )]
     pub graceful_shutdown_timeout: Option<String>,
     /// Server name announced to clients [default: the host name].
-    #[arg(long, value_name = "NAME", env = "INFINISTREAM_SERVER_NAME", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "INFINISTREAM_SERVER_NAME",
+        hide_env_values = true
+    )]
     pub server_name: Option<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct AgentArgs {
     /// Agent group id (required).
-    #[arg(long, value_name = "ID", env = "INFINISTREAM_GROUP_ID", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "ID",
+        env = "INFINISTREAM_GROUP_ID",
+        hide_env_values = true
+    )]
     pub group_id: Option<String>,
     /// Agent group key (required, secret).
-    #[arg(long, value_name = "KEY", env = "INFINISTREAM_GROUP_KEY", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "INFINISTREAM_GROUP_KEY",
+        hide_env_values = true
+    )]
     pub group_key: Option<String>,
     /// Bucket URL (required): `s3://BUCKET?endpoint=…&region=…`, `file:///path` or `mem://name`.
-    #[arg(long, value_name = "URL", env = "INFINISTREAM_BUCKET_NAME", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "INFINISTREAM_BUCKET_NAME",
+        hide_env_values = true
+    )]
     pub bucket_name: Option<String>,
     /// Control plane region [default: us-east-1].
-    #[arg(long, value_name = "REGION", env = "INFINISTREAM_REGION", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "REGION",
+        env = "INFINISTREAM_REGION",
+        hide_env_values = true
+    )]
     pub region: Option<String>,
     /// Control plane URL; overrides the region's endpoint.
     #[arg(
@@ -182,19 +258,39 @@ pub struct AgentArgs {
 #[derive(Debug, Args)]
 pub struct ControlPlaneArgs {
     /// Address to listen on [default: 127.0.0.1:8080].
-    #[arg(long, value_name = "ADDR", env = "INFINISTREAM_LISTEN", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "INFINISTREAM_LISTEN",
+        hide_env_values = true
+    )]
     pub listen: Option<String>,
     /// Directory of the metadata database [default: ./infinistream-control-plane].
-    #[arg(long, value_name = "DIR", env = "INFINISTREAM_DATA_DIR", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "INFINISTREAM_DATA_DIR",
+        hide_env_values = true
+    )]
     pub data_dir: Option<String>,
     /// Keep everything in memory (tests only: all metadata is lost on exit).
     #[arg(long, env = "INFINISTREAM_IN_MEMORY", hide_env_values = true)]
     pub in_memory: bool,
     /// Agent group id served (required).
-    #[arg(long, value_name = "ID", env = "INFINISTREAM_GROUP_ID", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "ID",
+        env = "INFINISTREAM_GROUP_ID",
+        hide_env_values = true
+    )]
     pub group_id: Option<String>,
     /// Agent group key served (required, secret).
-    #[arg(long, value_name = "KEY", env = "INFINISTREAM_GROUP_KEY", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "INFINISTREAM_GROUP_KEY",
+        hide_env_values = true
+    )]
     pub group_key: Option<String>,
     #[command(flatten)]
     pub common: CommonArgs,
@@ -203,7 +299,12 @@ pub struct ControlPlaneArgs {
 #[derive(Debug, Args)]
 pub struct PlaygroundArgs {
     /// Directory holding the bucket and the control plane data [default: ./infinistream-data].
-    #[arg(long, value_name = "DIR", env = "INFINISTREAM_DIR", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "INFINISTREAM_DIR",
+        hide_env_values = true
+    )]
     pub dir: Option<String>,
     #[command(flatten)]
     pub runtime: AgentRuntimeArgs,
@@ -297,7 +398,10 @@ fn subcommand(name: &str) -> Option<clap::Command> {
 
 /// Parses a whole command line (`argv[0]` included) against `env`.
 pub fn parse(argv: &[String], env: &HashMap<String, String>) -> Result<Invocation, CliExit> {
-    let program = argv.first().cloned().unwrap_or_else(|| "infinistream".to_owned());
+    let program = argv
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "infinistream".to_owned());
     let rest = argv.get(1..).unwrap_or_default();
     let args = expand_options_files(rest).map_err(CliExit::Invalid)?;
     let full: Vec<String> = std::iter::once(program).chain(args).collect();
@@ -356,7 +460,10 @@ fn clap_exit(err: clap::Error, full: &[String]) -> CliExit {
 
 /// Parses the arguments of one subcommand (without the program and subcommand names), options
 /// files expanded. Used by the pure `config::load_*` functions.
-pub(crate) fn parse_subcommand(name: &str, args: &[String]) -> Result<clap::ArgMatches, ConfigErrors> {
+pub(crate) fn parse_subcommand(
+    name: &str,
+    args: &[String],
+) -> Result<clap::ArgMatches, ConfigErrors> {
     let Some(cmd) = subcommand(name) else {
         return Err(ConfigErrors(vec![ConfigError::Usage(format!(
             "unknown command {name:?}"
@@ -365,7 +472,9 @@ pub(crate) fn parse_subcommand(name: &str, args: &[String]) -> Result<clap::ArgM
     let args = expand_options_files(args)?;
     let full = std::iter::once(name.to_owned()).chain(args);
     cmd.try_get_matches_from(full).map_err(|err| {
-        ConfigErrors(vec![ConfigError::Usage(first_line(&err.render().to_string()))])
+        ConfigErrors(vec![ConfigError::Usage(first_line(
+            &err.render().to_string(),
+        ))])
     })
 }
 
@@ -434,10 +543,7 @@ pub fn parse_options_file(text: &str) -> Result<Vec<String>, Vec<(usize, String)
             .find(|c: char| c == '=' || c.is_whitespace())
             .unwrap_or(line.len());
         let (flag, rest) = line.split_at(name_end);
-        let value = rest
-            .strip_prefix('=')
-            .unwrap_or(rest)
-            .trim();
+        let value = rest.strip_prefix('=').unwrap_or(rest).trim();
         let has_value = !rest.is_empty();
         if !has_value {
             args.push(flag.to_owned());
@@ -555,7 +661,11 @@ mod tests {
 
     #[test]
     fn bench_is_not_implemented() {
-        let exit = parse(&s(&["infinistream", "bench", "--anything"]), &HashMap::new()).unwrap_err();
+        let exit = parse(
+            &s(&["infinistream", "bench", "--anything"]),
+            &HashMap::new(),
+        )
+        .unwrap_err();
         assert_eq!(exit.exit_code(), 2);
         assert_eq!(exit.to_string(), "error: bench is not implemented yet");
     }
@@ -582,7 +692,9 @@ mod tests {
             &env,
         )
         .unwrap();
-        let Run::Agent(cfg) = inv.run else { panic!("not an agent") };
+        let Run::Agent(cfg) = inv.run else {
+            panic!("not an agent")
+        };
         assert_eq!(cfg.port, 2);
     }
 }

@@ -459,19 +459,34 @@ pub enum ConfigError {
         origin: Origin,
         reason: String,
     },
-    BatchWriteOutOfRange { value: String, origin: Origin },
+    BatchWriteOutOfRange {
+        value: String,
+        origin: Origin,
+    },
     /// `value` is already redacted.
     Bucket {
         value: String,
         origin: Origin,
         reason: BucketUrlError,
     },
-    UnknownRegion { region: String, origin: Origin },
+    UnknownRegion {
+        region: String,
+        origin: Origin,
+    },
     /// Values that are fine alone but not together.
     Conflict(String),
-    ConfigFile { path: PathBuf, reason: String },
-    UnknownKey { path: PathBuf, key: String },
-    OptionsFile { path: PathBuf, reason: String },
+    ConfigFile {
+        path: PathBuf,
+        reason: String,
+    },
+    UnknownKey {
+        path: PathBuf,
+        key: String,
+    },
+    OptionsFile {
+        path: PathBuf,
+        reason: String,
+    },
     /// A grammar error from the command line (unknown flag, …).
     Usage(String),
 }
@@ -608,12 +623,7 @@ pub(crate) fn agent_from_matches(
     let control_plane_url = match r.get("control_plane_url") {
         Some((value, origin)) => {
             let (value, origin) = (value.to_owned(), origin.clone());
-            r.check(
-                "control plane URL",
-                &value,
-                &origin,
-                parse_http_url(&value),
-            )
+            r.check("control plane URL", &value, &origin, parse_http_url(&value))
         }
         None => match region_endpoint(&region) {
             Some(url) => Some(url.to_owned()),
@@ -844,11 +854,10 @@ fn resolve(
             .filter(|v| !v.is_empty())
             .map(PathBuf::from),
     };
-    if let Some(path) = &config_file {
-        match read_config_file(path, &keys, errors) {
-            Some(layer) => builder = builder.add_source(layer),
-            None => {}
-        }
+    if let Some(path) = &config_file
+        && let Some(layer) = read_config_file(path, &keys, errors)
+    {
+        builder = builder.add_source(layer);
     }
 
     let env_layer = keys.iter().filter_map(|key| {
@@ -1167,12 +1176,9 @@ impl Reader {
                 parse_count(s, 1, MAX_WORKERS)
             }),
         };
-        let max_payload = self.parsed(
-            "max_payload",
-            "max payload",
-            DEFAULT_MAX_PAYLOAD,
-            |s| parse_size_in(s, 1, MAX_MAX_PAYLOAD),
-        );
+        let max_payload = self.parsed("max_payload", "max payload", DEFAULT_MAX_PAYLOAD, |s| {
+            parse_size_in(s, 1, MAX_MAX_PAYLOAD)
+        });
         let max_object_bytes = self.parsed(
             "max_object_bytes",
             "max object bytes",
@@ -1270,8 +1276,9 @@ pub fn parse_duration(s: &str, bare_unit: Duration) -> Result<Duration, String> 
             ));
         }
     };
-    let nanos = scale_decimal(number, unit_nanos)
-        .ok_or_else(|| "must be a number with an optional unit, such as 250ms or 0.25s".to_owned())?;
+    let nanos = scale_decimal(number, unit_nanos).ok_or_else(|| {
+        "must be a number with an optional unit, such as 250ms or 0.25s".to_owned()
+    })?;
     let secs = u64::try_from(nanos / 1_000_000_000).map_err(|_| "too large".to_owned())?;
     let sub = u32::try_from(nanos % 1_000_000_000).map_err(|_| "too large".to_owned())?;
     Ok(Duration::new(secs, sub))
@@ -1404,9 +1411,9 @@ fn parse_http_url(s: &str) -> Result<String, String> {
 pub fn format_duration(d: Duration) -> String {
     if d.subsec_nanos() == 0 {
         format!("{}s", d.as_secs())
-    } else if d.as_nanos() % 1_000_000 == 0 && d < Duration::from_secs(10) {
+    } else if d.as_nanos().is_multiple_of(1_000_000) && d < Duration::from_secs(10) {
         format!("{}ms", d.as_millis())
-    } else if d.as_nanos() % 1_000 == 0 && d < Duration::from_millis(1) {
+    } else if d.as_nanos().is_multiple_of(1_000) && d < Duration::from_millis(1) {
         format!("{}us", d.as_micros())
     } else {
         format!("{}s", d.as_secs_f64())
@@ -1417,7 +1424,7 @@ pub fn format_duration(d: Duration) -> String {
 pub fn format_size(bytes: usize) -> String {
     const UNITS: [(usize, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
     for (unit, name) in UNITS {
-        if bytes >= unit && bytes % unit == 0 {
+        if bytes >= unit && bytes.is_multiple_of(unit) {
             return format!("{}{name}", bytes / unit);
         }
     }
@@ -1550,16 +1557,21 @@ batch_write = 100
         let file = dir.path().join("agent.toml");
         std::fs::write(&file, "group-id = \"g\"\nbogus-key = 1\nport = \"x\"\n").unwrap();
         let e = env(&[("INFINISTREAM_CONFIG", file.to_str().unwrap())]);
-        let errors = load_agent(&args(&["--group-key=k", "--bucket-name=mem://b"]), &e).unwrap_err();
+        let errors =
+            load_agent(&args(&["--group-key=k", "--bucket-name=mem://b"]), &e).unwrap_err();
         let m = messages(&errors);
-        assert!(m.iter().any(|l| l.contains("unknown key \"bogus-key\"")), "{m:?}");
         assert!(
-            m.iter().any(|l| l.starts_with("invalid port \"x\" from config file")),
+            m.iter().any(|l| l.contains("unknown key \"bogus-key\"")),
+            "{m:?}"
+        );
+        assert!(
+            m.iter()
+                .any(|l| l.starts_with("invalid port \"x\" from config file")),
             "{m:?}"
         );
 
-        let missing = load_agent(&args(&["--config=/nonexistent/x.toml"]), &HashMap::new())
-            .unwrap_err();
+        let missing =
+            load_agent(&args(&["--config=/nonexistent/x.toml"]), &HashMap::new()).unwrap_err();
         assert!(messages(&missing)[0].contains("/nonexistent/x.toml: not found"));
     }
 
@@ -1598,7 +1610,13 @@ batch_write = 100
 
     #[test]
     fn batch_write_bounds() {
-        for (value, ms) in [("100", 100), ("100ms", 100), ("0.1s", 100), ("50ms", 50), ("500ms", 500)] {
+        for (value, ms) in [
+            ("100", 100),
+            ("100ms", 100),
+            ("0.1s", 100),
+            ("50ms", 50),
+            ("500ms", 500),
+        ] {
             let mut a = required_flags();
             a.push(format!("--batch-write={value}"));
             let cfg = load_agent(&a, &HashMap::new()).unwrap();
@@ -1610,7 +1628,10 @@ batch_write = 100
             assert!(line.contains("--batch-write"), "{line}");
         }
         let line = one_error(&["--batch-write=fast"]);
-        assert!(line.starts_with("invalid batch write \"fast\" from --batch-write"), "{line}");
+        assert!(
+            line.starts_with("invalid batch write \"fast\" from --batch-write"),
+            "{line}"
+        );
     }
 
     #[test]
@@ -1621,9 +1642,15 @@ batch_write = 100
             "invalid port \"70000\" from --port: must be a number from 0 to 65535 (0 picks a free port)"
         );
         let line = one_error(&["--http-port=abc"]);
-        assert!(line.starts_with("invalid HTTP port \"abc\" from --http-port"), "{line}");
+        assert!(
+            line.starts_with("invalid HTTP port \"abc\" from --http-port"),
+            "{line}"
+        );
         let line = one_error(&["--peer-port=4222"]);
-        assert!(line.contains("--port and --peer-port are both 4222"), "{line}");
+        assert!(
+            line.contains("--port and --peer-port are both 4222"),
+            "{line}"
+        );
         let mut a = required_flags();
         a.extend(args(&["-p", "0", "--peer-port", "0", "--http-port", "0"]));
         let cfg = load_agent(&a, &HashMap::new()).unwrap();
@@ -1633,13 +1660,21 @@ batch_write = 100
     #[test]
     fn region_and_control_plane_url() {
         let line = one_error(&["--region=mars-1"]);
-        assert!(line.starts_with("unknown region \"mars-1\" from --region: known regions are us-east-1"), "{line}");
+        assert!(
+            line.starts_with(
+                "unknown region \"mars-1\" from --region: known regions are us-east-1"
+            ),
+            "{line}"
+        );
         let mut a = required_flags();
         a.push("--region=eu-west-1".to_owned());
         let cfg = load_agent(&a, &HashMap::new()).unwrap();
         assert_eq!(cfg.control_plane_url, "https://api-euw1.infinistream.io");
         let line = one_error(&["--control-plane-url=ftp://x"]);
-        assert!(line.contains("must be an http:// or https:// URL"), "{line}");
+        assert!(
+            line.contains("must be an http:// or https:// URL"),
+            "{line}"
+        );
     }
 
     #[test]
@@ -1722,9 +1757,14 @@ batch_write = 100
             "s3://my-bucket?endpoint=http%3A%2F%2F127.0.0.1%3A9000&region=us-east-1&access_key_id=AK&secret_access_key=a+b/c&allow_http=true",
         )
         .unwrap();
-        let BucketUrl::S3 { bucket, options } = &url else { panic!() };
+        let BucketUrl::S3 { bucket, options } = &url else {
+            panic!()
+        };
         assert_eq!(bucket, "my-bucket");
-        assert_eq!(options[0], ("endpoint".to_owned(), "http://127.0.0.1:9000".to_owned()));
+        assert_eq!(
+            options[0],
+            ("endpoint".to_owned(), "http://127.0.0.1:9000".to_owned())
+        );
         assert_eq!(url.option("secret_access_key"), Some("a+b/c"));
         assert_eq!(
             url.redacted(),
@@ -1735,26 +1775,54 @@ batch_write = 100
 
         assert_eq!(
             BucketUrl::parse("s3://b/").unwrap(),
-            BucketUrl::S3 { bucket: "b".into(), options: vec![] }
+            BucketUrl::S3 {
+                bucket: "b".into(),
+                options: vec![]
+            }
         );
-        assert_eq!(BucketUrl::parse("s3://b/prefix"), Err(BucketUrlError::S3Path));
-        assert_eq!(BucketUrl::parse("s3://"), Err(BucketUrlError::MissingBucket));
+        assert_eq!(
+            BucketUrl::parse("s3://b/prefix"),
+            Err(BucketUrlError::S3Path)
+        );
+        assert_eq!(
+            BucketUrl::parse("s3://"),
+            Err(BucketUrlError::MissingBucket)
+        );
         assert_eq!(BucketUrl::parse("bucket"), Err(BucketUrlError::NotAUrl));
-        assert!(matches!(BucketUrl::parse("s3://b?nonsense=1"), Err(BucketUrlError::Option(_))));
-        assert!(matches!(BucketUrl::parse("s3://b?session_token=T&aws_token=U"), Ok(_)));
-        let redacted = BucketUrl::parse("s3://b?session_token=T1&aws_token=T2").unwrap().redacted();
-        assert!(!redacted.contains("T1") && !redacted.contains("T2"), "{redacted}");
+        assert!(matches!(
+            BucketUrl::parse("s3://b?nonsense=1"),
+            Err(BucketUrlError::Option(_))
+        ));
+        assert!(BucketUrl::parse("s3://b?session_token=T&aws_token=U").is_ok());
+        let redacted = BucketUrl::parse("s3://b?session_token=T1&aws_token=T2")
+            .unwrap()
+            .redacted();
+        assert!(
+            !redacted.contains("T1") && !redacted.contains("T2"),
+            "{redacted}"
+        );
         assert_eq!(
             BucketUrl::parse("file:///var/lib/x").unwrap(),
-            BucketUrl::File { path: "/var/lib/x".into() }
+            BucketUrl::File {
+                path: "/var/lib/x".into()
+            }
         );
-        assert_eq!(BucketUrl::parse("file:///var/lib/x").unwrap().redacted(), "file:///var/lib/x");
-        assert_eq!(BucketUrl::parse("file:///x?y=1"), Err(BucketUrlError::FileQuery));
+        assert_eq!(
+            BucketUrl::parse("file:///var/lib/x").unwrap().redacted(),
+            "file:///var/lib/x"
+        );
+        assert_eq!(
+            BucketUrl::parse("file:///x?y=1"),
+            Err(BucketUrlError::FileQuery)
+        );
         assert_eq!(
             BucketUrl::parse("mem://t1").unwrap(),
             BucketUrl::Memory { name: "t1".into() }
         );
-        assert_eq!(BucketUrl::parse("mem://"), Err(BucketUrlError::MissingMemoryName));
+        assert_eq!(
+            BucketUrl::parse("mem://"),
+            Err(BucketUrlError::MissingMemoryName)
+        );
     }
 
     #[test]
@@ -1775,7 +1843,10 @@ batch_write = 100
         assert_eq!(parse_duration("2m", ms), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("1h", ms), Ok(Duration::from_secs(3600)));
         assert_eq!(parse_duration("10us", ms), Ok(Duration::from_micros(10)));
-        assert_eq!(parse_duration("60", Duration::from_secs(1)), Ok(Duration::from_secs(60)));
+        assert_eq!(
+            parse_duration("60", Duration::from_secs(1)),
+            Ok(Duration::from_secs(60))
+        );
         for bad in ["", "ms", "1.2.3s", "-1s", "1d", "1e3"] {
             assert!(parse_duration(bad, ms).is_err(), "{bad}");
         }
@@ -1802,7 +1873,10 @@ batch_write = 100
 
     #[test]
     fn control_plane() {
-        let e = env(&[("INFINISTREAM_GROUP_ID", "g"), ("INFINISTREAM_GROUP_KEY", "k")]);
+        let e = env(&[
+            ("INFINISTREAM_GROUP_ID", "g"),
+            ("INFINISTREAM_GROUP_KEY", "k"),
+        ]);
         let cfg = load_control_plane(&[], &e).unwrap();
         assert_eq!(cfg.listen, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(cfg.data_dir, Some(PathBuf::from(DEFAULT_DATA_DIR)));
@@ -1824,7 +1898,10 @@ batch_write = 100
         assert_eq!(m.len(), 4, "{m:?}");
         assert!(m[0].starts_with("missing group id"));
         assert!(m[1].starts_with("missing group key"));
-        assert!(m.iter().any(|l| l.starts_with("invalid listen address \"nowhere\"")));
+        assert!(
+            m.iter()
+                .any(|l| l.starts_with("invalid listen address \"nowhere\""))
+        );
         assert!(m.iter().any(|l| l.contains("cannot be used together")));
     }
 

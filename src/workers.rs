@@ -39,7 +39,9 @@ fn cpus(quota: u64, period: u64) -> Option<usize> {
     if quota == 0 || period == 0 {
         return None;
     }
-    usize::try_from(quota.div_ceil(period)).ok().map(|n| n.max(1))
+    usize::try_from(quota.div_ceil(period))
+        .ok()
+        .map(|n| n.max(1))
 }
 
 /// The process's cgroup v2 path from `/proc/self/cgroup` (`0::/some/path`).
@@ -53,7 +55,10 @@ fn own_cgroup_v2_path(proc_self_cgroup: &str) -> Option<PathBuf> {
 /// The CPU quota of this process's cgroup, if any, looking at the process's own cgroup (and its
 /// ancestors, the tightest wins) and at the namespace root, v2 then v1.
 pub fn cgroup_cpu_limit() -> Option<usize> {
-    cgroup_cpu_limit_at(Path::new(CGROUP_ROOT), std::fs::read_to_string("/proc/self/cgroup").ok())
+    cgroup_cpu_limit_at(
+        Path::new(CGROUP_ROOT),
+        std::fs::read_to_string("/proc/self/cgroup").ok(),
+    )
 }
 
 fn cgroup_cpu_limit_at(root: &Path, proc_self_cgroup: Option<String>) -> Option<usize> {
@@ -62,7 +67,10 @@ fn cgroup_cpu_limit_at(root: &Path, proc_self_cgroup: Option<String>) -> Option<
     if let Some(own) = proc_self_cgroup.as_deref().and_then(own_cgroup_v2_path) {
         let mut dir = root.join(&own);
         while dir.starts_with(root) && dir != root {
-            if let Some(limit) = read(dir.join("cpu.max")).as_deref().and_then(parse_cgroup_v2_cpu_max) {
+            if let Some(limit) = read(dir.join("cpu.max"))
+                .as_deref()
+                .and_then(parse_cgroup_v2_cpu_max)
+            {
                 limits.push(limit);
             }
             if !dir.pop() {
@@ -70,11 +78,18 @@ fn cgroup_cpu_limit_at(root: &Path, proc_self_cgroup: Option<String>) -> Option<
             }
         }
     }
-    if let Some(limit) = read(root.join("cpu.max")).as_deref().and_then(parse_cgroup_v2_cpu_max) {
+    if let Some(limit) = read(root.join("cpu.max"))
+        .as_deref()
+        .and_then(parse_cgroup_v2_cpu_max)
+    {
         limits.push(limit);
     }
     if limits.is_empty() {
-        for dir in [root.join("cpu"), root.join("cpu,cpuacct"), root.to_path_buf()] {
+        for dir in [
+            root.join("cpu"),
+            root.join("cpu,cpuacct"),
+            root.to_path_buf(),
+        ] {
             let (Some(quota), Some(period)) = (
                 read(dir.join("cpu.cfs_quota_us")),
                 read(dir.join("cpu.cfs_period_us")),
@@ -111,7 +126,9 @@ pub fn default_workers() -> usize {
 
 /// The worker count: the configured one if any, else [`default_workers`].
 pub fn workers(configured: Option<usize>) -> usize {
-    configured.filter(|n| *n > 0).unwrap_or_else(default_workers)
+    configured
+        .filter(|n| *n > 0)
+        .unwrap_or_else(default_workers)
 }
 
 #[cfg(test)]
