@@ -6,7 +6,10 @@
 use std::io::IsTerminal;
 use std::str::FromStr;
 
+use tracing::Subscriber;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -35,29 +38,47 @@ fn filter() -> EnvFilter {
     EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))
 }
 
-/// Installs the global subscriber. Safe to call more than once (tests, embedding): only the first
-/// call takes effect, later ones are ignored.
-pub fn init(format: LogFormat) {
+type BoxedSubscriber = Box<dyn Subscriber + Send + Sync + 'static>;
+
+/// The subscriber `init` installs, writing to `writer` (split out so tests can capture output
+/// without touching the global subscriber other tests may rely on).
+fn build<W>(format: LogFormat, filter: EnvFilter, writer: W, ansi: bool) -> BoxedSubscriber
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter())
-        .with_writer(std::io::stdout);
+        .with_env_filter(filter)
+        .with_writer(writer);
+    match format {
+        LogFormat::Json => Box::new(
+            builder
+                .json()
+                .flatten_event(true)
+                .with_current_span(true)
+                .with_span_list(false)
+                .finish(),
+        ),
+        LogFormat::Text => Box::new(builder.with_ansi(ansi).finish()),
+    }
+}
+
+/// Installs the global subscriber (and the `log` crate bridge). Safe to call more than once
+/// (tests, embedding): only the first call takes effect, later ones are ignored.
+pub fn init(format: LogFormat) {
+    let subscriber = build(
+        format,
+        filter(),
+        std::io::stdout,
+        std::io::stdout().is_terminal(),
+    );
     // An error only means a subscriber is already installed, which is fine.
-    let _ = match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .try_init(),
-        LogFormat::Text => builder
-            .with_ansi(std::io::stdout().is_terminal())
-            .try_init(),
-    };
+    let _ = subscriber.try_init();
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::{Arc, Mutex};
 
     #[test]
     fn parses_formats() {
@@ -67,10 +88,55 @@ mod tests {
         assert_eq!(LogFormat::default(), LogFormat::Json);
     }
 
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn capture(format: LogFormat) -> String {
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = build(
+            format,
+            EnvFilter::new("info"),
+            move || writer.clone(),
+            false,
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::debug!("filtered out");
+            tracing::info!(answer = 42, "logging works");
+        });
+        let bytes = buffer.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
     #[test]
-    fn init_twice_is_harmless() {
-        init(LogFormat::Json);
-        init(LogFormat::Text);
-        tracing::info!(answer = 42, "logging works");
+    fn json_lines_with_flat_fields() {
+        let out = capture(LogFormat::Json);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 1, "{out}");
+        let line: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(line["message"], "logging works");
+        assert_eq!(line["answer"], 42);
+        assert_eq!(line["level"], "INFO");
+        assert!(line["timestamp"].is_string());
+    }
+
+    #[test]
+    fn text_lines() {
+        let out = capture(LogFormat::Text);
+        assert!(
+            out.contains("logging works") && out.contains("answer=42"),
+            "{out}"
+        );
+        assert!(!out.contains("filtered out"));
     }
 }
