@@ -1,1 +1,700 @@
-//! placeholder
+//! The command-line grammar of the `infinistream` binary (clap derive) and the top-level entry
+//! point [`parse`] that turns `argv` plus an environment into a validated [`Invocation`] or a
+//! [`CliExit`] (help, version, usage error, configuration errors).
+//!
+//! Owns: subcommands, flag names, their environment variable names (shown in `--help`), and the
+//! Sifflet-style options files (`infinistream agent @agent.opts`). Does not own layering, defaults
+//! or validation (`config`), nor running anything (`main.rs`).
+//!
+//! Every value flag is an `Option<String>` here on purpose: clap must not validate or require
+//! anything, because a value may come from a config file or the environment, and because every
+//! problem is reported at once by `config` rather than one at a time by clap.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use clap::error::ErrorKind;
+use clap::{Args, CommandFactory, Parser, Subcommand};
+
+use crate::config::{
+    self, AgentConfig, ConfigError, ConfigErrors, ControlPlaneConfig, PlaygroundConfig,
+};
+use crate::logging::LogFormat;
+
+pub const AGENT: &str = "agent";
+pub const CONTROL_PLANE: &str = "control-plane";
+pub const PLAYGROUND: &str = "playground";
+pub const BENCH: &str = "bench";
+
+const OPTIONS_FILE_HELP: &str = "\
+Values are layered: defaults < --config FILE (TOML) < environment < flags.
+Flags can also be read from an options file, one per line: infinistream <command> @file.opts";
+
+/// NATS JetStream, stateless and diskless, on your own object-storage bucket.
+#[derive(Debug, Parser)]
+#[command(
+    name = "infinistream",
+    version,
+    propagate_version = true,
+    subcommand_required = true,
+    arg_required_else_help = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: CliCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CliCommand {
+    /// Run an agent: speaks the NATS protocol to clients, writes to your bucket (production).
+    #[command(after_help = OPTIONS_FILE_HELP)]
+    Agent(AgentArgs),
+    /// Run the mock control plane (metadata only, never message bytes).
+    #[command(after_help = OPTIONS_FILE_HELP)]
+    ControlPlane(ControlPlaneArgs),
+    /// Run the whole stack (control plane and one agent) in one process on a local directory.
+    #[command(after_help = OPTIONS_FILE_HELP)]
+    Playground(PlaygroundArgs),
+    /// Benchmark an agent (not implemented yet).
+    Bench(BenchArgs),
+}
+
+/// Flags shared by every long-running subcommand.
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// TOML file of settings; keys are the long flag names (dashes or underscores).
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "INFINISTREAM_CONFIG",
+        hide_env_values = true
+    )]
+    pub config: Option<PathBuf>,
+    /// Log format: json (one JSON object per line) or text (for people) [default: json].
+    #[arg(
+        long,
+        value_name = "FORMAT",
+        env = "INFINISTREAM_LOG_FORMAT",
+        hide_env_values = true
+    )]
+    pub log_format: Option<String>,
+}
+
+/// Flags of an agent that also apply to the agent inside the playground.
+#[derive(Debug, Args)]
+pub struct AgentRuntimeArgs {
+    /// Batch window: one object per window; `100`, `100ms`, `0.1s`; 50ms–500ms [default: 250ms].
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "INFINISTREAM_BATCH_WRITE",
+        hide_env_values = true
+    )]
+    pub batch_write: Option<String>,
+    /// Interface the listeners bind [default: 0.0.0.0].
+    #[arg(
+        long,
+        value_name = "HOST",
+        env = "INFINISTREAM_HOST",
+        hide_env_values = true
+    )]
+    pub host: Option<String>,
+    /// NATS client port; 0 picks a free port [default: 4222].
+    #[arg(
+        short = 'p',
+        long,
+        value_name = "PORT",
+        env = "INFINISTREAM_PORT",
+        hide_env_values = true
+    )]
+    pub port: Option<String>,
+    /// Port for other agents [default: 9222].
+    #[arg(
+        long,
+        value_name = "PORT",
+        env = "INFINISTREAM_PEER_PORT",
+        hide_env_values = true
+    )]
+    pub peer_port: Option<String>,
+    /// HTTP port (health, metrics) [default: 8222].
+    #[arg(
+        long,
+        value_name = "PORT",
+        env = "INFINISTREAM_HTTP_PORT",
+        hide_env_values = true
+    )]
+    pub http_port: Option<String>,
+    /// Worker (arbiter) count [default: from the cgroup CPU quota, else the number of cores].
+    #[arg(
+        long,
+        value_name = "N",
+        env = "INFINISTREAM_WORKERS",
+        hide_env_values = true
+    )]
+    pub workers: Option<String>,
+    /// Largest message payload; `1048576`, `1MiB`, `512KiB`, `1MB` [default: 1MiB].
+    #[arg(
+        long,
+        value_name = "SIZE",
+        env = "INFINISTREAM_MAX_PAYLOAD",
+        hide_env_values = true
+    )]
+    pub max_payload: Option<String>,
+    /// An object is sealed early when it reaches this size [default: 4MiB].
+    #[arg(
+        long,
+        value_name = "SIZE",
+        env = "INFINISTREAM_MAX_OBJECT_BYTES",
+        hide_env_values = true
+    )]
+    pub max_object_bytes: Option<String>,
+    /// Bytes published but not yet acknowledged before publishers are slowed [default: 256MiB].
+    #[arg(
+        long,
+        value_name = "SIZE",
+        env = "INFINISTREAM_MAX_INFLIGHT_BYTES",
+        hide_env_values = true
+    )]
+    pub max_inflight_bytes: Option<String>,
+    /// Messages published but not yet acknowledged before publishers are slowed [default: 100000].
+    #[arg(
+        long,
+        value_name = "N",
+        env = "INFINISTREAM_MAX_INFLIGHT_MSGS",
+        hide_env_values = true
+    )]
+    pub max_inflight_msgs: Option<String>,
+    /// Read cache size; 0 disables it [default: 256MiB].
+    #[arg(
+        long,
+        value_name = "SIZE",
+        env = "INFINISTREAM_CACHE_BYTES",
+        hide_env_values = true
+    )]
+    pub cache_bytes: Option<String>,
+    /// How long to drain in-flight work on SIGTERM; a bare number is seconds [default: 60s].
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "INFINISTREAM_GRACEFUL_SHUTDOWN_TIMEOUT",
+        hide_env_values = true
+    )]
+    pub graceful_shutdown_timeout: Option<String>,
+    /// Server name announced to clients [default: the host name].
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "INFINISTREAM_SERVER_NAME",
+        hide_env_values = true
+    )]
+    pub server_name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// Agent group id (required).
+    #[arg(
+        long,
+        value_name = "ID",
+        env = "INFINISTREAM_GROUP_ID",
+        hide_env_values = true
+    )]
+    pub group_id: Option<String>,
+    /// Agent group key (required, secret).
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "INFINISTREAM_GROUP_KEY",
+        hide_env_values = true
+    )]
+    pub group_key: Option<String>,
+    /// Bucket URL (required): `s3://BUCKET?endpoint=…&region=…`, `file:///path` or `mem://name`.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "INFINISTREAM_BUCKET_NAME",
+        hide_env_values = true
+    )]
+    pub bucket_name: Option<String>,
+    /// Control plane region [default: us-east-1].
+    #[arg(
+        long,
+        value_name = "REGION",
+        env = "INFINISTREAM_REGION",
+        hide_env_values = true
+    )]
+    pub region: Option<String>,
+    /// Control plane URL; overrides the region's endpoint.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "INFINISTREAM_CONTROL_PLANE_URL",
+        hide_env_values = true
+    )]
+    pub control_plane_url: Option<String>,
+    /// Availability zone of this agent.
+    #[arg(
+        long,
+        value_name = "ZONE",
+        env = "INFINISTREAM_AVAILABILITY_ZONE",
+        hide_env_values = true
+    )]
+    pub availability_zone: Option<String>,
+    /// Address other agents and clients should use to reach this one [default: auto].
+    #[arg(
+        long,
+        value_name = "ADDRESS",
+        env = "INFINISTREAM_ADVERTISE_ADDRESS",
+        hide_env_values = true
+    )]
+    pub advertise_address: Option<String>,
+    #[command(flatten)]
+    pub runtime: AgentRuntimeArgs,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ControlPlaneArgs {
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "INFINISTREAM_LISTEN",
+        hide_env_values = true
+    )]
+    pub listen: Option<String>,
+    /// Directory of the metadata database [default: ./infinistream-control-plane].
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "INFINISTREAM_DATA_DIR",
+        hide_env_values = true
+    )]
+    pub data_dir: Option<String>,
+    /// Keep everything in memory (tests only: all metadata is lost on exit).
+    #[arg(long, env = "INFINISTREAM_IN_MEMORY", hide_env_values = true)]
+    pub in_memory: bool,
+    /// Agent group id served (required).
+    #[arg(
+        long,
+        value_name = "ID",
+        env = "INFINISTREAM_GROUP_ID",
+        hide_env_values = true
+    )]
+    pub group_id: Option<String>,
+    /// Agent group key served (required, secret).
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "INFINISTREAM_GROUP_KEY",
+        hide_env_values = true
+    )]
+    pub group_key: Option<String>,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PlaygroundArgs {
+    /// Directory holding the bucket and the control plane data [default: ./infinistream-data].
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "INFINISTREAM_DIR",
+        hide_env_values = true
+    )]
+    pub dir: Option<String>,
+    #[command(flatten)]
+    pub runtime: AgentRuntimeArgs,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Accepted and ignored: bench is not implemented yet.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    pub rest: Vec<String>,
+}
+
+/// What `main` should run, fully validated.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    pub log_format: LogFormat,
+    pub run: Run,
+}
+
+#[derive(Debug, Clone)]
+pub enum Run {
+    Agent(AgentConfig),
+    ControlPlane(ControlPlaneConfig),
+    Playground(PlaygroundConfig),
+}
+
+/// Why `main` stops before running anything.
+#[derive(Debug)]
+pub enum CliExit {
+    /// `--help` or `--version`: print to stdout, exit 0.
+    Info(String),
+    /// Grammar error or help shown because nothing was asked: print to stderr as is, exit 2.
+    Usage(String),
+    /// Configuration problems: one `error: …` line each on stderr, exit 2.
+    Invalid(ConfigErrors),
+    /// A subcommand that exists but does nothing yet: exit 2.
+    NotImplemented(&'static str),
+}
+
+impl CliExit {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliExit::Info(_) => 0,
+            CliExit::Usage(_) | CliExit::Invalid(_) | CliExit::NotImplemented(_) => 2,
+        }
+    }
+
+    pub fn to_stdout(&self) -> bool {
+        matches!(self, CliExit::Info(_))
+    }
+}
+
+impl fmt::Display for CliExit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CliExit::Info(text) | CliExit::Usage(text) => f.write_str(text.trim_end()),
+            CliExit::Invalid(errors) => write!(f, "{errors}"),
+            CliExit::NotImplemented(what) => write!(f, "error: {what} is not implemented yet"),
+        }
+    }
+}
+
+/// The full command, with environment variable names attached for `--help`.
+///
+/// Building it reads the process environment (clap does so for every `env` attribute); every
+/// value is hidden from help so the output never depends on, nor leaks, the environment.
+pub fn command() -> clap::Command {
+    Cli::command().mut_subcommands(|sub| sub.args_override_self(true))
+}
+
+/// The command used for parsing: no environment attached, because layering (file < env <
+/// flags) is done by `config` from an explicit map, which keeps parsing pure and testable.
+fn parsing_command() -> clap::Command {
+    strip_env(command())
+}
+
+fn strip_env(cmd: clap::Command) -> clap::Command {
+    cmd.mut_args(|arg| arg.env(None::<&'static str>))
+        .mut_subcommands(strip_env)
+}
+
+/// The command of one subcommand, for [`parse_subcommand`].
+fn subcommand(name: &str) -> Option<clap::Command> {
+    parsing_command()
+        .get_subcommands()
+        .find(|sub| sub.get_name() == name)
+        .cloned()
+}
+
+/// Parses a whole command line (`argv[0]` included) against `env`.
+pub fn parse(argv: &[String], env: &HashMap<String, String>) -> Result<Invocation, CliExit> {
+    let program = argv
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "infinistream".to_owned());
+    let rest = argv.get(1..).unwrap_or_default();
+    let args = expand_options_files(rest).map_err(CliExit::Invalid)?;
+    let full: Vec<String> = std::iter::once(program).chain(args).collect();
+
+    let matches = match parsing_command().try_get_matches_from(&full) {
+        Ok(matches) => matches,
+        Err(err) => return Err(clap_exit(err, &full)),
+    };
+    let Some((name, sub)) = matches.subcommand() else {
+        return Err(CliExit::Usage(command().render_help().to_string()));
+    };
+    match name {
+        AGENT => config::agent_from_matches(sub, env)
+            .map(|(cfg, log_format)| Invocation {
+                log_format,
+                run: Run::Agent(cfg),
+            })
+            .map_err(CliExit::Invalid),
+        CONTROL_PLANE => config::control_plane_from_matches(sub, env)
+            .map(|(cfg, log_format)| Invocation {
+                log_format,
+                run: Run::ControlPlane(cfg),
+            })
+            .map_err(CliExit::Invalid),
+        PLAYGROUND => config::playground_from_matches(sub, env)
+            .map(|(cfg, log_format)| Invocation {
+                log_format,
+                run: Run::Playground(cfg),
+            })
+            .map_err(CliExit::Invalid),
+        BENCH => Err(CliExit::NotImplemented(BENCH)),
+        other => Err(CliExit::Usage(format!("error: unknown command {other:?}"))),
+    }
+}
+
+fn clap_exit(err: clap::Error, full: &[String]) -> CliExit {
+    match err.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            // Re-render with the environment-annotated command so help lists env var names.
+            let text = match command().try_get_matches_from(full) {
+                Err(annotated) if annotated.kind() == err.kind() => annotated.render().to_string(),
+                _ => err.render().to_string(),
+            };
+            CliExit::Info(text)
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let text = match command().try_get_matches_from(full) {
+                Err(annotated) if annotated.kind() == err.kind() => annotated.render().to_string(),
+                _ => err.render().to_string(),
+            };
+            CliExit::Usage(text)
+        }
+        _ => CliExit::Usage(err.render().to_string()),
+    }
+}
+
+/// Parses the arguments of one subcommand (without the program and subcommand names), options
+/// files expanded. Used by the pure `config::load_*` functions.
+pub(crate) fn parse_subcommand(
+    name: &str,
+    args: &[String],
+) -> Result<clap::ArgMatches, ConfigErrors> {
+    let Some(cmd) = subcommand(name) else {
+        return Err(ConfigErrors(vec![ConfigError::Usage(format!(
+            "unknown command {name:?}"
+        ))]));
+    };
+    let args = expand_options_files(args)?;
+    let full = std::iter::once(name.to_owned()).chain(args);
+    cmd.try_get_matches_from(full).map_err(|err| {
+        ConfigErrors(vec![ConfigError::Usage(first_line(
+            &err.render().to_string(),
+        ))])
+    })
+}
+
+fn first_line(text: &str) -> String {
+    let line = text.lines().next().unwrap_or_default().trim();
+    line.strip_prefix("error: ").unwrap_or(line).to_owned()
+}
+
+/// Replaces every `@FILE` argument by the flags it holds (see [`parse_options_file`]).
+///
+/// Files are not expanded recursively: an `@` inside an options file is taken literally.
+pub fn expand_options_files(args: &[String]) -> Result<Vec<String>, ConfigErrors> {
+    let mut out = Vec::with_capacity(args.len());
+    let mut errors = Vec::new();
+    for arg in args {
+        match arg.strip_prefix('@') {
+            Some(path) if !path.is_empty() => {
+                let path = Path::new(path);
+                match std::fs::read_to_string(path) {
+                    Ok(text) => match parse_options_file(&text) {
+                        Ok(flags) => out.extend(flags),
+                        Err(problems) => {
+                            errors.extend(problems.into_iter().map(|(line, reason)| {
+                                ConfigError::OptionsFile {
+                                    path: path.to_path_buf(),
+                                    reason: format!("line {line}: {reason}"),
+                                }
+                            }))
+                        }
+                    },
+                    Err(err) => errors.push(ConfigError::OptionsFile {
+                        path: path.to_path_buf(),
+                        reason: format!("cannot read it: {err}"),
+                    }),
+                }
+            }
+            _ => out.push(arg.clone()),
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+/// Parses the text of an options file: one flag per line, `--flag value` or `--flag=value` (or a
+/// bare `--flag`), blank lines and lines starting with `#` ignored, matching surrounding quotes
+/// stripped from the value. Returns the arguments, or `(line number, problem)` for each bad line.
+pub fn parse_options_file(text: &str) -> Result<Vec<String>, Vec<(usize, String)>> {
+    let mut args = Vec::new();
+    let mut problems = Vec::new();
+    for (index, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if !line.starts_with('-') || line == "-" || line == "--" {
+            problems.push((
+                index + 1,
+                "expected a flag such as `--name value` or `--name=value`".to_owned(),
+            ));
+            continue;
+        }
+        let name_end = line
+            .find(|c: char| c == '=' || c.is_whitespace())
+            .unwrap_or(line.len());
+        let (flag, rest) = line.split_at(name_end);
+        let value = rest.strip_prefix('=').unwrap_or(rest).trim();
+        let has_value = !rest.is_empty();
+        if !has_value {
+            args.push(flag.to_owned());
+            continue;
+        }
+        let value = strip_quotes(value);
+        if flag.starts_with("--") {
+            // `--flag=value` keeps a value starting with `-` from being read as a flag.
+            args.push(format!("{flag}={value}"));
+        } else {
+            args.push(flag.to_owned());
+            args.push(value.to_owned());
+        }
+    }
+    if problems.is_empty() {
+        Ok(args)
+    } else {
+        Err(problems)
+    }
+}
+
+fn strip_quotes(value: &str) -> &str {
+    for quote in ['"', '\''] {
+        if value.len() >= 2 && value.starts_with(quote) && value.ends_with(quote) {
+            return &value[1..value.len() - 1];
+        }
+    }
+    value
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        command().debug_assert();
+    }
+
+    #[test]
+    fn every_env_name_follows_the_flag_name() {
+        for sub in command().get_subcommands() {
+            for arg in sub.get_arguments() {
+                let Some(long) = arg.get_long() else { continue };
+                let Some(env) = arg.get_env() else { continue };
+                let expected = format!("INFINISTREAM_{}", long.replace('-', "_").to_uppercase());
+                assert_eq!(env.to_str(), Some(expected.as_str()), "flag --{long}");
+                // Layering relies on the arg id being the key: the long name with underscores.
+                assert_eq!(arg.get_id().as_str(), long.replace('-', "_"));
+            }
+        }
+    }
+
+    #[test]
+    fn options_file_lines() {
+        let text = r#"
+# a comment
+--group-id g1
+
+--bucket-name "s3://b?endpoint=http://x:9000&region=us-east-1"
+--batch-write=100ms
+-p 5000
+--server-name 'my-server'
+--in-memory
+   --port   6000
+"#;
+        let args = parse_options_file(text).unwrap();
+        assert_eq!(
+            args,
+            s(&[
+                "--group-id=g1",
+                "--bucket-name=s3://b?endpoint=http://x:9000&region=us-east-1",
+                "--batch-write=100ms",
+                "-p",
+                "5000",
+                "--server-name=my-server",
+                "--in-memory",
+                "--port=6000",
+            ])
+        );
+    }
+
+    #[test]
+    fn options_file_rejects_bare_words() {
+        let problems = parse_options_file("--port 1\nport 2\n").unwrap_err();
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].0, 2);
+    }
+
+    #[test]
+    fn missing_options_file_is_reported() {
+        let errors = expand_options_files(&s(&["@/nonexistent/agent.opts"])).unwrap_err();
+        assert_eq!(errors.0.len(), 1);
+        assert!(errors.to_string().contains("/nonexistent/agent.opts"));
+    }
+
+    #[test]
+    fn help_and_version_are_info() {
+        let env = HashMap::new();
+        let help = parse(&s(&["infinistream", "--help"]), &env).unwrap_err();
+        assert_eq!(help.exit_code(), 0);
+        assert!(help.to_string().contains("agent"));
+        let agent_help = parse(&s(&["infinistream", "agent", "--help"]), &env).unwrap_err();
+        let text = agent_help.to_string();
+        assert!(text.contains("INFINISTREAM_GROUP_KEY"), "{text}");
+        assert!(text.contains("--batch-write"));
+        let version = parse(&s(&["infinistream", "--version"]), &env).unwrap_err();
+        assert_eq!(version.exit_code(), 0);
+        assert!(version.to_string().contains(env!("CARGO_PKG_VERSION")));
+    }
+
+    #[test]
+    fn bench_is_not_implemented() {
+        let exit = parse(
+            &s(&["infinistream", "bench", "--anything"]),
+            &HashMap::new(),
+        )
+        .unwrap_err();
+        assert_eq!(exit.exit_code(), 2);
+        assert_eq!(exit.to_string(), "error: bench is not implemented yet");
+    }
+
+    #[test]
+    fn no_subcommand_is_a_usage_error() {
+        let exit = parse(&s(&["infinistream"]), &HashMap::new()).unwrap_err();
+        assert_eq!(exit.exit_code(), 2);
+    }
+
+    #[test]
+    fn later_flags_override_earlier_ones() {
+        let env = HashMap::new();
+        let inv = parse(
+            &s(&[
+                "infinistream",
+                "agent",
+                "--group-id=g",
+                "--group-key=k",
+                "--bucket-name=mem://x",
+                "--port=1",
+                "--port=2",
+            ]),
+            &env,
+        )
+        .unwrap();
+        let Run::Agent(cfg) = inv.run else {
+            panic!("not an agent")
+        };
+        assert_eq!(cfg.port, 2);
+    }
+}

@@ -1,5 +1,6 @@
 //! The shared integration-test harness: real parts on free loopback ports.
-//! `agent` starts agents in process; `s3` an S3 HTTP server (s3s-fs) in process.
+//! `s3`: an S3 HTTP server (s3s-fs) in process with request counting and fault injection;
+//! `agent`: agents in process, each on its own actix system.
 #![allow(dead_code)]
 
 pub mod agent;
