@@ -12,30 +12,25 @@ pub const GROUP_KEY: &str = "test-group-key-0123456789";
 
 /// A configuration with free ports and small, fast settings.
 pub fn test_config() -> AgentConfig {
-    AgentConfig {
-        group_id: GROUP_ID.into(),
-        group_key: Secret::new(GROUP_KEY),
-        bucket: BucketUrl::Memory {
+    let mut c = AgentConfig::new(
+        GROUP_ID,
+        Secret::new(GROUP_KEY),
+        BucketUrl::Memory {
             name: "test".into(),
         },
-        batch_write: Duration::from_millis(50),
-        max_object_bytes: 4 * 1024 * 1024,
-        region: "us-east-1".into(),
-        control_plane_url: "http://127.0.0.1:1".into(),
-        host: "127.0.0.1".into(),
-        port: 0,
-        peer_port: 0,
-        http_port: 0,
-        availability_zone: None,
-        advertise_address: None,
-        workers: 2,
-        max_payload: 1024 * 1024,
-        max_inflight_bytes: 64 * 1024 * 1024,
-        max_inflight_msgs: 100_000,
-        cache_bytes: 64 * 1024 * 1024,
-        graceful_shutdown_timeout: Duration::from_secs(5),
-        server_name: "test-agent".into(),
-    }
+    );
+    c.batch_write = Duration::from_millis(50);
+    // Nothing listens on port 1: agents without a control plane serve core NATS only.
+    c.control_plane_url = "http://127.0.0.1:1".into();
+    c.host = "127.0.0.1".into();
+    c.port = 0;
+    c.peer_port = 0;
+    c.http_port = 0;
+    c.workers = 2;
+    c.max_inflight_bytes = 64 * 1024 * 1024;
+    c.cache_bytes = 64 * 1024 * 1024;
+    c.server_name = "test-agent".into();
+    c
 }
 
 pub struct TestAgent {
