@@ -1408,7 +1408,11 @@ mod tests {
                 out.push(if rng2.next(2) == 0 { b' ' } else { b'\t' });
             }
         };
-        let eol: &[u8] = if style.is_multiple_of(5) { b"\n" } else { b"\r\n" };
+        let eol: &[u8] = if style.is_multiple_of(5) {
+            b"\n"
+        } else {
+            b"\r\n"
+        };
         match op {
             ClientOp::Connect(json) => {
                 kw("CONNECT", out);
