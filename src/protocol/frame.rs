@@ -23,7 +23,10 @@ pub enum ClientOp {
         sid: ByteString,
     },
     /// `UNSUB <sid> [max]`
-    Unsub { sid: ByteString, max: Option<u64> },
+    Unsub {
+        sid: ByteString,
+        max: Option<u64>,
+    },
     Ping,
     Pong,
 }
