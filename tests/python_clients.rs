@@ -42,3 +42,9 @@ fn nats_py_core_scenario() {
     let agent = TestAgent::start();
     run_scenario("core_scenario.py", &agent.url);
 }
+
+#[test]
+fn nats_py_jetstream_scenario() {
+    let stack = common::Stack::start(1);
+    run_scenario("js_scenario.py", &stack.url(0));
+}

@@ -216,11 +216,9 @@ impl Connection {
                 headers,
                 payload,
             } => {
-                if self.opts.pedantic && !subject::is_valid_literal_subject(&subject) {
-                    // nats-server (pedantic) drops the message, says so, and still acks the op.
+                if self.opts.pedantic && !subject::nats_server_pedantic_pub_ok(&subject) {
+                    // nats-server (pedantic) complains but still routes the message.
                     self.send(ServerOp::Err("Invalid Publish Subject".into()));
-                    self.ok();
-                    return;
                 }
                 metrics::MSGS_IN.inc();
                 metrics::BYTES_IN.inc_by((payload.len() + headers.as_ref().map_or(0, |h| h.len())) as u64);
@@ -242,10 +240,13 @@ impl Connection {
                 queue,
                 sid,
             } => {
-                if !subject::is_valid_subject(&subject)
-                    || queue.as_ref().is_some_and(|q| q.is_empty() || q.contains(char::is_whitespace))
-                {
+                if !subject::nats_server_accepts_sub(&subject) {
                     self.send(ServerOp::Err("Invalid Subject".into()));
+                    return;
+                }
+                if self.subs.contains_key(&sid) {
+                    // nats-server ignores a SUB that reuses a live sid.
+                    self.ok();
                     return;
                 }
                 self.subs.insert(
