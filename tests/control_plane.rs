@@ -984,3 +984,41 @@ async fn ttl_headers() {
     assert_eq!(state(&c, "T2").await.messages, 0);
     cp.stop().await;
 }
+
+#[actix_rt::test]
+async fn large_commit_is_fast() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cp, c) = start_with(
+        Some(dir.path().to_path_buf()),
+        ControlPlaneOptions::default(),
+    )
+    .await;
+    for i in 0..10 {
+        create(&c, json!({"name": format!("L{i}"), "subjects": [format!("l{i}.>")], "max_msgs_per_subject": 5})).await;
+    }
+    let blocks: Vec<CommitBlock> = (0..10)
+        .map(|i| {
+            let msgs = (0..1000)
+                .map(|j| {
+                    let mut m = msg(&format!("l{i}.k{}", j % 100));
+                    m.msg_id = Some(format!("id-{i}-{j}"));
+                    m
+                })
+                .collect();
+            block(&format!("L{i}"), msgs)
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let acks = commit(&c, blocks).await;
+    let elapsed = started.elapsed();
+    eprintln!("10k message commit took {elapsed:?}");
+    assert_eq!(acks.len(), 10);
+    assert!(
+        acks.iter()
+            .all(|b| b.len() == 1000 && b.iter().all(|a| !a.is_error()))
+    );
+    assert_eq!(acks[3][999], PubAckResponse::ack("L3", 1000));
+    assert_eq!(state(&c, "L3").await.messages, 500);
+    assert!(elapsed < Duration::from_secs(20), "commit took {elapsed:?}");
+    cp.stop().await;
+}
