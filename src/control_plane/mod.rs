@@ -1,14 +1,218 @@
-//! The mock (reference) control plane: metadata only, never message bytes.
+//! The mock (reference) control plane: metadata only, never message bytes. Agents send it stream
+//! configs, object ids and per-message metadata; it assigns sequences and is the source of truth
+//! for JetStream stream state.
+//!
+//! Owns: starting and stopping the HTTP server and its store thread (`start_in_process`,
+//! `run_blocking`), and the submodules: `model` (endpoint bodies), `store` (persistence),
+//! `js_api` (`$JS.API` answers), `server` (HTTP), `client` (typed client for agents).
+//! Does not own: the agent side of any of this.
+
+pub mod client;
+pub mod js_api;
+pub mod model;
+pub mod server;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use actix_web::{App, HttpServer, web};
 
 use crate::config::ControlPlaneConfig;
+pub use client::{ClientOptions, ControlPlaneClient, CpError};
+pub use store::{MetadataStore, SqliteStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControlPlaneError {
-    #[error("the control plane is not implemented yet")]
-    NotImplemented,
+    #[error("control plane store: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("control plane metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("control plane runtime: {0}")]
+    Runtime(#[from] std::io::Error),
 }
 
-/// Runs the control plane HTTP server until told to stop.
-pub fn run_blocking(_config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
-    Err(ControlPlaneError::NotImplemented)
+/// Knobs that are not in `ControlPlaneConfig` (tests shorten the agent expiry).
+#[derive(Debug, Clone)]
+pub struct ControlPlaneOptions {
+    /// A member whose last heartbeat is older than this drops out of `GET /v1/agents`.
+    pub agent_expiry: Duration,
+    /// HTTP worker threads.
+    pub workers: usize,
+    /// Stream leader name in STREAM.INFO when the agent sends no `x-infinistream-server-name`.
+    pub server_name: String,
+    /// How long a graceful stop waits for requests in flight.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for ControlPlaneOptions {
+    fn default() -> Self {
+        Self {
+            agent_expiry: Duration::from_secs(10),
+            workers: 2,
+            server_name: "infinistream".to_string(),
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A control plane serving in this process.
+pub struct RunningControlPlane {
+    addr: SocketAddr,
+    handle: actix_web::dev::ServerHandle,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    store: Option<store::StoreThread>,
+}
+
+impl std::fmt::Debug for RunningControlPlane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningControlPlane")
+            .field("addr", &self.addr)
+            .finish()
+    }
+}
+
+impl RunningControlPlane {
+    /// The bound address (the real port when the config asked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://<addr>` for `ControlPlaneClient::new`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting, finishes requests in flight, then closes the store.
+    pub async fn stop(mut self) {
+        self.handle.stop(true).await;
+        if let Some(server) = self.server.take() {
+            match server.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "control plane server ended with an error")
+                }
+                Err(e) => tracing::warn!(error = %e, "control plane server task failed"),
+            }
+        }
+        if let Some(store) = self.store.take() {
+            // Joining the store thread blocks; keep it off the async executor.
+            let _ = tokio::task::spawn_blocking(move || store.stop()).await;
+        }
+        tracing::info!(listen = %self.addr, "infinistream control plane stopped");
+    }
+}
+
+impl Drop for RunningControlPlane {
+    fn drop(&mut self) {
+        if self.server.is_some() {
+            // Sends the stop command now; nobody is left to await it.
+            drop(self.handle.stop(false));
+        }
+    }
+}
+
+/// Binds and serves on the current actix/tokio runtime (inside an actix `System`, as in tests
+/// and the playground). Port 0 picks a free port; see `RunningControlPlane::local_addr`.
+pub async fn start_in_process(
+    config: ControlPlaneConfig,
+) -> Result<RunningControlPlane, ControlPlaneError> {
+    start_in_process_with(config, ControlPlaneOptions::default()).await
+}
+
+/// `start_in_process` with explicit options.
+pub async fn start_in_process_with(
+    config: ControlPlaneConfig,
+    options: ControlPlaneOptions,
+) -> Result<RunningControlPlane, ControlPlaneError> {
+    let data_dir = config.data_dir.clone();
+    let store_thread = tokio::task::spawn_blocking(move || {
+        store::StoreThread::spawn(move || {
+            let store: Box<dyn MetadataStore> = match &data_dir {
+                Some(dir) => Box::new(SqliteStore::open(dir)?),
+                None => Box::new(SqliteStore::open_in_memory()?),
+            };
+            Ok(store)
+        })
+    })
+    .await
+    .map_err(|e| ControlPlaneError::Runtime(std::io::Error::other(e.to_string())))??;
+
+    let state = web::Data::new(server::AppState::new(
+        store_thread.handle(),
+        config.group_id.clone(),
+        config.group_key.expose(),
+        options.agent_expiry,
+        options.server_name.clone(),
+    )?);
+    let app_state = state.clone();
+    let http = HttpServer::new(move || {
+        App::new()
+            .app_data(app_state.clone())
+            .wrap(actix_web::middleware::from_fn(server::observe))
+            .configure(server::configure)
+    })
+    .workers(options.workers.max(1))
+    .disable_signals()
+    .shutdown_timeout(options.shutdown_timeout.as_secs())
+    .bind(config.listen)
+    .map_err(|source| ControlPlaneError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let addr = http.addrs().first().copied().unwrap_or(config.listen);
+    let running = http.run();
+    let handle = running.handle();
+    let server = tokio::spawn(running);
+    tracing::info!(
+        listen = %addr,
+        group_id = %config.group_id,
+        data_dir = ?config.data_dir,
+        "infinistream control plane started"
+    );
+    Ok(RunningControlPlane {
+        addr,
+        handle,
+        server: Some(server),
+        store: Some(store_thread),
+    })
+}
+
+/// Runs the control plane HTTP server until SIGINT or SIGTERM, then stops gracefully.
+pub fn run_blocking(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
+    actix_rt::System::new().block_on(async move {
+        let running = start_in_process(config).await?;
+        wait_for_signal().await;
+        tracing::info!("infinistream control plane stopping");
+        running.stop().await;
+        Ok(())
+    })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for sigterm, waiting for sigint only");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

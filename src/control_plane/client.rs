@@ -1,0 +1,273 @@
+//! Typed HTTP client for the control plane, used by agents (and tests).
+//!
+//! Owns: URLs, auth headers, per-request timeouts, status/body mapping to `CpError`. Does not own:
+//! retries or what to do on failure (callers decide). `awc::Client` is `!Send`: create one
+//! `ControlPlaneClient` per actix arbiter thread; it needs a running actix/tokio runtime.
+
+use std::time::Duration;
+
+use awc::error::SendRequestError;
+use awc::http::StatusCode;
+use bytes::Bytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::model::*;
+use crate::config::Secret;
+use crate::jetstream::{ApiError, StreamState};
+
+/// Largest response body accepted.
+const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CpError {
+    #[error("control plane refused the credentials: {0}")]
+    Unauthorized(String),
+    #[error("control plane answered http {status}: {message}")]
+    Http { status: u16, message: String },
+    #[error("control plane request timed out")]
+    Timeout,
+    #[error("cannot connect to the control plane: {0}")]
+    Connect(String),
+    #[error("control plane request failed: {0}")]
+    Send(String),
+    #[error("cannot read the control plane response: {0}")]
+    Body(String),
+    #[error("cannot decode the control plane response: {0}")]
+    Decode(String),
+    #[error("cannot encode the control plane request: {0}")]
+    Encode(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Whole-request timeout (connect, send, response head and body).
+    pub timeout: Duration,
+    /// Sent as `x-infinistream-server-name` on `$JS.API` requests (stream leader in STREAM.INFO).
+    pub server_name: Option<String>,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(5),
+            server_name: None,
+        }
+    }
+}
+
+pub struct ControlPlaneClient {
+    http: awc::Client,
+    base_url: String,
+    group_id: String,
+    authorization: String,
+    options: ClientOptions,
+}
+
+impl std::fmt::Debug for ControlPlaneClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlPlaneClient")
+            .field("base_url", &self.base_url)
+            .field("group_id", &self.group_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Percent-encodes one path segment (stream names may hold characters URLs reserve).
+fn segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+impl ControlPlaneClient {
+    pub fn new(base_url: impl Into<String>, group_id: impl Into<String>, key: &Secret) -> Self {
+        Self::with_options(base_url, group_id, key, ClientOptions::default())
+    }
+
+    pub fn with_options(
+        base_url: impl Into<String>,
+        group_id: impl Into<String>,
+        key: &Secret,
+        options: ClientOptions,
+    ) -> Self {
+        let http = awc::Client::builder()
+            .timeout(options.timeout)
+            .disable_redirects()
+            .finish();
+        Self {
+            http,
+            base_url: base_url.into().trim_end_matches('/').to_string(),
+            group_id: group_id.into(),
+            authorization: format!("Bearer {}", key.expose()),
+            options,
+        }
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    fn request(&self, method: awc::http::Method, path: &str) -> awc::ClientRequest {
+        self.http
+            .request(method, format!("{}{}", self.base_url, path))
+            .insert_header((GROUP_ID_HEADER, self.group_id.as_str()))
+            .insert_header((
+                awc::http::header::AUTHORIZATION,
+                self.authorization.as_str(),
+            ))
+            .timeout(self.options.timeout)
+    }
+
+    async fn send(&self, req: awc::ClientRequest, body: Bytes) -> Result<Bytes, CpError> {
+        let mut res = req.send_body(body).await.map_err(map_send_error)?;
+        let status = res.status();
+        let body = res
+            .body()
+            .limit(MAX_RESPONSE_BYTES)
+            .await
+            .map_err(|e| CpError::Body(e.to_string()))?;
+        if status == StatusCode::UNAUTHORIZED {
+            return Err(CpError::Unauthorized(error_message(&body)));
+        }
+        if !status.is_success() {
+            return Err(CpError::Http {
+                status: status.as_u16(),
+                message: error_message(&body),
+            });
+        }
+        Ok(body)
+    }
+
+    async fn get<R: DeserializeOwned>(&self, path: &str) -> Result<R, CpError> {
+        let body = self
+            .send(self.request(awc::http::Method::GET, path), Bytes::new())
+            .await?;
+        decode(&body)
+    }
+
+    async fn post<T: Serialize, R: DeserializeOwned>(
+        &self,
+        path: &str,
+        value: &T,
+    ) -> Result<R, CpError> {
+        let json = serde_json::to_vec(value).map_err(|e| CpError::Encode(e.to_string()))?;
+        let req = self
+            .request(awc::http::Method::POST, path)
+            .insert_header((awc::http::header::CONTENT_TYPE, "application/json"));
+        let body = self.send(req, Bytes::from(json)).await?;
+        decode(&body)
+    }
+
+    /// Relays one `$JS.API.<api>` request payload; returns nats-server's response payload.
+    pub async fn js_api(&self, api: &str, body: Bytes) -> Result<Bytes, CpError> {
+        let mut req = self.request(awc::http::Method::POST, &format!("/v1/js/{api}"));
+        if let Some(name) = &self.options.server_name {
+            req = req.insert_header((SERVER_NAME_HEADER, name.as_str()));
+        }
+        self.send(req, body).await
+    }
+
+    pub async fn register(&self, request: &RegisterRequest) -> Result<Lease, CpError> {
+        self.post("/v1/agents/register", request).await
+    }
+
+    pub async fn heartbeat(&self, agent_id: &str) -> Result<HeartbeatResponse, CpError> {
+        self.post(
+            "/v1/agents/heartbeat",
+            &HeartbeatRequest {
+                agent_id: agent_id.to_string(),
+            },
+        )
+        .await
+    }
+
+    pub async fn agents(&self) -> Result<Vec<AgentInfo>, CpError> {
+        let r: AgentsResponse = self.get("/v1/agents").await?;
+        Ok(r.agents)
+    }
+
+    pub async fn object_ids(&self, count: u32) -> Result<Vec<u64>, CpError> {
+        let r: ObjectIdsResponse = self
+            .post("/v1/object-ids", &ObjectIdsRequest { count })
+            .await?;
+        Ok(r.ids)
+    }
+
+    pub async fn streams_since(&self, version: u64) -> Result<StreamsSnapshot, CpError> {
+        self.get(&format!("/v1/streams?since={version}")).await
+    }
+
+    pub async fn commit(&self, request: &CommitRequest) -> Result<CommitResponse, CpError> {
+        self.post("/v1/commit", request).await
+    }
+
+    pub async fn record_orphan(&self, request: &OrphanRequest) -> Result<(), CpError> {
+        let _: serde_json::Value = self.post("/v1/orphans", request).await?;
+        Ok(())
+    }
+
+    pub async fn orphans(&self) -> Result<Vec<Orphan>, CpError> {
+        let r: OrphansResponse = self.get("/v1/orphans").await?;
+        Ok(r.orphans)
+    }
+
+    /// Where a message's bytes are; the inner error is a JetStream error (10037, 10059, 10003).
+    pub async fn locate(
+        &self,
+        stream: &str,
+        request: &LocateRequest,
+    ) -> Result<Result<MessageLocation, ApiError>, CpError> {
+        let r: ApiResult<MessageLocation> = self
+            .post(&format!("/v1/streams/{}/locate", segment(stream)), request)
+            .await?;
+        Ok(r.into())
+    }
+
+    /// A stream's state; the inner error is a JetStream error (10059).
+    pub async fn state(&self, stream: &str) -> Result<Result<StreamState, ApiError>, CpError> {
+        let r: ApiResult<StreamState> = self
+            .get(&format!("/v1/streams/{}/state", segment(stream)))
+            .await?;
+        Ok(r.into())
+    }
+
+    /// True when `/healthz` answers 200.
+    pub async fn healthy(&self) -> Result<bool, CpError> {
+        let res = self
+            .http
+            .get(format!("{}/healthz", self.base_url))
+            .timeout(self.options.timeout)
+            .send()
+            .await
+            .map_err(map_send_error)?;
+        Ok(res.status().is_success())
+    }
+}
+
+fn decode<R: DeserializeOwned>(body: &[u8]) -> Result<R, CpError> {
+    serde_json::from_slice(body).map_err(|e| CpError::Decode(e.to_string()))
+}
+
+fn error_message(body: &[u8]) -> String {
+    serde_json::from_slice::<ErrorBody>(body)
+        .map(|b| b.error)
+        .unwrap_or_else(|_| String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned())
+}
+
+fn map_send_error(e: SendRequestError) -> CpError {
+    match e {
+        SendRequestError::Timeout => CpError::Timeout,
+        SendRequestError::Connect(c) => match c {
+            awc::error::ConnectError::Timeout => CpError::Timeout,
+            other => CpError::Connect(other.to_string()),
+        },
+        other => CpError::Send(other.to_string()),
+    }
+}

@@ -1,0 +1,303 @@
+//! Request and response bodies of the control plane's metadata endpoints, shared by the server
+//! and `ControlPlaneClient`.
+//!
+//! Owns: the JSON shapes of `/v1/agents*`, `/v1/object-ids`, `/v1/streams*`, `/v1/commit`,
+//! `/v1/orphans`. Does not own: the `$JS.API` payloads relayed through `/v1/js/{api}` (those are
+//! `crate::jetstream` types) or any behaviour.
+
+use serde::{Deserialize, Serialize};
+
+use crate::jetstream::{ApiError, PubAckResponse, StreamConfig, StreamState};
+
+/// Header carrying the virtual group id on every authenticated request.
+pub const GROUP_ID_HEADER: &str = "x-infinistream-group-id";
+/// Optional header on `/v1/js/{api}`: the agent's server name, reported as the stream leader.
+pub const SERVER_NAME_HEADER: &str = "x-infinistream-server-name";
+
+fn is_false(v: &bool) -> bool {
+    !*v
+}
+fn is_zero_u32(v: &u32) -> bool {
+    *v == 0
+}
+
+/// The ports an agent listens on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AgentPorts {
+    #[serde(default)]
+    pub client: u16,
+    #[serde(default)]
+    pub peer: u16,
+    #[serde(default)]
+    pub http: u16,
+}
+
+/// `POST /v1/agents/register`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterRequest {
+    pub agent_id: String,
+    #[serde(default)]
+    pub availability_zone: String,
+    #[serde(default)]
+    pub advertise_address: String,
+    #[serde(default)]
+    pub ports: AgentPorts,
+}
+
+/// Answer to register and heartbeat: the membership lease.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub agent_id: String,
+    /// Heartbeat at least this often (a third of the expiry).
+    pub heartbeat_interval_ms: u64,
+    /// A member whose last heartbeat is older than this is dropped from `GET /v1/agents`.
+    pub expiry_ms: u64,
+    /// Unix millis at which the lease ends without a heartbeat.
+    pub expires_at_ms: i64,
+}
+
+/// `POST /v1/agents/heartbeat`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatRequest {
+    pub agent_id: String,
+}
+
+/// Answer to a heartbeat: `known: false` means the agent expired or never registered and must
+/// register again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatResponse {
+    pub known: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<Lease>,
+}
+
+/// One live member of the virtual group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentInfo {
+    pub agent_id: String,
+    pub availability_zone: String,
+    pub advertise_address: String,
+    pub ports: AgentPorts,
+    pub registered_at_ms: i64,
+    pub last_heartbeat_ms: i64,
+}
+
+/// `GET /v1/agents`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AgentsResponse {
+    pub agents: Vec<AgentInfo>,
+}
+
+/// `POST /v1/object-ids`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectIdsRequest {
+    pub count: u32,
+}
+
+/// Unique, strictly increasing ids (`unix_millis << 20 | counter`), never reused across
+/// restarts of a control plane with a data dir.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ObjectIdsResponse {
+    pub ids: Vec<u64>,
+}
+
+/// `GET /v1/streams?since=<version>`: the stream configs for routing.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct StreamsSnapshot {
+    /// Bumped by every stream create, update and delete.
+    pub version: u64,
+    /// False when `since` was already current; `streams` is then empty.
+    pub changed: bool,
+    #[serde(default)]
+    pub streams: Vec<StreamConfig>,
+}
+
+/// Metadata of one message in a committed block, as the agent parsed it from the publish.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CommitMessage {
+    pub subject: String,
+    /// Header bytes plus payload bytes, as published.
+    pub size: u32,
+    /// The header block's length (`NATS/1.0…\r\n\r\n`), 0 without headers. Part of `size`; needed
+    /// to count stored bytes as nats-server's file store does.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub header_size: u32,
+    /// When the agent received the publish (unix nanos); becomes the message timestamp.
+    pub timestamp_nanos: i64,
+    /// `Nats-Msg-Id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub msg_id: Option<String>,
+    /// `Nats-Expected-Stream`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_stream: Option<String>,
+    /// `Nats-Expected-Last-Sequence` (unparsable values: send `u64::MAX`, as nats-server reads -1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_last_seq: Option<u64>,
+    /// `Nats-Expected-Last-Subject-Sequence`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_last_subject_seq: Option<u64>,
+    /// `Nats-Expected-Last-Subject-Sequence-Subject`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_last_subject_seq_subject: Option<String>,
+    /// `Nats-Expected-Last-Msg-Id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_last_msg_id: Option<String>,
+    /// `Nats-Rollup`, raw (`sub` / `all`, any case).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollup: Option<String>,
+    /// `Nats-TTL`, raw (`30s`, `60`, `never`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<String>,
+}
+
+/// One block of one stream inside the committed object.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CommitBlock {
+    pub stream: String,
+    pub block_offset: u64,
+    pub block_len: u64,
+    pub messages: Vec<CommitMessage>,
+}
+
+/// `POST /v1/commit`: everything one object holds. Committing the same `object_id` again returns
+/// the first commit's answer (retries are safe).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CommitRequest {
+    pub agent_id: String,
+    pub object_id: u64,
+    pub object_key: String,
+    pub object_size: u64,
+    pub blocks: Vec<CommitBlock>,
+}
+
+/// Per block (same order as the request), per message, the PubAck for the publisher.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CommitBlockResult {
+    pub stream: String,
+    pub acks: Vec<PubAckResponse>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CommitResponse {
+    pub object_id: u64,
+    /// True when this object had been committed before and these are the stored answers.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub replayed: bool,
+    pub blocks: Vec<CommitBlockResult>,
+}
+
+/// `POST /v1/orphans`: an object that was PUT but never committed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrphanRequest {
+    pub object_key: String,
+    #[serde(default)]
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Orphan {
+    pub object_key: String,
+    pub reason: String,
+    pub recorded_at_ms: i64,
+}
+
+/// `GET /v1/orphans`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct OrphansResponse {
+    pub orphans: Vec<Orphan>,
+}
+
+/// `POST /v1/streams/{name}/locate`: the fields of nats-server's `JSApiMsgGetRequest` that pick
+/// one message, so a `STREAM.MSG.GET` / `DIRECT.GET` body can be forwarded as is.
+/// `{seq}` exact; `{last_by_subj}` last on a subject (wildcards allowed); `{next_by_subj, seq}`
+/// first at or after `seq` on a subject.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct LocateRequest {
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub seq: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_by_subj: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_by_subj: Option<String>,
+}
+
+fn is_zero_u64(v: &u64) -> bool {
+    *v == 0
+}
+
+impl LocateRequest {
+    pub fn seq(seq: u64) -> Self {
+        Self {
+            seq,
+            ..Self::default()
+        }
+    }
+    pub fn last_by_subject(subject: impl Into<String>) -> Self {
+        Self {
+            last_by_subj: Some(subject.into()),
+            ..Self::default()
+        }
+    }
+    pub fn next_by_subject(subject: impl Into<String>, seq: u64) -> Self {
+        Self {
+            seq,
+            next_by_subj: Some(subject.into()),
+            ..Self::default()
+        }
+    }
+}
+
+/// Where one stored message's bytes are: block `index` of the block at
+/// `block_offset..block_offset+block_len` in object `object_key`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageLocation {
+    pub stream: String,
+    pub seq: u64,
+    pub subject: String,
+    pub timestamp_nanos: i64,
+    pub object_id: u64,
+    pub object_key: String,
+    pub block_offset: u64,
+    pub block_len: u64,
+    /// Position of the message in its block, counting messages that were rejected.
+    pub index: u32,
+    pub size: u32,
+    #[serde(default)]
+    pub header_size: u32,
+}
+
+/// Body of a metadata endpoint answer that is either a value or a JetStream API error
+/// (`{"error":{…}}`), always with HTTP 200.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ApiResult<T> {
+    Err { error: ApiError },
+    Ok(T),
+}
+
+impl<T> From<Result<T, ApiError>> for ApiResult<T> {
+    fn from(r: Result<T, ApiError>) -> Self {
+        match r {
+            Ok(v) => Self::Ok(v),
+            Err(error) => Self::Err { error },
+        }
+    }
+}
+
+impl<T> From<ApiResult<T>> for Result<T, ApiError> {
+    fn from(r: ApiResult<T>) -> Self {
+        match r {
+            ApiResult::Ok(v) => Ok(v),
+            ApiResult::Err { error } => Err(error),
+        }
+    }
+}
+
+/// `GET /v1/streams/{name}/state` answer value.
+pub type StreamStateResult = ApiResult<StreamState>;
+
+/// Body of every non-API failure (401, 400, 500): `{"error":"…"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+}

@@ -1,0 +1,484 @@
+//! The control plane's HTTP surface on actix-web: routing, authentication, request metrics, and
+//! translation between HTTP bodies and store calls.
+//!
+//! Owns: the route table, the `x-infinistream-group-id` + bearer key check (constant time), the
+//! `/metrics` registry and `/healthz`. Does not own: what requests mean (`js_api`, `store`).
+
+use std::time::{Duration, Instant};
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use actix_web::{HttpRequest, HttpResponse, web};
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+
+use super::js_api::{self, JsContext};
+use super::model::*;
+use super::store::{StoreError, StoreHandle};
+use crate::jetstream::time::now_nanos;
+
+/// Largest request body accepted (a commit of a large object carries many message entries).
+pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+/// Most object ids handed out by one request.
+pub const MAX_OBJECT_IDS: u32 = 100_000;
+
+/// Everything the handlers share; cheap to clone into each worker.
+pub struct AppState {
+    pub store: StoreHandle,
+    pub group_id: String,
+    key_digest: [u8; 32],
+    pub agent_expiry: Duration,
+    pub default_server_name: String,
+    pub metrics: CpMetrics,
+}
+
+impl AppState {
+    pub fn new(
+        store: StoreHandle,
+        group_id: String,
+        group_key: &str,
+        agent_expiry: Duration,
+        default_server_name: String,
+    ) -> Result<Self, prometheus::Error> {
+        Ok(Self {
+            store,
+            group_id,
+            key_digest: Sha256::digest(group_key.as_bytes()).into(),
+            agent_expiry,
+            default_server_name,
+            metrics: CpMetrics::new()?,
+        })
+    }
+
+    fn expiry_ms(&self) -> i64 {
+        i64::try_from(self.agent_expiry.as_millis()).unwrap_or(i64::MAX)
+    }
+}
+
+/// Request counts and latencies per route pattern, in the control plane's own registry.
+pub struct CpMetrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+}
+
+impl CpMetrics {
+    fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "infinistream_control_plane_requests_total",
+                "control plane http requests by route and status",
+            ),
+            &["endpoint", "status"],
+        )?;
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "infinistream_control_plane_request_duration_seconds",
+                "control plane http request latency by route",
+            ),
+            &["endpoint"],
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(latency.clone()))?;
+        Ok(Self {
+            registry,
+            requests,
+            latency,
+        })
+    }
+
+    fn observe(&self, endpoint: &str, status: u16, elapsed: Duration) {
+        self.requests
+            .with_label_values(&[endpoint, &status.to_string()])
+            .inc();
+        self.latency
+            .with_label_values(&[endpoint])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    fn render(&self) -> Result<String, prometheus::Error> {
+        let mut buf = Vec::new();
+        prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut buf)?;
+        Ok(String::from_utf8_lossy(&buf).into_owned())
+    }
+}
+
+fn error_body(status: StatusCode, message: impl Into<String>) -> HttpResponse {
+    HttpResponse::build(status).json(ErrorBody {
+        error: message.into(),
+    })
+}
+
+fn ct_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    // Fold every byte so the time taken does not depend on where they differ.
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}
+
+/// Checks the group id and the bearer key; the refusal never echoes what was sent.
+fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), Box<HttpResponse>> {
+    let unauthorized = |why: &str| {
+        tracing::warn!(path = %req.path(), reason = why, "control plane request refused");
+        Box::new(error_body(
+            StatusCode::UNAUTHORIZED,
+            format!("unauthorized: {why}"),
+        ))
+    };
+    let group = req
+        .headers()
+        .get(GROUP_ID_HEADER)
+        .and_then(|v| v.to_str().ok());
+    let Some(group) = group else {
+        return Err(unauthorized("missing x-infinistream-group-id header"));
+    };
+    let auth = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let Some(auth) = auth else {
+        return Err(unauthorized("missing authorization header"));
+    };
+    let Some(key) = auth
+        .strip_prefix("Bearer ")
+        .or_else(|| auth.strip_prefix("bearer "))
+    else {
+        return Err(unauthorized("authorization must be a bearer token"));
+    };
+    let digest: [u8; 32] = Sha256::digest(key.trim().as_bytes()).into();
+    let key_ok = ct_eq(&digest, &state.key_digest);
+    if group != state.group_id || !key_ok {
+        return Err(unauthorized("wrong group id or group key"));
+    }
+    Ok(())
+}
+
+fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, Box<HttpResponse>> {
+    serde_json::from_slice(body).map_err(|e| {
+        Box::new(error_body(
+            StatusCode::BAD_REQUEST,
+            format!("invalid request body: {e}"),
+        ))
+    })
+}
+
+fn store_failure(e: StoreError) -> HttpResponse {
+    match e {
+        StoreError::Api(api) => HttpResponse::Ok().json(ApiResult::<()>::Err { error: api }),
+        other => {
+            tracing::error!(error = %other, "control plane store failure");
+            error_body(StatusCode::INTERNAL_SERVER_ERROR, other.to_string())
+        }
+    }
+}
+
+fn json<T: Serialize>(value: &T) -> HttpResponse {
+    HttpResponse::Ok().json(value)
+}
+
+fn now_ms() -> i64 {
+    now_nanos() / 1_000_000
+}
+
+macro_rules! auth {
+    ($req:expr, $state:expr) => {
+        if let Err(resp) = authorize(&$req, &$state) {
+            return *resp;
+        }
+    };
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    auth!(req, state);
+    match state.metrics.render() {
+        Ok(text) => HttpResponse::Ok()
+            .insert_header((CONTENT_TYPE, "text/plain; version=0.0.4"))
+            .body(text),
+        Err(e) => error_body(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn js(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    api: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    auth!(req, state);
+    let server_name = req
+        .headers()
+        .get(SERVER_NAME_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .unwrap_or_else(|| state.default_server_name.clone());
+    let api = api.into_inner();
+    let ctx = JsContext {
+        server_name,
+        now: now_nanos(),
+    };
+    match state
+        .store
+        .call(move |backend| js_api::handle(backend, &api, &body, &ctx))
+        .await
+    {
+        Ok(out) => HttpResponse::Ok()
+            .insert_header((CONTENT_TYPE, "application/json"))
+            .body(out),
+        Err(e) => store_failure(e),
+    }
+}
+
+async fn register(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
+    auth!(req, state);
+    let request: RegisterRequest = match parse_body(&body) {
+        Ok(r) => r,
+        Err(resp) => return *resp,
+    };
+    if request.agent_id.is_empty() {
+        return error_body(StatusCode::BAD_REQUEST, "agent_id is required");
+    }
+    let expiry = state.expiry_ms();
+    let now = now_ms();
+    match state
+        .store
+        .call(move |b| b.store.register_agent(&request, now))
+        .await
+    {
+        Ok(Ok(agent)) => json(&lease(&agent, expiry)),
+        Ok(Err(e)) | Err(e) => store_failure(e),
+    }
+}
+
+fn lease(agent: &AgentInfo, expiry_ms: i64) -> Lease {
+    Lease {
+        agent_id: agent.agent_id.clone(),
+        heartbeat_interval_ms: u64::try_from(expiry_ms / 3).unwrap_or(1).max(1),
+        expiry_ms: u64::try_from(expiry_ms).unwrap_or(0),
+        expires_at_ms: agent.last_heartbeat_ms + expiry_ms,
+    }
+}
+
+async fn heartbeat(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
+    auth!(req, state);
+    let request: HeartbeatRequest = match parse_body(&body) {
+        Ok(r) => r,
+        Err(resp) => return *resp,
+    };
+    let expiry = state.expiry_ms();
+    let now = now_ms();
+    match state
+        .store
+        .call(move |b| b.store.heartbeat(&request.agent_id, now, expiry))
+        .await
+    {
+        Ok(Ok(found)) => json(&HeartbeatResponse {
+            known: found.is_some(),
+            lease: found.map(|a| lease(&a, expiry)),
+        }),
+        Ok(Err(e)) | Err(e) => store_failure(e),
+    }
+}
+
+async fn agents(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    auth!(req, state);
+    let expiry = state.expiry_ms();
+    let now = now_ms();
+    match state.store.call(move |b| b.store.agents(now, expiry)).await {
+        Ok(Ok(agents)) => json(&AgentsResponse { agents }),
+        Ok(Err(e)) | Err(e) => store_failure(e),
+    }
+}
+
+async fn object_ids(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> HttpResponse {
+    auth!(req, state);
+    let request: ObjectIdsRequest = match parse_body(&body) {
+        Ok(r) => r,
+        Err(resp) => return *resp,
+    };
+    if request.count == 0 || request.count > MAX_OBJECT_IDS {
+        return error_body(
+            StatusCode::BAD_REQUEST,
+            format!("count must be between 1 and {MAX_OBJECT_IDS}"),
+        );
+    }
+    let now = now_ms();
+    match state
+        .store
+        .call(move |b| b.store.allocate_object_ids(request.count, now))
+        .await
+    {
+        Ok(Ok(ids)) => json(&ObjectIdsResponse { ids }),
+        Ok(Err(e)) | Err(e) => store_failure(e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct SinceQuery {
+    #[serde(default)]
+    since: u64,
+}
+
+async fn streams_since(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    query: web::Query<SinceQuery>,
+) -> HttpResponse {
+    auth!(req, state);
+    let since = query.since;
+    match state
+        .store
+        .call(move |b| b.store.streams_since(since))
+        .await
+    {
+        Ok(Ok(snapshot)) => json(&snapshot),
+        Ok(Err(e)) | Err(e) => store_failure(e),
+    }
+}
+
+async fn commit(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
+    auth!(req, state);
+    let request: CommitRequest = match parse_body(&body) {
+        Ok(r) => r,
+        Err(resp) => return *resp,
+    };
+    let started = Instant::now();
+    let messages: usize = request.blocks.iter().map(|b| b.messages.len()).sum();
+    let object_id = request.object_id;
+    match state.store.call(move |b| b.store.commit(&request)).await {
+        Ok(Ok(response)) => {
+            tracing::debug!(
+                object_id,
+                messages,
+                elapsed_us = started.elapsed().as_micros() as u64,
+                "object committed"
+            );
+            json(&response)
+        }
+        Ok(Err(e)) | Err(e) => {
+            tracing::error!(object_id, error = %e, "commit failed");
+            store_failure(e)
+        }
+    }
+}
+
+async fn record_orphan(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> HttpResponse {
+    auth!(req, state);
+    let request: OrphanRequest = match parse_body(&body) {
+        Ok(r) => r,
+        Err(resp) => return *resp,
+    };
+    let now = now_ms();
+    match state
+        .store
+        .call(move |b| b.store.record_orphan(&request, now))
+        .await
+    {
+        Ok(Ok(())) => json(&serde_json::json!({})),
+        Ok(Err(e)) | Err(e) => store_failure(e),
+    }
+}
+
+async fn orphans(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    auth!(req, state);
+    match state.store.call(|b| b.store.orphans()).await {
+        Ok(Ok(orphans)) => json(&OrphansResponse { orphans }),
+        Ok(Err(e)) | Err(e) => store_failure(e),
+    }
+}
+
+async fn locate(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    auth!(req, state);
+    let request: LocateRequest = match parse_body(&body) {
+        Ok(r) => r,
+        Err(resp) => return *resp,
+    };
+    let name = name.into_inner();
+    match state
+        .store
+        .call(move |b| b.store.locate(&name, &request))
+        .await
+    {
+        Ok(Ok(location)) => json(&ApiResult::Ok(location)),
+        Ok(Err(e)) | Err(e) => store_failure(e),
+    }
+}
+
+async fn stream_state(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+) -> HttpResponse {
+    auth!(req, state);
+    let name = name.into_inner();
+    match state
+        .store
+        .call(move |b| b.store.stream(&name, &Default::default()))
+        .await
+    {
+        Ok(Ok(view)) => json(&ApiResult::Ok(view.state)),
+        Ok(Err(e)) | Err(e) => store_failure(e),
+    }
+}
+
+/// Records count and latency per matched route pattern (never the raw path: stream names would
+/// explode the label set).
+pub async fn observe<B: MessageBody>(
+    req: ServiceRequest,
+    next: actix_web::middleware::Next<B>,
+) -> Result<ServiceResponse<B>, actix_web::Error> {
+    let started = Instant::now();
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let res = next.call(req).await?;
+    if let Some(state) = state {
+        let pattern = res
+            .request()
+            .match_pattern()
+            .unwrap_or_else(|| "unmatched".to_string());
+        state
+            .metrics
+            .observe(&pattern, res.status().as_u16(), started.elapsed());
+    }
+    Ok(res)
+}
+
+/// Adds every route to an actix `App`.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
+        .route("/healthz", web::get().to(healthz))
+        .route("/metrics", web::get().to(metrics))
+        .route("/v1/js/{api:.*}", web::post().to(js))
+        .route("/v1/agents/register", web::post().to(register))
+        .route("/v1/agents/heartbeat", web::post().to(heartbeat))
+        .route("/v1/agents", web::get().to(agents))
+        .route("/v1/object-ids", web::post().to(object_ids))
+        .route("/v1/streams", web::get().to(streams_since))
+        .route("/v1/streams/{name}/locate", web::post().to(locate))
+        .route("/v1/streams/{name}/state", web::get().to(stream_state))
+        .route("/v1/commit", web::post().to(commit))
+        .route("/v1/orphans", web::post().to(record_orphan))
+        .route("/v1/orphans", web::get().to(orphans));
+}

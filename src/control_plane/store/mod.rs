@@ -1,0 +1,132 @@
+//! Storage of the control plane's metadata behind one trait, so another database can replace
+//! SQLite without touching the HTTP layer.
+//!
+//! Owns: the `MetadataStore` trait (streams, message index, commit, lookups, object ids, orphans,
+//! membership), its error type, and the dedicated thread (`StoreThread`/`StoreHandle`) that owns
+//! the one store instance and runs requests in order. Does not own: HTTP, auth, JSON envelopes of
+//! the `$JS.API` (see `js_api`).
+
+mod commit;
+pub mod sqlite;
+mod worker;
+
+pub use sqlite::SqliteStore;
+pub use worker::{Backend, StoreHandle, StoreThread};
+
+use crate::control_plane::model::{
+    AgentInfo, CommitRequest, CommitResponse, LocateRequest, MessageLocation, Orphan,
+    OrphanRequest, RegisterRequest, StreamsSnapshot,
+};
+use crate::jetstream::{ApiError, StreamConfig, StreamPurgeRequest, StreamState};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A JetStream-level refusal, answered to the client as an API error.
+    #[error("{0}")]
+    Api(ApiError),
+    #[error("sqlite failure: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("stored json is unreadable: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("cannot create the data dir {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the store thread has stopped")]
+    Closed,
+    #[error("store invariant broken: {0}")]
+    Invariant(String),
+}
+
+impl From<ApiError> for StoreError {
+    fn from(e: ApiError) -> Self {
+        Self::Api(e)
+    }
+}
+
+/// A stream as the API reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamView {
+    pub config: StreamConfig,
+    /// Creation time, unix nanos.
+    pub created: i64,
+    pub state: StreamState,
+}
+
+/// Extra state details for STREAM.INFO.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StateDetail {
+    /// Fill `state.subjects` with per-subject counts for subjects matching this filter.
+    pub subjects_filter: Option<String>,
+    /// Fill `state.deleted` with the interior deleted sequences.
+    pub deleted: bool,
+}
+
+/// Totals for account info.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountUsage {
+    pub memory: u64,
+    pub storage: u64,
+    pub reserved_memory: u64,
+    pub reserved_storage: u64,
+    pub streams: usize,
+}
+
+/// Every operation the control plane performs on its metadata. Implementations run one call at
+/// a time (the store thread serializes them), and each mutating call is atomic.
+pub trait MetadataStore {
+    /// Creates a stream from a config that already passed `StreamConfig::checked`. An identical
+    /// existing stream is returned as is; a different one is 10058; overlapping subjects 10065.
+    fn create_stream(&mut self, config: StreamConfig, now: i64) -> Result<StreamView, StoreError>;
+    /// Replaces the config of an existing stream (already checked against the old one by the
+    /// caller through `existing_config`) and applies the new limits.
+    fn update_stream(&mut self, config: StreamConfig) -> Result<StreamView, StoreError>;
+    /// The stored config, or 10059.
+    fn stream_config(&mut self, name: &str) -> Result<StreamConfig, StoreError>;
+    fn delete_stream(&mut self, name: &str) -> Result<(), StoreError>;
+    fn stream(&mut self, name: &str, detail: &StateDetail) -> Result<StreamView, StoreError>;
+    /// All streams, sorted by name.
+    fn streams(&mut self) -> Result<Vec<StreamView>, StoreError>;
+    /// nats-server's purge semantics (`PurgeEx`); returns the number purged.
+    fn purge(&mut self, name: &str, request: &StreamPurgeRequest) -> Result<u64, StoreError>;
+    fn delete_message(&mut self, name: &str, seq: u64) -> Result<(), StoreError>;
+    fn streams_since(&mut self, version: u64) -> Result<StreamsSnapshot, StoreError>;
+    fn account_usage(&mut self) -> Result<AccountUsage, StoreError>;
+
+    /// Sequences every message of an object in one transaction (see `CommitResponse`).
+    fn commit(&mut self, request: &CommitRequest) -> Result<CommitResponse, StoreError>;
+    fn locate(
+        &mut self,
+        stream: &str,
+        request: &LocateRequest,
+    ) -> Result<MessageLocation, StoreError>;
+    fn allocate_object_ids(&mut self, count: u32, now_ms: i64) -> Result<Vec<u64>, StoreError>;
+    fn record_orphan(&mut self, request: &OrphanRequest, now_ms: i64) -> Result<(), StoreError>;
+    fn orphans(&mut self) -> Result<Vec<Orphan>, StoreError>;
+
+    fn register_agent(
+        &mut self,
+        request: &RegisterRequest,
+        now_ms: i64,
+    ) -> Result<AgentInfo, StoreError>;
+    /// None when the agent is unknown or its lease expired (it must register again).
+    fn heartbeat(
+        &mut self,
+        agent_id: &str,
+        now_ms: i64,
+        expiry_ms: i64,
+    ) -> Result<Option<AgentInfo>, StoreError>;
+    /// Live members; expired ones are removed.
+    fn agents(&mut self, now_ms: i64, expiry_ms: i64) -> Result<Vec<AgentInfo>, StoreError>;
+}
+
+/// Stored size of a message as nats-server's file store counts it (`fileStoreMsgSize`).
+pub fn file_store_msg_size(subject_len: usize, header_len: u64, payload_len: u64) -> u64 {
+    let base = 22 + subject_len as u64 + payload_len + 8;
+    if header_len == 0 {
+        base
+    } else {
+        base + 4 + header_len
+    }
+}

@@ -1,0 +1,138 @@
+//! The one thread that owns the store (a rusqlite `Connection` is not `Sync`). Requests arrive
+//! as closures over a channel and run in arrival order; answers go back on oneshot channels.
+//!
+//! Owns: the thread's life (open, serve, stop, join) and the API counters kept beside the store.
+//! Does not own: what the closures do.
+
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use tokio::sync::oneshot;
+
+use super::{MetadataStore, StoreError};
+
+/// What a request closure gets: the store and the `$JS.API` counters reported by account info.
+pub struct Backend {
+    pub store: Box<dyn MetadataStore>,
+    pub api_total: u64,
+    pub api_errors: u64,
+}
+
+type Job = Box<dyn FnOnce(&mut Backend) + Send>;
+
+enum Msg {
+    Job(Job),
+    Stop,
+}
+
+/// A cheap, cloneable, `Send` way to run closures on the store thread.
+#[derive(Clone)]
+pub struct StoreHandle {
+    tx: mpsc::Sender<Msg>,
+}
+
+impl std::fmt::Debug for StoreHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoreHandle")
+    }
+}
+
+impl StoreHandle {
+    /// Runs `f` on the store thread and waits (asynchronously) for its result.
+    pub async fn call<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Backend) -> R + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |backend| {
+            let _ = tx.send(f(backend));
+        });
+        self.tx
+            .send(Msg::Job(job))
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)
+    }
+}
+
+/// The running store thread.
+pub struct StoreThread {
+    handle: StoreHandle,
+    join: Option<JoinHandle<()>>,
+}
+
+impl StoreThread {
+    /// Starts the thread, opens the store on it with `open`, and returns once it is open.
+    pub fn spawn<F>(open: F) -> Result<Self, StoreError>
+    where
+        F: FnOnce() -> Result<Box<dyn MetadataStore>, StoreError> + Send + 'static,
+    {
+        let (tx, rx) = mpsc::channel::<Msg>();
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<(), StoreError>>();
+        let join = std::thread::Builder::new()
+            .name("cp-store".to_string())
+            .spawn(move || {
+                let store = match open() {
+                    Ok(store) => {
+                        let _ = ready_tx.send(Ok(()));
+                        store
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let mut backend = Backend {
+                    store,
+                    api_total: 0,
+                    api_errors: 0,
+                };
+                while let Ok(msg) = rx.recv() {
+                    match msg {
+                        Msg::Job(job) => job(&mut backend),
+                        Msg::Stop => break,
+                    }
+                }
+                tracing::debug!("control plane store thread stopped");
+            })
+            .map_err(|e| StoreError::Invariant(format!("cannot start the store thread: {e}")))?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(Self {
+                handle: StoreHandle { tx },
+                join: Some(join),
+            }),
+            Ok(Err(e)) => {
+                let _ = join.join();
+                Err(e)
+            }
+            Err(_) => {
+                let _ = join.join();
+                Err(StoreError::Closed)
+            }
+        }
+    }
+
+    pub fn handle(&self) -> StoreHandle {
+        self.handle.clone()
+    }
+
+    /// Stops after the requests already queued and waits for the store to be closed.
+    pub fn stop(mut self) {
+        self.stop_inner();
+    }
+
+    fn stop_inner(&mut self) {
+        let _ = self.handle.tx.send(Msg::Stop);
+        if let Some(join) = self.join.take()
+            && join.join().is_err()
+        {
+            tracing::error!("control plane store thread panicked");
+        }
+    }
+}
+
+impl Drop for StoreThread {
+    fn drop(&mut self) {
+        self.stop_inner();
+    }
+}
