@@ -18,9 +18,9 @@ use crate::actors::jetstream_api::{JsApi, StreamCatalog};
 use crate::actors::router::Router;
 use crate::actors::sequence_client::{SequenceClient, SequenceSettings};
 use crate::actors::uploader::{RetryPolicy, UploaderPool};
-use crate::control_plane::client::ControlPlaneClient;
 use crate::budget::InflightBudget;
 use crate::config::AgentConfig;
+use crate::control_plane::client::ControlPlaneClient;
 use crate::protocol::info::{COMPAT_SERVER_VERSION, ServerInfo, new_server_id};
 
 #[derive(Debug, thiserror::Error)]
@@ -174,7 +174,9 @@ pub async fn start(config: AgentConfig, tuning: AgentTuning) -> Result<RunningAg
             upload_deadline: tuning.upload_deadline,
         };
         let sequencer = sequencer.clone();
-        Flusher::start_in_arbiter(&js_handle, move |_| Flusher::new(settings, uploader, sequencer))
+        Flusher::start_in_arbiter(&js_handle, move |_| {
+            Flusher::new(settings, uploader, sequencer)
+        })
     };
     let catalog = {
         let cp = cp.clone();
@@ -189,7 +191,9 @@ pub async fn start(config: AgentConfig, tuning: AgentTuning) -> Result<RunningAg
         let cp = cp.clone();
         let router = router.clone();
         let store = store.clone();
-        JsApi::start_in_arbiter(&js_handle, move |_| JsApi::new(cp(), router, catalog, store));
+        JsApi::start_in_arbiter(&js_handle, move |_| {
+            JsApi::new(cp(), router, catalog, store)
+        });
     }
 
     let mut arbiters: Vec<Arbiter> = (0..config.workers.max(1)).map(|_| Arbiter::new()).collect();

@@ -42,7 +42,11 @@ impl InflightBudget {
     /// Takes a share without waiting, if there is one.
     pub fn try_acquire(&self, bytes: usize) -> Option<BudgetPermit> {
         let msgs = self.msgs.clone().try_acquire_owned().ok()?;
-        let bytes = self.bytes.clone().try_acquire_many_owned(self.cost(bytes)).ok()?;
+        let bytes = self
+            .bytes
+            .clone()
+            .try_acquire_many_owned(self.cost(bytes))
+            .ok()?;
         Some(BudgetPermit {
             _bytes: bytes,
             _msgs: msgs,
@@ -89,6 +93,10 @@ mod tests {
         assert_eq!(b.available_bytes(), 100);
         assert_eq!(b.available_msgs(), 2);
         let _big = b.acquire(1_000).await;
-        assert_eq!(b.available_bytes(), 0, "an oversized message takes the whole budget");
+        assert_eq!(
+            b.available_bytes(),
+            0,
+            "an oversized message takes the whole budget"
+        );
     }
 }

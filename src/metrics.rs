@@ -58,10 +58,18 @@ pub static TOTAL_CONNECTIONS: LazyLock<IntCounter> = LazyLock::new(|| {
         "client connections accepted",
     )
 });
-pub static MSGS_IN: LazyLock<IntCounter> =
-    LazyLock::new(|| counter("infinistream_messages_in_total", "messages received from clients"));
-pub static MSGS_OUT: LazyLock<IntCounter> =
-    LazyLock::new(|| counter("infinistream_messages_out_total", "messages sent to clients"));
+pub static MSGS_IN: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "infinistream_messages_in_total",
+        "messages received from clients",
+    )
+});
+pub static MSGS_OUT: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "infinistream_messages_out_total",
+        "messages sent to clients",
+    )
+});
 pub static BYTES_IN: LazyLock<IntCounter> = LazyLock::new(|| {
     counter(
         "infinistream_bytes_in_total",
@@ -104,8 +112,12 @@ pub static OBJECT_BYTES: LazyLock<Histogram> = LazyLock::new(|| {
         prometheus::exponential_buckets(1024.0, 4.0, 10).unwrap_or_default(),
     )
 });
-pub static OBJECTS_WRITTEN: LazyLock<IntCounter> =
-    LazyLock::new(|| counter("infinistream_objects_written_total", "objects written to the bucket"));
+pub static OBJECTS_WRITTEN: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "infinistream_objects_written_total",
+        "objects written to the bucket",
+    )
+});
 pub static OBJECT_STORE_OPS: LazyLock<HistogramVec> = LazyLock::new(|| {
     histogram_vec(
         "infinistream_object_store_seconds",

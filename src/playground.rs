@@ -9,10 +9,7 @@ use crate::control_plane;
 #[derive(Debug, thiserror::Error)]
 pub enum PlaygroundError {
     #[error("cannot create the playground directory {dir}: {source}")]
-    Dir {
-        dir: String,
-        source: std::io::Error,
-    },
+    Dir { dir: String, source: std::io::Error },
     #[error(transparent)]
     ControlPlane(#[from] control_plane::ControlPlaneError),
     #[error(transparent)]

@@ -24,7 +24,10 @@ pub enum ReadError {
 }
 
 /// Fetches the block holding `loc` and returns its record.
-pub async fn read_record(store: &Arc<dyn ObjectStore>, loc: &MessageLocation) -> Result<Record, ReadError> {
+pub async fn read_record(
+    store: &Arc<dyn ObjectStore>,
+    loc: &MessageLocation,
+) -> Result<Record, ReadError> {
     let path = Path::from(loc.object_key.as_str());
     let started = Instant::now();
     let range = loc.block_offset..loc.block_offset + loc.block_len;

@@ -51,7 +51,11 @@ async fn wildcards_route_by_token() {
     assert_eq!(next(&mut mid).await.subject.as_str(), "x.bar.y");
     // Nothing else arrives for the `*` subscription: "foo.bar.baz" and "foo" do not match it.
     star.unsubscribe().await.unwrap();
-    assert!(timeout(Duration::from_millis(200), star.next()).await.map_or(true, |m| m.is_none()));
+    assert!(
+        timeout(Duration::from_millis(200), star.next())
+            .await
+            .map_or(true, |m| m.is_none())
+    );
 }
 
 #[tokio::test]
@@ -89,9 +93,15 @@ async fn queue_group_delivers_each_message_to_one_member() {
         total += count;
         per_member.push(count);
     }
-    assert_eq!(total, N, "every message reached exactly one member: {per_member:?}");
+    assert_eq!(
+        total, N,
+        "every message reached exactly one member: {per_member:?}"
+    );
     assert!(seen.iter().all(|&n| n == 1), "no message twice");
-    assert!(per_member.iter().all(|&n| n > 0), "load spread over members: {per_member:?}");
+    assert!(
+        per_member.iter().all(|&n| n > 0),
+        "load spread over members: {per_member:?}"
+    );
 }
 
 #[tokio::test]
@@ -146,10 +156,7 @@ async fn headers_round_trip() {
     let msg = next(&mut sub).await;
     let h = msg.headers.expect("headers delivered");
     assert_eq!(h.get("X-Trace").map(|v| v.as_str()), Some("abc-123"));
-    let multi: Vec<&str> = h
-        .get_all("X-Multi")
-        .map(|v| v.as_str())
-        .collect();
+    let multi: Vec<&str> = h.get_all("X-Multi").map(|v| v.as_str()).collect();
     assert_eq!(multi, vec!["one", "two"]);
     assert_eq!(msg.payload, Bytes::from("body"));
 }
@@ -167,9 +174,15 @@ async fn echo_false_skips_own_messages() {
     let mut theirs = other.subscribe("echo.test").await.unwrap();
     quiet.flush().await.unwrap();
     other.flush().await.unwrap();
-    quiet.publish("echo.test", "from quiet".into()).await.unwrap();
+    quiet
+        .publish("echo.test", "from quiet".into())
+        .await
+        .unwrap();
     quiet.flush().await.unwrap();
-    other.publish("echo.test", "from other".into()).await.unwrap();
+    other
+        .publish("echo.test", "from other".into())
+        .await
+        .unwrap();
     other.flush().await.unwrap();
     assert_eq!(next(&mut theirs).await.payload, Bytes::from("from quiet"));
     // The quiet client's first message is the other client's: its own was not echoed.
@@ -184,14 +197,20 @@ async fn auto_unsubscribe_after_max() {
     sub.unsubscribe_after(3).await.unwrap();
     client.flush().await.unwrap();
     for i in 0..10 {
-        client.publish("limited", i.to_string().into()).await.unwrap();
+        client
+            .publish("limited", i.to_string().into())
+            .await
+            .unwrap();
     }
     client.flush().await.unwrap();
     let mut got = Vec::new();
     while let Ok(Some(m)) = timeout(Duration::from_secs(2), sub.next()).await {
         got.push(m.payload);
     }
-    assert_eq!(got, vec![Bytes::from("0"), Bytes::from("1"), Bytes::from("2")]);
+    assert_eq!(
+        got,
+        vec![Bytes::from("0"), Bytes::from("1"), Bytes::from("2")]
+    );
 }
 
 #[tokio::test]
@@ -206,7 +225,10 @@ async fn one_mib_payload_accepted_one_more_byte_refused() {
     assert_eq!(next(&mut sub).await.payload, big);
     let too_big = Bytes::from(vec![7u8; 1024 * 1024 + 1]);
     let err = client.publish("big", too_big).await.expect_err("refused");
-    assert_eq!(err.kind(), async_nats::client::PublishErrorKind::MaxPayloadExceeded);
+    assert_eq!(
+        err.kind(),
+        async_nats::client::PublishErrorKind::MaxPayloadExceeded
+    );
 }
 
 #[tokio::test]
@@ -217,7 +239,11 @@ async fn info_advertises_what_clients_need() {
     assert!(info.headers);
     assert_eq!(info.proto, 1);
     assert!(info.jetstream);
-    assert!(info.version.as_str() >= "2.10.0", "version {}", info.version);
+    assert!(
+        info.version.as_str() >= "2.10.0",
+        "version {}",
+        info.version
+    );
     assert_eq!(info.port, agent.port);
     assert!(info.client_id > 0);
 }

@@ -31,10 +31,19 @@ fn stream_config(name: &str, subjects: &[&str]) -> stream::Config {
 }
 
 /// Publishes with a raw request so the exact PubAck JSON (err_code included) can be checked.
-async fn raw_publish(client: &async_nats::Client, subject: &str, headers: HeaderMap, payload: &str) -> Value {
+async fn raw_publish(
+    client: &async_nats::Client,
+    subject: &str,
+    headers: HeaderMap,
+    payload: &str,
+) -> Value {
     let reply = timeout(
         WAIT,
-        client.request_with_headers(subject.to_string(), headers, Bytes::from(payload.to_string())),
+        client.request_with_headers(
+            subject.to_string(),
+            headers,
+            Bytes::from(payload.to_string()),
+        ),
     )
     .await
     .expect("answered in time")
@@ -99,7 +108,10 @@ async fn stored_messages_reach_core_subscribers() {
         .unwrap()
         .await
         .expect("acked");
-    let m = timeout(WAIT, sub.next()).await.expect("delivered").expect("open");
+    let m = timeout(WAIT, sub.next())
+        .await
+        .expect("delivered")
+        .expect("open");
     assert_eq!(m.subject.as_str(), "events.a");
     assert_eq!(m.payload, Bytes::from("payload"));
 }
@@ -114,7 +126,10 @@ async fn publish_to_subject_without_stream_gets_no_responders() {
         .expect("sent")
         .await
         .expect_err("no stream");
-    assert_eq!(err.kind(), jetstream::context::PublishErrorKind::StreamNotFound);
+    assert_eq!(
+        err.kind(),
+        jetstream::context::PublishErrorKind::StreamNotFound
+    );
 }
 
 /// 10k acked publishes over 100 streams from 10 connections; sequences contiguous per stream,
@@ -169,7 +184,10 @@ async fn ten_thousand_publishes_over_a_hundred_streams() {
         for (s, k, seq) in acks {
             // A connection's messages into one stream are stored in the order it sent them.
             if let Some(prev) = last_seq.insert(s, seq) {
-                assert!(seq > prev, "connection {c} stream {s}: seq {seq} after {prev}");
+                assert!(
+                    seq > prev,
+                    "connection {c} stream {s}: seq {seq} after {prev}"
+                );
             }
             by_stream.entry(s).or_default().push((seq, c, k));
         }
@@ -179,7 +197,10 @@ async fn ten_thousand_publishes_over_a_hundred_streams() {
         msgs.sort();
         let seqs: Vec<u64> = msgs.iter().map(|m| m.0).collect();
         let expected: Vec<u64> = (1..=msgs.len() as u64).collect();
-        assert_eq!(seqs, expected, "stream S{s} sequences are contiguous from 1");
+        assert_eq!(
+            seqs, expected,
+            "stream S{s} sequences are contiguous from 1"
+        );
     }
 
     // One object per window that had data: bounded by the number of windows, not streams.
@@ -194,7 +215,10 @@ async fn ten_thousand_publishes_over_a_hundred_streams() {
     // A second agent on the same bucket and control plane reads them back.
     let reader = js(&stack.url(1)).await;
     for s in [0usize, 1, 42, 99] {
-        let stream = reader.get_stream(format!("S{s}")).await.expect("stream on agent 2");
+        let stream = reader
+            .get_stream(format!("S{s}"))
+            .await
+            .expect("stream on agent 2");
         let msgs = &by_stream[&s];
         for &(seq, c, k) in [msgs.first(), msgs.last()].into_iter().flatten() {
             let expected = Bytes::from(format!("{c}:{k}"));
@@ -233,7 +257,9 @@ async fn dedupe_within_and_across_agents() {
         .expect("answered")
         {
             Ok(reply) => break serde_json::from_slice::<Value>(&reply.payload).unwrap(),
-            Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
             Err(e) => panic!("stream never reached agent 2: {e}"),
         }
     };
@@ -251,24 +277,72 @@ async fn expected_headers_accepted_and_refused() {
         .create_stream(stream_config("EXP", &["exp.>"]))
         .await
         .expect("created");
-    let ok = raw_publish(&c, "exp.a", headers(&[("Nats-Expected-Stream", "EXP"), ("Nats-Msg-Id", "id-1")]), "1").await;
+    let ok = raw_publish(
+        &c,
+        "exp.a",
+        headers(&[("Nats-Expected-Stream", "EXP"), ("Nats-Msg-Id", "id-1")]),
+        "1",
+    )
+    .await;
     assert_eq!(ok["seq"], 1, "{ok}");
-    let bad = raw_publish(&c, "exp.a", headers(&[("Nats-Expected-Stream", "OTHER")]), "x").await;
+    let bad = raw_publish(
+        &c,
+        "exp.a",
+        headers(&[("Nats-Expected-Stream", "OTHER")]),
+        "x",
+    )
+    .await;
     assert_eq!(bad["error"]["err_code"], 10060, "{bad}");
 
-    let ok = raw_publish(&c, "exp.b", headers(&[("Nats-Expected-Last-Sequence", "1")]), "2").await;
+    let ok = raw_publish(
+        &c,
+        "exp.b",
+        headers(&[("Nats-Expected-Last-Sequence", "1")]),
+        "2",
+    )
+    .await;
     assert_eq!(ok["seq"], 2, "{ok}");
-    let bad = raw_publish(&c, "exp.b", headers(&[("Nats-Expected-Last-Sequence", "1")]), "x").await;
+    let bad = raw_publish(
+        &c,
+        "exp.b",
+        headers(&[("Nats-Expected-Last-Sequence", "1")]),
+        "x",
+    )
+    .await;
     assert_eq!(bad["error"]["err_code"], 10071, "{bad}");
 
-    let ok = raw_publish(&c, "exp.b", headers(&[("Nats-Expected-Last-Subject-Sequence", "2")]), "3").await;
+    let ok = raw_publish(
+        &c,
+        "exp.b",
+        headers(&[("Nats-Expected-Last-Subject-Sequence", "2")]),
+        "3",
+    )
+    .await;
     assert_eq!(ok["seq"], 3, "{ok}");
-    let bad = raw_publish(&c, "exp.b", headers(&[("Nats-Expected-Last-Subject-Sequence", "2")]), "x").await;
+    let bad = raw_publish(
+        &c,
+        "exp.b",
+        headers(&[("Nats-Expected-Last-Subject-Sequence", "2")]),
+        "x",
+    )
+    .await;
     assert_eq!(bad["error"]["err_code"], 10071, "{bad}");
 
-    let ok = raw_publish(&c, "exp.c", headers(&[("Nats-Expected-Last-Msg-Id", "id-1")]), "4").await;
+    let ok = raw_publish(
+        &c,
+        "exp.c",
+        headers(&[("Nats-Expected-Last-Msg-Id", "id-1")]),
+        "4",
+    )
+    .await;
     assert_eq!(ok["seq"], 4, "{ok}");
-    let bad = raw_publish(&c, "exp.c", headers(&[("Nats-Expected-Last-Msg-Id", "nope")]), "x").await;
+    let bad = raw_publish(
+        &c,
+        "exp.c",
+        headers(&[("Nats-Expected-Last-Msg-Id", "nope")]),
+        "x",
+    )
+    .await;
     assert_eq!(bad["error"]["err_code"], 10070, "{bad}");
 
     // Refused messages took no sequence.
@@ -291,14 +365,20 @@ async fn put_failure_gives_errors_not_acks_and_service_resumes() {
 
     stack.s3.fail_next_puts(1_000);
     let failed = raw_publish(&c, "fail.1", HeaderMap::new(), "during").await;
-    assert!(failed.get("seq").is_none(), "no ack while the bucket fails: {failed}");
+    assert!(
+        failed.get("seq").is_none(),
+        "no ack while the bucket fails: {failed}"
+    );
     assert_eq!(failed["error"]["code"], 503, "{failed}");
     stack.s3.fail_next_puts(0);
 
     let ok = raw_publish(&c, "fail.1", HeaderMap::new(), "after").await;
     assert_eq!(ok["seq"], 2, "service resumed with the next sequence: {ok}");
     let stream = js.get_stream("FAIL").await.unwrap();
-    assert_eq!(stream.get_raw_message(2).await.unwrap().payload, Bytes::from("after"));
+    assert_eq!(
+        stream.get_raw_message(2).await.unwrap().payload,
+        Bytes::from("after")
+    );
 }
 
 #[tokio::test]
@@ -318,7 +398,10 @@ async fn control_plane_outage_gives_errors_and_restart_loses_nothing() {
 
     stack.cp.stop();
     let failed = raw_publish(&c, "cp.x", HeaderMap::new(), "while down").await;
-    assert!(failed.get("seq").is_none(), "no ack without a commit: {failed}");
+    assert!(
+        failed.get("seq").is_none(),
+        "no ack without a commit: {failed}"
+    );
     assert!(failed.get("error").is_some(), "{failed}");
 
     stack.cp.restart();
@@ -356,7 +439,10 @@ async fn corrupted_object_is_reported_not_served() {
     }
     assert_eq!(flipped, 1, "found the object holding the message");
 
-    let err = stream.get_raw_message(1).await.expect_err("corruption reported");
+    let err = stream
+        .get_raw_message(1)
+        .await
+        .expect_err("corruption reported");
     assert!(!err.to_string().contains("precious"), "{err}");
     let direct = stream.direct_get(1).await;
     assert!(direct.is_err(), "direct get refuses corrupt data");

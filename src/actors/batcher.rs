@@ -82,11 +82,6 @@ impl Batcher {
 
 impl Actor for Batcher {
     type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        // What reaches a batcher was admitted by the in-flight budget already.
-        ctx.set_mailbox_capacity(usize::MAX);
-    }
 }
 
 impl Handler<StreamPublish> for Batcher {

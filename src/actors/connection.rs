@@ -26,7 +26,8 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio_util::codec::{Encoder, FramedRead};
 
 use crate::actors::router::{
-    ConnId, Deliver, Deregister, NatsMsg, Publish, Register, Router, Subscribe, Unsubscribe,
+    ConnId, Deliver, Deregister, NatsMsg, Publish, Register, Router, Subscribe, Sync, Synced,
+    Unsubscribe,
 };
 use crate::budget::{BudgetPermit, InflightBudget};
 use crate::metrics;
@@ -82,6 +83,8 @@ pub struct Connection {
     out: BytesMut,
     writing: usize,
     pings_out: u32,
+    /// Something went to the router since the last PING: answer the next PING through it.
+    routed_since_ping: bool,
     /// Set once we decided to close: flush what is buffered, then stop.
     closing: bool,
     /// Held until `started` hands it to the actor's context as a stream.
@@ -111,6 +114,7 @@ impl Connection {
             out: BytesMut::with_capacity(16 * 1024),
             writing: 0,
             pings_out: 0,
+            routed_since_ping: false,
             closing: false,
             reader: Some(read),
         }
@@ -198,6 +202,7 @@ impl Connection {
                     self.router.do_send(Register {
                         conn: self.id,
                         addr: ctx.address().recipient(),
+                        synced: ctx.address().recipient(),
                         echo: self.opts.echo,
                         no_responders: self.opts.no_responders && self.opts.headers,
                     });
@@ -221,7 +226,9 @@ impl Connection {
                     self.send(ServerOp::Err("Invalid Publish Subject".into()));
                 }
                 metrics::MSGS_IN.inc();
-                metrics::BYTES_IN.inc_by((payload.len() + headers.as_ref().map_or(0, |h| h.len())) as u64);
+                self.routed_since_ping = true;
+                metrics::BYTES_IN
+                    .inc_by((payload.len() + headers.as_ref().map_or(0, |h| h.len())) as u64);
                 self.router.do_send(Publish {
                     origin: Some(self.id),
                     msg: NatsMsg {
@@ -279,7 +286,14 @@ impl Connection {
                 }
                 self.ok();
             }
-            ClientOp::Ping => self.send(ServerOp::Pong),
+            ClientOp::Ping => {
+                if self.routed_since_ping {
+                    self.routed_since_ping = false;
+                    self.router.do_send(Sync { conn: self.id });
+                } else {
+                    self.send(ServerOp::Pong);
+                }
+            }
             ClientOp::Pong => self.pings_out = 0,
         }
     }
@@ -296,6 +310,7 @@ impl Actor for Connection {
         self.router.do_send(Register {
             conn: self.id,
             addr: ctx.address().recipient(),
+            synced: ctx.address().recipient(),
             echo: true,
             no_responders: false,
         });
@@ -324,7 +339,11 @@ impl Actor for Connection {
                                     headers,
                                     payload,
                                     ..
-                                } => subject.len() + headers.as_ref().map_or(0, |h| h.len()) + payload.len(),
+                                } => {
+                                    subject.len()
+                                        + headers.as_ref().map_or(0, |h| h.len())
+                                        + payload.len()
+                                }
                                 _ => 0,
                             };
                             let permit = match budget.try_acquire(size) {
@@ -397,6 +416,14 @@ impl StreamHandler<Frame> for Connection {
     }
 }
 
+impl Handler<Synced> for Connection {
+    type Result = ();
+    fn handle(&mut self, _: Synced, ctx: &mut Self::Context) {
+        self.send(ServerOp::Pong);
+        self.flush(ctx);
+    }
+}
+
 impl Handler<Deliver> for Connection {
     type Result = ();
     fn handle(&mut self, m: Deliver, ctx: &mut Self::Context) {
@@ -413,7 +440,11 @@ impl Handler<Deliver> for Connection {
             });
         }
         // Clients that did not negotiate headers get the payload alone, as from nats-server.
-        let headers = if self.opts.headers { m.msg.headers } else { None };
+        let headers = if self.opts.headers {
+            m.msg.headers
+        } else {
+            None
+        };
         metrics::MSGS_OUT.inc();
         self.send(ServerOp::Msg {
             subject: m.msg.subject,

@@ -204,11 +204,6 @@ async fn upload_object(
 
 impl Actor for Flusher {
     type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        // Batchers report at most once per window plus once per 256 KiB: bounded by the budget.
-        ctx.set_mailbox_capacity(usize::MAX);
-    }
 }
 
 impl Handler<MarkDirty> for Flusher {

@@ -22,7 +22,9 @@ use serde_json::json;
 
 use crate::actors::batcher::Batcher;
 use crate::actors::flusher::Flusher;
-use crate::actors::router::{InternalMsg, NatsMsg, Publish, Router, SetStreamRoutes, SubscribeInternal};
+use crate::actors::router::{
+    InternalMsg, NatsMsg, Publish, Router, SetStreamRoutes, SubscribeInternal,
+};
 use crate::control_plane::client::ControlPlaneClient;
 use crate::control_plane::model::{LocateRequest, MessageLocation};
 use crate::jetstream::time::format_nanos;
@@ -192,7 +194,11 @@ impl JsApi {
 }
 
 fn unavailable(e: impl std::fmt::Display) -> ApiError {
-    ApiError::new(503, 10008, format!("jetstream system temporarily unavailable: {e}"))
+    ApiError::new(
+        503,
+        10008,
+        format!("jetstream system temporarily unavailable: {e}"),
+    )
 }
 
 fn error_body(kind: &str, e: &ApiError) -> Bytes {

@@ -59,6 +59,20 @@ pub struct Deliver {
     pub msg: NatsMsg,
 }
 
+/// Connection -> router -> connection: the round trip behind a PONG. Because it comes back through
+/// the connection's mailbox, every message the router routed to this connection before it is
+/// delivered first, as nats-server guarantees (MSG before PONG).
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct Sync {
+    pub conn: ConnId,
+}
+
+/// Router -> connection: the answer to `Sync`.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct Synced;
+
 /// Router -> internal subscriber (the JetStream API): a request addressed to it.
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "()")]
@@ -72,6 +86,7 @@ pub struct InternalMsg {
 pub struct Register {
     pub conn: ConnId,
     pub addr: Recipient<Deliver>,
+    pub synced: Recipient<Synced>,
     pub echo: bool,
     pub no_responders: bool,
 }
@@ -148,6 +163,7 @@ struct ClientSub {
 
 struct ConnEntry {
     addr: Recipient<Deliver>,
+    synced: Recipient<Synced>,
     echo: bool,
     no_responders: bool,
     /// sid -> (subject, queue), to find the tree entry again on UNSUB.
@@ -172,7 +188,13 @@ impl Router {
         Self::default()
     }
 
-    fn route(&mut self, origin: Option<ConnId>, msg: NatsMsg, capture: bool, permit: Option<BudgetPermit>) {
+    fn route(
+        &mut self,
+        origin: Option<ConnId>,
+        msg: NatsMsg,
+        capture: bool,
+        permit: Option<BudgetPermit>,
+    ) {
         if capture {
             let mut target = None;
             self.streams
@@ -295,11 +317,6 @@ fn no_responders_headers(subject: &str) -> Bytes {
 
 impl Actor for Router {
     type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        // Every connection's publishes pass through here; a small mailbox would throttle them all.
-        ctx.set_mailbox_capacity(usize::MAX);
-    }
 }
 
 impl Handler<Register> for Router {
@@ -308,6 +325,7 @@ impl Handler<Register> for Router {
         match self.conns.get_mut(&m.conn) {
             Some(e) => {
                 e.addr = m.addr;
+                e.synced = m.synced;
                 e.echo = m.echo;
                 e.no_responders = m.no_responders;
             }
@@ -316,12 +334,22 @@ impl Handler<Register> for Router {
                     m.conn,
                     ConnEntry {
                         addr: m.addr,
+                        synced: m.synced,
                         echo: m.echo,
                         no_responders: m.no_responders,
                         subs: HashMap::new(),
                     },
                 );
             }
+        }
+    }
+}
+
+impl Handler<Sync> for Router {
+    type Result = ();
+    fn handle(&mut self, m: Sync, _: &mut Self::Context) {
+        if let Some(entry) = self.conns.get(&m.conn) {
+            entry.synced.do_send(Synced);
         }
     }
 }

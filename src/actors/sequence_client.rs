@@ -18,8 +18,10 @@ use bytes::Bytes;
 
 use crate::actors::batcher::StreamBatch;
 use crate::actors::router::{NatsMsg, Publish, Router};
-use crate::control_plane::client::ControlPlaneClient;
-use crate::control_plane::model::{CommitBlock, CommitMessage, CommitRequest, CommitResponse, OrphanRequest};
+use crate::control_plane::client::{ControlPlaneClient, CpError};
+use crate::control_plane::model::{
+    CommitBlock, CommitMessage, CommitRequest, CommitResponse, OrphanRequest,
+};
 use crate::format::BlockRef;
 use crate::jetstream::{ApiError, PubAckResponse};
 use crate::metrics;
@@ -69,7 +71,11 @@ pub struct SequenceClient {
 }
 
 impl SequenceClient {
-    pub fn new(settings: SequenceSettings, client: ControlPlaneClient, router: Addr<Router>) -> Self {
+    pub fn new(
+        settings: SequenceSettings,
+        client: ControlPlaneClient,
+        router: Addr<Router>,
+    ) -> Self {
         Self {
             settings,
             client: Rc::new(client),
@@ -201,11 +207,14 @@ impl SequenceClient {
 }
 
 fn is_duplicate(ack: &PubAckResponse) -> bool {
-    matches!(ack, PubAckResponse::Ack(a) if a.duplicate == Some(true))
+    matches!(ack, PubAckResponse::Ack(a) if a.duplicate)
 }
 
 /// Never answer publishers from a response that does not line up with what we sent.
-fn check_shape(response: CommitResponse, batches: &[StreamBatch]) -> Result<CommitResponse, String> {
+fn check_shape(
+    response: CommitResponse,
+    batches: &[StreamBatch],
+) -> Result<CommitResponse, String> {
     let fits = response.blocks.len() == batches.len()
         && response
             .blocks
@@ -220,7 +229,9 @@ fn check_shape(response: CommitResponse, batches: &[StreamBatch]) -> Result<Comm
 }
 
 fn header_str(headers: Option<&Bytes>, name: &str) -> Option<String> {
-    headers.and_then(|h| find_header(h, name)).map(str::to_string)
+    headers
+        .and_then(|h| find_header(h, name))
+        .map(str::to_string)
 }
 
 fn header_u64(headers: Option<&Bytes>, name: &str) -> Option<u64> {
@@ -252,7 +263,10 @@ fn commit_request(agent_id: &str, object: &SealedObject, batches: &[StreamBatch]
                         msg_id: header_str(h, "Nats-Msg-Id"),
                         expected_stream: header_str(h, "Nats-Expected-Stream"),
                         expected_last_seq: header_u64(h, "Nats-Expected-Last-Sequence"),
-                        expected_last_subject_seq: header_u64(h, "Nats-Expected-Last-Subject-Sequence"),
+                        expected_last_subject_seq: header_u64(
+                            h,
+                            "Nats-Expected-Last-Subject-Sequence",
+                        ),
                         expected_last_subject_seq_subject: header_str(
                             h,
                             "Nats-Expected-Last-Subject-Sequence-Subject",
@@ -274,6 +288,15 @@ fn commit_request(agent_id: &str, object: &SealedObject, batches: &[StreamBatch]
     }
 }
 
+/// Transport failures and server errors may succeed on a retry; refusals will not.
+fn retryable(e: &CpError) -> bool {
+    match e {
+        CpError::Timeout | CpError::Connect(_) | CpError::Send(_) | CpError::Body(_) => true,
+        CpError::Http { status, .. } => *status >= 500,
+        CpError::Unauthorized(_) | CpError::Decode(_) | CpError::Encode(_) => false,
+    }
+}
+
 /// Commits are idempotent per object id, so a timed-out attempt can be retried safely.
 async fn commit_with_retry(
     client: &ControlPlaneClient,
@@ -285,7 +308,7 @@ async fn commit_with_retry(
         match client.commit(request).await {
             Ok(r) => return Ok(r),
             Err(e) => {
-                if !e.is_retryable() || Instant::now() + backoff >= deadline {
+                if !retryable(&e) || Instant::now() + backoff >= deadline {
                     return Err(format!("commit failed: {e}"));
                 }
                 tracing::debug!(error = %e, "commit attempt failed, retrying");
@@ -298,10 +321,6 @@ async fn commit_with_retry(
 
 impl Actor for SequenceClient {
     type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(usize::MAX);
-    }
 }
 
 impl Handler<Sealed> for SequenceClient {

@@ -27,7 +27,9 @@ impl TestControlPlane {
     /// With a data directory (survives restarts), on `port` (0 = a free one).
     pub fn start_at(data_dir: Option<PathBuf>, port: u16) -> Self {
         let config = ControlPlaneConfig {
-            listen: format!("127.0.0.1:{port}").parse().expect("loopback address"),
+            listen: format!("127.0.0.1:{port}")
+                .parse()
+                .expect("loopback address"),
             data_dir: data_dir.clone(),
             group_id: GROUP_ID.into(),
             group_key: Secret::new(GROUP_KEY),

@@ -21,7 +21,10 @@ impl Stack {
     }
 
     /// `adjust(i, config, tuning)` runs for agent `i` before it starts.
-    pub fn start_with(agents: usize, adjust: impl Fn(usize, &mut AgentConfig, &mut AgentTuning)) -> Self {
+    pub fn start_with(
+        agents: usize,
+        adjust: impl Fn(usize, &mut AgentConfig, &mut AgentTuning),
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let s3 = TestS3::start();
         let cp = TestControlPlane::start_at(Some(dir.path().join("control-plane")), 0);
