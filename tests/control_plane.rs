@@ -1022,3 +1022,27 @@ async fn large_commit_is_fast() {
     assert!(elapsed < Duration::from_secs(20), "commit took {elapsed:?}");
     cp.stop().await;
 }
+
+#[actix_rt::test]
+async fn odd_stream_names_survive_urls() {
+    let (cp, c) = start().await;
+    for name in ["a?b", "c#d", "e%f", "g+h", "ü$x"] {
+        let r = create(
+            &c,
+            json!({"name": name, "subjects": [format!("odd.{}", name.len())]}),
+        )
+        .await;
+        assert!(r.get("error").is_none(), "{name}: {r}");
+        let r = js(&c, &format!("STREAM.INFO.{name}"), Value::Null).await;
+        assert_eq!(r["config"]["name"], name);
+        assert_eq!(state(&c, name).await.messages, 0);
+        let e = c
+            .locate(name, &LocateRequest::seq(1))
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(e.err_code, 10037);
+        js(&c, &format!("STREAM.DELETE.{name}"), Value::Null).await;
+    }
+    cp.stop().await;
+}

@@ -167,7 +167,7 @@ impl ControlPlaneClient {
 
     /// Relays one `$JS.API.<api>` request payload; returns nats-server's response payload.
     pub async fn js_api(&self, api: &str, body: Bytes) -> Result<Bytes, CpError> {
-        let mut req = self.request(awc::http::Method::POST, &format!("/v1/js/{api}"));
+        let mut req = self.request(awc::http::Method::POST, &format!("/v1/js/{}", segment(api)));
         if let Some(name) = &self.options.server_name {
             req = req.insert_header((SERVER_NAME_HEADER, name.as_str()));
         }

@@ -80,7 +80,7 @@ pub trait MetadataStore {
     /// existing stream is returned as is; a different one is 10058; overlapping subjects 10065.
     fn create_stream(&mut self, config: StreamConfig, now: i64) -> Result<StreamView, StoreError>;
     /// Replaces the config of an existing stream (already checked against the old one by the
-    /// caller through `existing_config`) and applies the new limits.
+    /// caller through `stream_config`) and applies the new limits.
     fn update_stream(&mut self, config: StreamConfig) -> Result<StreamView, StoreError>;
     /// The stored config, or 10059.
     fn stream_config(&mut self, name: &str) -> Result<StreamConfig, StoreError>;

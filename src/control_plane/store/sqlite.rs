@@ -335,7 +335,8 @@ impl SqliteStore {
         let conn = &self.conn;
         let mut touched: Vec<String> = Vec::new();
         let mut blocks = Vec::with_capacity(req.blocks.len());
-        let mut now_max = 0i64;
+        let wall_now = crate::jetstream::time::now_nanos();
+        let mut now_max = wall_now;
         for block in &req.blocks {
             let mut acks = Vec::with_capacity(block.messages.len());
             let Some(rt) = self.streams.get_mut(&block.stream) else {
@@ -356,7 +357,14 @@ impl SqliteStore {
             }
             for (index, m) in block.messages.iter().enumerate() {
                 now_max = now_max.max(m.timestamp_nanos);
-                let ack = match process_message(conn, rt, req, block, index, m)? {
+                let at = MsgPlace {
+                    object_id: req.object_id,
+                    block_offset: block.block_offset,
+                    block_len: block.block_len,
+                    index,
+                    wall_now,
+                };
+                let ack = match process_message(conn, rt, &at, m)? {
                     Ok(ack) => ack,
                     Err(e) => PubAckResponse::error(&rt.config.name, e),
                 };
@@ -370,11 +378,12 @@ impl SqliteStore {
         for name in &touched {
             if let Some(rt) = self.streams.get_mut(name) {
                 if rt.needs_expiry() {
-                    expire(conn, rt, now_max.max(crate::jetstream::time::now_nanos()))?;
+                    expire(conn, rt, now_max)?;
                 }
                 if rt.config.duplicate_window > 0 {
+                    // Wall clock only: one agent's skewed timestamps must not drop others' ids.
                     conn.prepare_cached("DELETE FROM dedupe WHERE stream_id = ?1 AND ts <= ?2")?
-                        .execute(params![rt.id, now_max - rt.config.duplicate_window])?;
+                        .execute(params![rt.id, wall_now - rt.config.duplicate_window])?;
                 }
                 persist_rt(conn, rt)?;
             }
@@ -682,16 +691,24 @@ fn remove_matching_except(
     Ok(())
 }
 
+/// Where a message sits in the committed object, and the commit's wall clock.
+struct MsgPlace {
+    object_id: u64,
+    block_offset: u64,
+    block_len: u64,
+    index: usize,
+    wall_now: i64,
+}
+
 /// Evaluates one published message in nats-server's order and stores it when accepted. The
 /// outer error is a storage failure (aborts the commit); the inner one the publisher's PubAck.
 fn process_message(
     conn: &Connection,
     rt: &mut StreamRt,
-    req: &CommitRequest,
-    block: &crate::control_plane::model::CommitBlock,
-    index: usize,
+    at: &MsgPlace,
     m: &crate::control_plane::model::CommitMessage,
 ) -> Result<Result<PubAckResponse, ApiError>, StoreError> {
+    let wall_now = at.wall_now;
     let cfg = &rt.config;
     let name = cfg.name.clone();
     if cfg.sealed {
@@ -733,8 +750,11 @@ fn process_message(
             .prepare_cached("SELECT seq, ts FROM dedupe WHERE stream_id = ?1 AND msg_id = ?2")?
             .query_row(params![rt.id, id], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
+        // nats-server forgets ids a window after they were stored (wall clock); a publish
+        // stamped later than now counts from its own time.
+        let now = wall_now.max(m.timestamp_nanos);
         if let Some((seq, ts)) = found
-            && m.timestamp_nanos - ts < rt.config.duplicate_window
+            && now - ts < rt.config.duplicate_window
         {
             return Ok(Ok(PubAckResponse::duplicate(&name, to_u64(seq))));
         }
@@ -796,10 +816,10 @@ fn process_message(
         to_i64(seq),
         m.subject,
         m.timestamp_nanos,
-        to_i64(req.object_id),
-        to_i64(block.block_offset),
-        to_i64(block.block_len),
-        index as i64,
+        to_i64(at.object_id),
+        to_i64(at.block_offset),
+        to_i64(at.block_len),
+        at.index as i64,
         i64::from(m.size),
         to_i64(header_size),
         to_i64(stored),
