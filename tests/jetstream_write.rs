@@ -51,6 +51,11 @@ async fn raw_publish(
     serde_json::from_slice(&reply.payload).expect("json pub ack")
 }
 
+/// An ack carries a positive sequence and no error (nats-server's errors carry `"seq":0`).
+fn acked(ack: &Value) -> bool {
+    ack.get("error").is_none() && ack["seq"].as_u64().is_some_and(|s| s > 0)
+}
+
 fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
     let mut h = HeaderMap::new();
     for (k, v) in pairs {
@@ -328,26 +333,29 @@ async fn expected_headers_accepted_and_refused() {
     .await;
     assert_eq!(bad["error"]["err_code"], 10071, "{bad}");
 
-    let ok = raw_publish(
-        &c,
-        "exp.c",
-        headers(&[("Nats-Expected-Last-Msg-Id", "id-1")]),
-        "4",
-    )
-    .await;
-    assert_eq!(ok["seq"], 4, "{ok}");
+    // The last msg id is the last stored message's (empty when it had none), as in nats-server.
     let bad = raw_publish(
         &c,
         "exp.c",
-        headers(&[("Nats-Expected-Last-Msg-Id", "nope")]),
+        headers(&[("Nats-Expected-Last-Msg-Id", "id-1")]),
         "x",
     )
     .await;
     assert_eq!(bad["error"]["err_code"], 10070, "{bad}");
+    let ok = raw_publish(&c, "exp.c", headers(&[("Nats-Msg-Id", "id-4")]), "4").await;
+    assert_eq!(ok["seq"], 4, "{ok}");
+    let ok = raw_publish(
+        &c,
+        "exp.c",
+        headers(&[("Nats-Expected-Last-Msg-Id", "id-4")]),
+        "5",
+    )
+    .await;
+    assert_eq!(ok["seq"], 5, "{ok}");
 
     // Refused messages took no sequence.
     let mut stream = jetstream::new(c).get_stream("EXP").await.unwrap();
-    assert_eq!(stream.info().await.unwrap().state.messages, 4);
+    assert_eq!(stream.info().await.unwrap().state.messages, 5);
 }
 
 #[tokio::test]
@@ -365,10 +373,7 @@ async fn put_failure_gives_errors_not_acks_and_service_resumes() {
 
     stack.s3.fail_next_puts(1_000);
     let failed = raw_publish(&c, "fail.1", HeaderMap::new(), "during").await;
-    assert!(
-        failed.get("seq").is_none(),
-        "no ack while the bucket fails: {failed}"
-    );
+    assert!(!acked(&failed), "no ack while the bucket fails: {failed}");
     assert_eq!(failed["error"]["code"], 503, "{failed}");
     stack.s3.fail_next_puts(0);
 
@@ -398,10 +403,7 @@ async fn control_plane_outage_gives_errors_and_restart_loses_nothing() {
 
     stack.cp.stop();
     let failed = raw_publish(&c, "cp.x", HeaderMap::new(), "while down").await;
-    assert!(
-        failed.get("seq").is_none(),
-        "no ack without a commit: {failed}"
-    );
+    assert!(!acked(&failed), "no ack without a commit: {failed}");
     assert!(failed.get("error").is_some(), "{failed}");
 
     stack.cp.restart();

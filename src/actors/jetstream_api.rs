@@ -114,7 +114,7 @@ impl StreamCatalog {
                         }
                         Ok(_) => None,
                         Err(e) => {
-                            tracing::debug!(error = %e, "polling streams failed");
+                            tracing::warn!(error = %e, "polling streams failed");
                             None
                         }
                     };

@@ -258,7 +258,9 @@ impl Router {
         self.scratch = scratch;
         self.queues = queues;
 
-        if !delivered {
+        // Only a client's own publish can have nobody listening; a stored message re-published
+        // for core subscribers has already been answered by its stream.
+        if !delivered && capture {
             self.no_responders(origin, &msg);
         }
     }

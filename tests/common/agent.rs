@@ -54,6 +54,7 @@ impl TestAgent {
     }
 
     pub fn start_config(config: AgentConfig, tuning: AgentTuning) -> Self {
+        super::init_logs();
         let (ready_tx, ready_rx) = mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {

@@ -11,3 +11,11 @@ pub mod stack;
 
 pub use agent::TestAgent;
 pub use stack::Stack;
+
+/// Logs for a test run, filtered by `RUST_LOG` (nothing unless it is set).
+pub fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
