@@ -24,7 +24,7 @@ async fn publish_subscribe_round_trip() {
     let agent = TestAgent::start();
     let client = async_nats::connect(&agent.url).await.unwrap();
     let mut sub = client.subscribe("greet.joe").await.unwrap();
-    client.flush().await.unwrap();
+    common::sync(&client).await;
     client.publish("greet.joe", "hello".into()).await.unwrap();
     let msg = next(&mut sub).await;
     assert_eq!(msg.subject.as_str(), "greet.joe");
@@ -38,24 +38,21 @@ async fn wildcards_route_by_token() {
     let mut star = client.subscribe("foo.*").await.unwrap();
     let mut full = client.subscribe("foo.>").await.unwrap();
     let mut mid = client.subscribe("*.bar.*").await.unwrap();
-    client.flush().await.unwrap();
+    common::sync(&client).await;
     for s in ["foo.bar", "foo.bar.baz", "x.bar.y", "foo"] {
         client.publish(s, s.into()).await.unwrap();
     }
     client.publish("end", "".into()).await.unwrap();
-    client.flush().await.unwrap();
+    common::sync(&client).await;
     assert_eq!(next(&mut star).await.subject.as_str(), "foo.bar");
     assert_eq!(next(&mut full).await.subject.as_str(), "foo.bar");
     assert_eq!(next(&mut full).await.subject.as_str(), "foo.bar.baz");
     assert_eq!(next(&mut mid).await.subject.as_str(), "foo.bar.baz");
     assert_eq!(next(&mut mid).await.subject.as_str(), "x.bar.y");
-    // Nothing else arrives for the `*` subscription: "foo.bar.baz" and "foo" do not match it.
-    star.unsubscribe().await.unwrap();
-    assert!(
-        timeout(Duration::from_millis(200), star.next())
-            .await
-            .map_or(true, |m| m.is_none())
-    );
+    // Nothing else arrived for the `*` subscription: "foo.bar.baz" and "foo" do not match it, so
+    // the next thing it sees is a marker published after them.
+    client.publish("foo.marker", "".into()).await.unwrap();
+    assert_eq!(next(&mut star).await.subject.as_str(), "foo.marker");
 }
 
 #[tokio::test]
@@ -66,38 +63,40 @@ async fn queue_group_delivers_each_message_to_one_member() {
     for _ in 0..3 {
         let c = async_nats::connect(&agent.url).await.unwrap();
         let s = c.queue_subscribe("work", "workers".into()).await.unwrap();
-        c.flush().await.unwrap();
+        common::sync(&c).await;
         members.push((c, s));
     }
     let mut plain = client.subscribe("work").await.unwrap();
-    client.flush().await.unwrap();
+    common::sync(&client).await;
     const N: usize = 300;
     for i in 0..N {
         client.publish("work", i.to_string().into()).await.unwrap();
     }
-    client.flush().await.unwrap();
+    common::sync(&client).await;
     for _ in 0..N {
         next(&mut plain).await;
     }
+    // Take exactly N from all members together: a duplicate would leave some message missing.
+    let tagged = members
+        .iter_mut()
+        .enumerate()
+        .map(|(i, (_c, s))| s.map(move |m| (i, m)).boxed());
+    let mut all = futures::stream::select_all(tagged);
     let mut seen = vec![0usize; N];
-    let mut per_member = Vec::new();
-    let mut total = 0;
-    for (c, mut s) in members {
-        c.flush().await.unwrap();
-        let mut count = 0;
-        while let Ok(Some(m)) = timeout(Duration::from_millis(300), s.next()).await {
-            let i: usize = std::str::from_utf8(&m.payload).unwrap().parse().unwrap();
-            seen[i] += 1;
-            count += 1;
-        }
-        total += count;
-        per_member.push(count);
+    let mut per_member = vec![0usize; 3];
+    for _ in 0..N {
+        let (member, m) = timeout(WAIT, all.next())
+            .await
+            .expect("in time")
+            .expect("open");
+        let i: usize = std::str::from_utf8(&m.payload).unwrap().parse().unwrap();
+        seen[i] += 1;
+        per_member[member] += 1;
     }
-    assert_eq!(
-        total, N,
-        "every message reached exactly one member: {per_member:?}"
+    assert!(
+        seen.iter().all(|&n| n == 1),
+        "every message reached exactly one member"
     );
-    assert!(seen.iter().all(|&n| n == 1), "no message twice");
     assert!(
         per_member.iter().all(|&n| n > 0),
         "load spread over members: {per_member:?}"
@@ -109,7 +108,7 @@ async fn request_reply_through_inbox() {
     let agent = TestAgent::start();
     let server = async_nats::connect(&agent.url).await.unwrap();
     let mut svc = server.subscribe("svc.echo").await.unwrap();
-    server.flush().await.unwrap();
+    common::sync(&server).await;
     let responder = server.clone();
     tokio::spawn(async move {
         while let Some(m) = svc.next().await {
@@ -144,7 +143,7 @@ async fn headers_round_trip() {
     let agent = TestAgent::start();
     let client = async_nats::connect(&agent.url).await.unwrap();
     let mut sub = client.subscribe("h").await.unwrap();
-    client.flush().await.unwrap();
+    common::sync(&client).await;
     let mut headers = HeaderMap::new();
     headers.insert("X-Trace", "abc-123");
     headers.append("X-Multi", "one");
@@ -172,18 +171,18 @@ async fn echo_false_skips_own_messages() {
     let other = async_nats::connect(&agent.url).await.unwrap();
     let mut own = quiet.subscribe("echo.test").await.unwrap();
     let mut theirs = other.subscribe("echo.test").await.unwrap();
-    quiet.flush().await.unwrap();
-    other.flush().await.unwrap();
+    common::sync(&quiet).await;
+    common::sync(&other).await;
     quiet
         .publish("echo.test", "from quiet".into())
         .await
         .unwrap();
-    quiet.flush().await.unwrap();
+    common::sync(&quiet).await;
     other
         .publish("echo.test", "from other".into())
         .await
         .unwrap();
-    other.flush().await.unwrap();
+    common::sync(&other).await;
     assert_eq!(next(&mut theirs).await.payload, Bytes::from("from quiet"));
     // The quiet client's first message is the other client's: its own was not echoed.
     assert_eq!(next(&mut own).await.payload, Bytes::from("from other"));
@@ -195,14 +194,14 @@ async fn auto_unsubscribe_after_max() {
     let client = async_nats::connect(&agent.url).await.unwrap();
     let mut sub = client.subscribe("limited").await.unwrap();
     sub.unsubscribe_after(3).await.unwrap();
-    client.flush().await.unwrap();
+    common::sync(&client).await;
     for i in 0..10 {
         client
             .publish("limited", i.to_string().into())
             .await
             .unwrap();
     }
-    client.flush().await.unwrap();
+    common::sync(&client).await;
     let mut got = Vec::new();
     while let Ok(Some(m)) = timeout(Duration::from_secs(2), sub.next()).await {
         got.push(m.payload);
@@ -219,7 +218,7 @@ async fn one_mib_payload_accepted_one_more_byte_refused() {
     let client = async_nats::connect(&agent.url).await.unwrap();
     assert_eq!(client.server_info().max_payload, 1024 * 1024);
     let mut sub = client.subscribe("big").await.unwrap();
-    client.flush().await.unwrap();
+    common::sync(&client).await;
     let big = Bytes::from(vec![7u8; 1024 * 1024]);
     client.publish("big", big.clone()).await.unwrap();
     assert_eq!(next(&mut sub).await.payload, big);

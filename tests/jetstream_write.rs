@@ -107,7 +107,7 @@ async fn stored_messages_reach_core_subscribers() {
         .expect("stream created");
     let watcher = async_nats::connect(stack.url(0)).await.unwrap();
     let mut sub = watcher.subscribe("events.*").await.unwrap();
-    watcher.flush().await.unwrap();
+    common::sync(&watcher).await;
     js.publish("events.a", "payload".into())
         .await
         .unwrap()

@@ -206,7 +206,7 @@ async fn slow_consumer_is_dropped_and_nobody_else_notices() {
 
     let healthy = async_nats::connect(&agent.url).await.unwrap();
     let mut sub = healthy.subscribe("data").await.unwrap();
-    healthy.flush().await.unwrap();
+    common::sync(&healthy).await;
     let publisher = async_nats::connect(&agent.url).await.unwrap();
     let chunk = bytes::Bytes::from(vec![b'x'; 32 * 1024]);
     // 64 MiB in rounds of 1 MiB; each round waits for the healthy subscriber, so only the client
@@ -217,7 +217,7 @@ async fn slow_consumer_is_dropped_and_nobody_else_notices() {
         for _ in 0..PER_ROUND {
             publisher.publish("data", chunk.clone()).await.unwrap();
         }
-        publisher.flush().await.unwrap();
+        common::sync(&publisher).await;
         for _ in 0..PER_ROUND {
             let m = timeout(WAIT, sub.next())
                 .await

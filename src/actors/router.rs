@@ -199,16 +199,14 @@ impl Router {
             let mut target = None;
             self.streams
                 .for_each_match(&msg.subject, |i| target = target.or(Some(*i)));
-            if let Some(i) = target {
-                if let Some(r) = self.stream_recipients.get(i) {
-                    // The batcher's mailbox is bounded by the in-flight budget the permit holds.
-                    r.do_send(StreamPublish {
-                        origin,
-                        msg,
-                        permit,
-                    });
-                    return;
-                }
+            if let Some(r) = target.and_then(|i| self.stream_recipients.get(i)) {
+                // The batcher's mailbox is bounded by the in-flight budget the permit holds.
+                r.do_send(StreamPublish {
+                    origin,
+                    msg,
+                    permit,
+                });
+                return;
             }
         }
         drop(permit);

@@ -19,3 +19,19 @@ pub fn init_logs() {
         .with_test_writer()
         .try_init();
 }
+
+/// A server-side barrier for an async-nats client: its `flush()` only empties the client's own
+/// buffer, so it proves nothing about what the server processed. A request nobody answers comes
+/// back (503, no responders) through the router after everything this client sent before it.
+pub async fn sync(client: &async_nats::Client) {
+    let res = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        client.request("_test.sync.nobody", bytes::Bytes::new()),
+    )
+    .await
+    .expect("sync answered in time");
+    match res {
+        Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => {}
+        other => panic!("sync expected no responders, got {other:?}"),
+    }
+}
