@@ -177,6 +177,9 @@ pub struct JsApi {
 
 const API_PREFIX: &str = "$JS.API.";
 
+/// `$JS.API` subjects answered by other actors (they subscribe to them themselves).
+const OWNED_ELSEWHERE: &[&str] = &["CONSUMER.MSG.NEXT."];
+
 impl JsApi {
     pub fn new(
         client: ControlPlaneClient,
@@ -273,6 +276,9 @@ impl Handler<InternalMsg> for JsApi {
         let Some(api) = m.msg.subject.strip_prefix(API_PREFIX).map(str::to_string) else {
             return;
         };
+        if OWNED_ELSEWHERE.iter().any(|p| api.starts_with(p)) {
+            return;
+        }
         let client = self.client.clone();
         let router = self.router.clone();
         let catalog = self.catalog.clone();
