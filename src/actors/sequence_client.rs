@@ -68,6 +68,9 @@ pub struct SequenceClient {
     ready: BTreeMap<u64, Sealed>,
     committing: bool,
     ids: VecDeque<u64>,
+    /// Orphan records the control plane has not accepted yet.
+    orphans: VecDeque<OrphanRequest>,
+    recording_orphans: bool,
 }
 
 impl SequenceClient {
@@ -84,6 +87,8 @@ impl SequenceClient {
             ready: BTreeMap::new(),
             committing: false,
             ids: VecDeque::new(),
+            orphans: VecDeque::new(),
+            recording_orphans: false,
         }
     }
 
@@ -188,23 +193,50 @@ impl SequenceClient {
         }
     }
 
-    /// An object in the bucket that no commit refers to: recorded so it can be cleaned up.
-    fn record_orphan(&self, ctx: &mut Context<Self>, object_key: String, reason: String) {
+    /// An object in the bucket that no commit refers to: recorded so it can be cleaned up. The
+    /// control plane is often what just failed, so records that do not go through are kept
+    /// (bounded) and retried by the orphan timer.
+    fn record_orphan(&mut self, ctx: &mut Context<Self>, object_key: String, reason: String) {
+        if self.orphans.len() >= MAX_PENDING_ORPHANS {
+            tracing::error!(object_key = %object_key, "too many unrecorded orphaned objects; dropping the record");
+            return;
+        }
+        self.orphans.push_back(OrphanRequest { object_key, reason });
+        self.flush_orphans(ctx);
+    }
+
+    fn flush_orphans(&mut self, ctx: &mut Context<Self>) {
+        if self.recording_orphans || self.orphans.is_empty() {
+            return;
+        }
+        self.recording_orphans = true;
+        let batch: Vec<OrphanRequest> = self.orphans.drain(..).collect();
         let client = self.client.clone();
         ctx.spawn(
             async move {
-                let req = OrphanRequest {
-                    object_key: object_key.clone(),
-                    reason,
-                };
-                if let Err(e) = client.record_orphan(&req).await {
-                    tracing::warn!(object_key = %object_key, error = %e, "recording an orphaned object failed");
+                let mut failed = Vec::new();
+                for req in batch {
+                    if let Err(e) = client.record_orphan(&req).await {
+                        tracing::warn!(object_key = %req.object_key, error = %e, "recording an orphaned object failed, will retry");
+                        failed.push(req);
+                    }
                 }
+                failed
             }
-            .into_actor(self),
+            .into_actor(self)
+            .map(|failed, act, _| {
+                act.recording_orphans = false;
+                for req in failed.into_iter().rev() {
+                    act.orphans.push_front(req);
+                }
+            }),
         );
     }
 }
+
+/// Unrecorded orphan records kept for retry; past this the oldest news is the least useful.
+const MAX_PENDING_ORPHANS: usize = 10_000;
+const ORPHAN_RETRY: Duration = Duration::from_secs(1);
 
 fn is_duplicate(ack: &PubAckResponse) -> bool {
     matches!(ack, PubAckResponse::Ack(a) if a.duplicate)
@@ -321,6 +353,10 @@ async fn commit_with_retry(
 
 impl Actor for SequenceClient {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(ORPHAN_RETRY, |act, ctx| act.flush_orphans(ctx));
+    }
 }
 
 impl Handler<Sealed> for SequenceClient {

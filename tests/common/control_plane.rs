@@ -87,6 +87,40 @@ impl TestControlPlane {
     }
 }
 
+impl TestControlPlane {
+    /// Runs `f` with a real client on a throwaway actix system (the client is not `Send`).
+    pub fn with_client<T: Send + 'static>(
+        &self,
+        f: impl AsyncFnOnce(&infinistream::control_plane::client::ControlPlaneClient) -> T
+        + Send
+        + 'static,
+    ) -> T {
+        let url = self.url.clone();
+        std::thread::spawn(move || {
+            actix_rt::System::new().block_on(async move {
+                let client = infinistream::control_plane::client::ControlPlaneClient::new(
+                    url,
+                    GROUP_ID,
+                    &Secret::new(GROUP_KEY),
+                );
+                f(&client).await
+            })
+        })
+        .join()
+        .expect("client thread")
+    }
+
+    /// Object keys recorded as uploaded but never committed.
+    pub fn orphan_keys(&self) -> Vec<String> {
+        self.with_client(async |c| {
+            c.orphans()
+                .await
+                .map(|o| o.into_iter().map(|o| o.object_key).collect())
+                .unwrap_or_default()
+        })
+    }
+}
+
 impl Drop for TestControlPlane {
     fn drop(&mut self) {
         self.stop();

@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod control_plane;
+pub mod process;
 pub mod s3;
 pub mod stack;
 

@@ -52,6 +52,11 @@ impl Stack {
         c
     }
 
+    /// Another agent on this stack, as a separate OS process running the real binary.
+    pub fn agent_process(&self) -> super::process::AgentProcess {
+        super::process::AgentProcess::start(&self.s3.bucket_url_with_retries(0), &self.cp.url)
+    }
+
     pub fn url(&self, agent: usize) -> String {
         self.agents[agent].url.clone()
     }

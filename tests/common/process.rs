@@ -1,0 +1,85 @@
+//! An agent as a separate OS process: the real binary, configured through its environment the way
+//! an operator would, with its port read back from the `infinistream agent started` log line.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use super::agent::{GROUP_ID, GROUP_KEY};
+
+pub struct AgentProcess {
+    pub port: u16,
+    pub url: String,
+    child: Child,
+}
+
+impl AgentProcess {
+    pub fn start(bucket_url: &str, control_plane_url: &str) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_infinistream"))
+            .args([
+                "agent",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--http-port",
+                "0",
+            ])
+            .args([
+                "--peer-port",
+                "0",
+                "--batch-write",
+                "50ms",
+                "--workers",
+                "2",
+            ])
+            .env("INFINISTREAM_GROUP_ID", GROUP_ID)
+            .env("INFINISTREAM_GROUP_KEY", GROUP_KEY)
+            .env("INFINISTREAM_BUCKET_NAME", bucket_url)
+            .env("INFINISTREAM_CONTROL_PLANE_URL", control_plane_url)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("agent binary starts");
+        let stdout = child.stdout.take().expect("stdout piped");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if sent {
+                    continue; // keep draining so the agent never blocks on a full pipe
+                }
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                    continue;
+                };
+                let message = v.get("message").or_else(|| v.pointer("/fields/message"));
+                if message.and_then(|m| m.as_str()) == Some("infinistream agent started") {
+                    let port = v
+                        .get("port")
+                        .or_else(|| v.pointer("/fields/port"))
+                        .and_then(|p| p.as_u64());
+                    let _ = tx.send(port);
+                    sent = true;
+                }
+            }
+        });
+        let port = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("agent logged that it started")
+            .expect("the started line carries the port") as u16;
+        Self {
+            port,
+            url: format!("nats://127.0.0.1:{port}"),
+            child,
+        }
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
