@@ -373,7 +373,16 @@ impl AgentConfig {
     /// just the three required values. Tests usually then set the ports to 0 and
     /// `control_plane_url` to their control plane.
     pub fn new(group_id: impl Into<String>, group_key: Secret, bucket: BucketUrl) -> Self {
-        let runtime = Runtime::default();
+        Self::with_runtime(group_id, group_key, bucket, Runtime::default())
+    }
+
+    /// The required values plus the runtime settings every subcommand that runs an agent shares.
+    fn with_runtime(
+        group_id: impl Into<String>,
+        group_key: Secret,
+        bucket: BucketUrl,
+        runtime: Runtime,
+    ) -> Self {
         Self {
             group_id: group_id.into(),
             group_key,
@@ -731,30 +740,16 @@ pub(crate) fn playground_from_matches(
     let runtime = r.runtime();
     let log_format = r.log_format();
     r.finish()?;
-    let agent = AgentConfig {
-        group_id: PLAYGROUND_GROUP_ID.to_owned(),
-        group_key: Secret::new(generate_key()),
-        bucket: BucketUrl::File {
+    let mut agent = AgentConfig::with_runtime(
+        PLAYGROUND_GROUP_ID,
+        Secret::new(generate_key()),
+        BucketUrl::File {
             path: dir.join("bucket"),
         },
-        region: "local".to_owned(),
-        control_plane_url: PLAYGROUND_CONTROL_PLANE_PLACEHOLDER.to_owned(),
-        availability_zone: None,
-        advertise_address: None,
-        batch_write: runtime.batch_write,
-        max_object_bytes: runtime.max_object_bytes,
-        host: runtime.host,
-        port: runtime.port,
-        peer_port: runtime.peer_port,
-        http_port: runtime.http_port,
-        workers: runtime.workers,
-        max_payload: runtime.max_payload,
-        max_inflight_bytes: runtime.max_inflight_bytes,
-        max_inflight_msgs: runtime.max_inflight_msgs,
-        cache_bytes: runtime.cache_bytes,
-        graceful_shutdown_timeout: runtime.graceful_shutdown_timeout,
-        server_name: runtime.server_name,
-    };
+        runtime,
+    );
+    agent.region = "local".to_owned();
+    agent.control_plane_url = PLAYGROUND_CONTROL_PLANE_PLACEHOLDER.to_owned();
     Ok((PlaygroundConfig { dir, agent }, log_format))
 }
 
