@@ -110,10 +110,13 @@ impl Flusher {
                         }
                     })
                     .collect();
-                if batches.is_empty() {
-                    return;
-                }
-                let object = upload_object(&group_id, &batches, deadline, &uploader, &sequencer).await;
+                // Every seal number must reach the sequencer, even one with nothing to write:
+                // it commits strictly in seal order and would otherwise wait for it forever.
+                let object = if batches.is_empty() {
+                    Err("nothing to write".to_string())
+                } else {
+                    upload_object(&group_id, &batches, deadline, &uploader, &sequencer).await
+                };
                 // Send, not do_send: the sequencer's backlog is bounded by the in-flight budget,
                 // but waiting here keeps the flusher from outrunning it.
                 if let Err(e) = sequencer
