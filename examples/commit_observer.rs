@@ -105,7 +105,10 @@ pub async fn run(per_stream: usize) -> anyhow::Result<CommitSummary> {
     let mut acks = Vec::new();
     for i in 0..per_stream {
         for prefix in ["orders", "payments"] {
-            acks.push(js.publish(format!("{prefix}.{i}"), Bytes::from("x")).await?);
+            acks.push(
+                js.publish(format!("{prefix}.{i}"), Bytes::from("x"))
+                    .await?,
+            );
         }
     }
     for ack in acks {

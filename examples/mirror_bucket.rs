@@ -50,7 +50,11 @@ impl ObjectStore for MirrorStore {
         opts: PutOptions,
     ) -> object_store::Result<PutResult> {
         self.mirror
-            .put_opts(location, payload.clone(), PutOptions::from(PutMode::Overwrite))
+            .put_opts(
+                location,
+                payload.clone(),
+                PutOptions::from(PutMode::Overwrite),
+            )
             .await?;
         self.primary.put_opts(location, payload, opts).await
     }
@@ -151,7 +155,10 @@ pub async fn run(messages: usize) -> anyhow::Result<MirrorReport> {
     config.peer_port = 0;
     config.batch_write = Duration::from_millis(50);
     config.control_plane_url = cp.base_url();
-    let agent = AgentBuilder::new(config).object_store(store).start().await?;
+    let agent = AgentBuilder::new(config)
+        .object_store(store)
+        .start()
+        .await?;
 
     let client = async_nats::connect(format!("nats://{}", agent.client_addr)).await?;
     let js = async_nats::jetstream::new(client);

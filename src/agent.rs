@@ -13,10 +13,10 @@ use actix::prelude::*;
 use tokio::net::TcpListener;
 
 use crate::actors::connection::{Connection, ConnectionSettings};
+use crate::actors::flusher::SealNow;
 use crate::actors::flusher::{Flusher, FlusherSettings};
 use crate::actors::jetstream_api::{JsApi, StreamCatalog};
 use crate::actors::router::Router;
-use crate::actors::flusher::SealNow;
 use crate::actors::router::{BroadcastControl, ConnControl};
 pub use crate::actors::sequence_client::Committed;
 use crate::actors::sequence_client::{SequenceClient, SequenceSettings};
@@ -123,7 +123,11 @@ impl RunningAgent {
             .send(BroadcastControl(ConnControl::LameDuck))
             .await
             .unwrap_or(0);
-        tracing::info!(connections, timeout_ms = timeout.as_millis() as u64, "graceful shutdown: lame duck sent, draining in-flight publishes");
+        tracing::info!(
+            connections,
+            timeout_ms = timeout.as_millis() as u64,
+            "graceful shutdown: lame duck sent, draining in-flight publishes"
+        );
         let deadline = std::time::Instant::now() + timeout;
         let drained = loop {
             // Seal repeatedly: a publish read just before lame duck may reach its batcher after
@@ -141,7 +145,10 @@ impl RunningAgent {
         if drained {
             tracing::info!("graceful shutdown: every in-flight publish answered");
         } else {
-            tracing::warn!(unanswered_msgs, "graceful shutdown: timeout passed with publishes unanswered");
+            tracing::warn!(
+                unanswered_msgs,
+                "graceful shutdown: timeout passed with publishes unanswered"
+            );
         }
         // Hook: leave the virtual group here (the membership actor), so peers take over this
         // agent's share before its connections go.

@@ -82,30 +82,28 @@ impl HealthProbe {
         self.checking = true;
         let client = self.client.clone();
         let started = Instant::now();
-        ctx.spawn(
-            async move { client.healthy().await }
-                .into_actor(self)
-                .map(move |res, act, _| {
-                    act.checking = false;
-                    let res = match res {
-                        Ok(true) => Ok(()),
-                        Ok(false) => Err("control plane is not healthy".to_string()),
-                        Err(e) => Err(format!("control plane unreachable: {e}")),
-                    };
-                    let outcome = if res.is_ok() { "ok" } else { "error" };
-                    metrics::CONTROL_PLANE_OPS
-                        .with_label_values(&["health", outcome])
-                        .observe(started.elapsed().as_secs_f64());
-                    metrics::CONTROL_PLANE_UP.set(i64::from(res.is_ok()));
-                    if res.is_ok() != act.reachable.is_ok() {
-                        match &res {
-                            Ok(()) => tracing::info!("control plane reachable"),
-                            Err(e) => tracing::warn!(error = %e, "control plane unreachable"),
-                        }
+        ctx.spawn(async move { client.healthy().await }.into_actor(self).map(
+            move |res, act, _| {
+                act.checking = false;
+                let res = match res {
+                    Ok(true) => Ok(()),
+                    Ok(false) => Err("control plane is not healthy".to_string()),
+                    Err(e) => Err(format!("control plane unreachable: {e}")),
+                };
+                let outcome = if res.is_ok() { "ok" } else { "error" };
+                metrics::CONTROL_PLANE_OPS
+                    .with_label_values(&["health", outcome])
+                    .observe(started.elapsed().as_secs_f64());
+                metrics::CONTROL_PLANE_UP.set(i64::from(res.is_ok()));
+                if res.is_ok() != act.reachable.is_ok() {
+                    match &res {
+                        Ok(()) => tracing::info!("control plane reachable"),
+                        Err(e) => tracing::warn!(error = %e, "control plane unreachable"),
                     }
-                    act.reachable = res;
-                }),
-        );
+                }
+                act.reachable = res;
+            },
+        ));
     }
 }
 
@@ -556,7 +554,10 @@ mod tests {
         assert_eq!(uptime_string(Duration::from_secs(3)), "3s");
         assert_eq!(uptime_string(Duration::from_secs(62)), "1m2s");
         assert_eq!(uptime_string(Duration::from_secs(3600 + 5)), "1h0m5s");
-        assert_eq!(uptime_string(Duration::from_secs(86_400 * 2 + 1)), "2d0h0m1s");
+        assert_eq!(
+            uptime_string(Duration::from_secs(86_400 * 2 + 1)),
+            "2d0h0m1s"
+        );
         assert_eq!(
             uptime_string(Duration::from_secs(86_400 * 366)),
             "1y1d0h0m0s"

@@ -126,7 +126,18 @@ async fn endpoints_in_nats_server_shapes() {
     assert!(conn["in_msgs"].as_u64().expect("in_msgs") >= 3);
     assert!(conn["out_msgs"].as_u64().expect("out_msgs") >= 3, "{conn}");
     assert!(conn["subscriptions"].as_u64().expect("subs") >= 2);
-    for field in ["cid", "port", "start", "last_activity", "pending_bytes", "in_bytes", "out_bytes", "uptime", "idle", "version"] {
+    for field in [
+        "cid",
+        "port",
+        "start",
+        "last_activity",
+        "pending_bytes",
+        "in_bytes",
+        "out_bytes",
+        "uptime",
+        "idle",
+        "version",
+    ] {
         assert!(conn.get(field).is_some(), "{field} missing: {conn}");
     }
 

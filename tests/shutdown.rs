@@ -94,7 +94,11 @@ async fn publishes_during_graceful_shutdown_are_acked_and_stored_or_refused() {
             Err(_) => errors += 1,
         }
     }
-    assert!(acked.len() > 10, "acks before the shutdown: {}", acked.len());
+    assert!(
+        acked.len() > 10,
+        "acks before the shutdown: {}",
+        acked.len()
+    );
 
     // Every acked message is stored, with its own payload, read through the other agent.
     let stream = reader.get_stream("EVENTS").await.expect("stream");
