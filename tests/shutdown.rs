@@ -181,3 +181,35 @@ fn binary_exits_zero_on_sigterm() {
     };
     assert!(exit.success(), "exit status {exit:?}");
 }
+
+#[test]
+fn clients_get_lame_duck_info_then_close() {
+    use std::io::{Read, Write};
+    let mut agent = common::TestAgent::start();
+    let mut sock = std::net::TcpStream::connect(("127.0.0.1", agent.port)).expect("connect");
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut reader = BufReader::new(sock.try_clone().expect("clone"));
+    let mut first = String::new();
+    reader.read_line(&mut first).expect("info");
+    assert!(first.starts_with("INFO ") && !first.contains("\"ldm\":true"));
+    sock.write_all(b"CONNECT {\"verbose\":false}\r\nPING\r\n")
+        .expect("write");
+    let mut pong = String::new();
+    reader.read_line(&mut pong).expect("pong");
+    assert_eq!(pong, "PONG\r\n");
+
+    agent.begin_shutdown(Duration::from_secs(5));
+    let mut ldm = String::new();
+    reader.read_line(&mut ldm).expect("lame duck info");
+    assert!(ldm.starts_with("INFO {"), "{ldm}");
+    let info: serde_json::Value =
+        serde_json::from_str(ldm.trim_start_matches("INFO ").trim()).expect("json");
+    assert_eq!(info["ldm"], true);
+    let mut rest = Vec::new();
+    reader.read_to_end(&mut rest).expect("closed");
+    assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
+    let report = agent.wait_shutdown();
+    assert!(report.drained);
+    assert_eq!(report.connections, 1);
+}
