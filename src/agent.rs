@@ -13,14 +13,18 @@ use actix::prelude::*;
 use tokio::net::TcpListener;
 
 use crate::actors::connection::{Connection, ConnectionSettings};
+use crate::actors::flusher::SealNow;
 use crate::actors::flusher::{Flusher, FlusherSettings};
 use crate::actors::jetstream_api::{JsApi, StreamCatalog};
 use crate::actors::router::Router;
+use crate::actors::router::{BroadcastControl, ConnControl};
+pub use crate::actors::sequence_client::Committed;
 use crate::actors::sequence_client::{SequenceClient, SequenceSettings};
 use crate::actors::uploader::{RetryPolicy, UploaderPool};
 use crate::budget::InflightBudget;
 use crate::config::AgentConfig;
 use crate::control_plane::client::ControlPlaneClient;
+use crate::monitor::{BeginShutdown, HealthProbe, MonitorSources};
 use crate::protocol::info::{COMPAT_SERVER_VERSION, ServerInfo, new_server_id};
 
 #[derive(Debug, thiserror::Error)]
@@ -73,19 +77,180 @@ pub struct RunningAgent {
     pub router: Addr<Router>,
     pub flusher: Addr<Flusher>,
     pub agent_id: String,
+    pub probe: Addr<HealthProbe>,
+    /// The in-flight budget, full again once every accepted publish has been answered.
+    pub budget: InflightBudget,
+    graceful_shutdown_timeout: Duration,
+    max_inflight_bytes: usize,
+    max_inflight_msgs: usize,
     arbiters: Vec<Arbiter>,
     accept: actix_rt::task::JoinHandle<()>,
     http: actix_web::dev::ServerHandle,
 }
 
+/// How a graceful shutdown went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Every publish read from a client was answered before the connections closed.
+    pub drained: bool,
+    /// Connections told about the shutdown (lame-duck INFO).
+    pub connections: usize,
+    /// Publishes still unanswered when the timeout passed (0 when drained).
+    pub unanswered_msgs: usize,
+}
+
 impl RunningAgent {
-    /// Stops accepting, closes every connection and the worker threads.
+    /// Graceful stop with the configured `graceful_shutdown_timeout` (see `shutdown`).
     pub async fn stop(self) {
+        let timeout = self.graceful_shutdown_timeout;
+        self.shutdown(timeout).await;
+    }
+
+    /// Graceful stop:
+    /// 1. `/healthz` turns 503 and the listener stops accepting;
+    /// 2. every connection gets INFO with `"ldm":true` and stops reading, so nothing new is
+    ///    accepted while what was read is still answered;
+    /// 3. the open window is sealed at once, and we wait until every accepted publish is
+    ///    answered (ack or error: the in-flight budget is full again) or `timeout` passes;
+    /// 4. (hook) the agent leaves its virtual group;
+    /// 5. connections are closed after the answers routed to them are written, then the
+    ///    monitoring server and the worker threads stop.
+    pub async fn shutdown(self, timeout: Duration) -> ShutdownReport {
+        self.probe.do_send(BeginShutdown);
+        self.accept.abort();
+        let connections = self
+            .router
+            .send(BroadcastControl(ConnControl::LameDuck))
+            .await
+            .unwrap_or(0);
+        tracing::info!(
+            connections,
+            timeout_ms = timeout.as_millis() as u64,
+            "graceful shutdown: lame duck sent, draining in-flight publishes"
+        );
+        let deadline = std::time::Instant::now() + timeout;
+        let drained = loop {
+            // Seal repeatedly: a publish read just before lame duck may reach its batcher after
+            // the previous seal; an empty seal costs nothing.
+            self.flusher.do_send(SealNow);
+            if self.in_flight_msgs() == 0 {
+                break true;
+            }
+            if std::time::Instant::now() >= deadline {
+                break false;
+            }
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        };
+        let unanswered_msgs = self.in_flight_msgs();
+        if drained {
+            tracing::info!("graceful shutdown: every in-flight publish answered");
+        } else {
+            tracing::warn!(
+                unanswered_msgs,
+                "graceful shutdown: timeout passed with publishes unanswered"
+            );
+        }
+        // Hook: leave the virtual group here (the membership actor), so peers take over this
+        // agent's share before its connections go.
+        // Through the router: every ack it forwarded to a connection is queued there before Close.
+        let _ = self.router.send(BroadcastControl(ConnControl::Close)).await;
+        // Closing connections write what is buffered; give them a moment before the threads stop.
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+        self.stop_now().await;
+        ShutdownReport {
+            drained,
+            connections,
+            unanswered_msgs,
+        }
+    }
+
+    /// Stops at once: no draining, connections are dropped with their threads.
+    pub async fn stop_now(self) {
         self.accept.abort();
         self.http.stop(false).await;
         for a in &self.arbiters {
             a.stop();
         }
+    }
+
+    /// Publishes read from clients and not yet answered.
+    pub fn in_flight_msgs(&self) -> usize {
+        self.max_inflight_msgs
+            .max(1)
+            .saturating_sub(self.budget.available_msgs())
+    }
+
+    /// Bytes of publishes read from clients and not yet answered.
+    pub fn in_flight_bytes(&self) -> usize {
+        self.max_inflight_bytes
+            .clamp(1, u32::MAX as usize)
+            .saturating_sub(self.budget.available_bytes())
+    }
+}
+
+/// Assembles an agent with custom parts. `agent::start(config, tuning)` is
+/// `AgentBuilder::new(config).tuning(tuning).start()`.
+///
+/// ```no_run
+/// # async fn f(config: infinistream::config::AgentConfig,
+/// #            store: std::sync::Arc<dyn object_store::ObjectStore>) {
+/// let agent = infinistream::agent::AgentBuilder::new(config)
+///     .object_store(store) // instead of the configured bucket
+///     .start()
+///     .await;
+/// # }
+/// ```
+pub struct AgentBuilder {
+    config: AgentConfig,
+    tuning: AgentTuning,
+    hooks: AgentHooks,
+}
+
+#[derive(Default)]
+struct AgentHooks {
+    object_store: Option<Arc<dyn object_store::ObjectStore>>,
+    on_commit: Option<Recipient<Committed>>,
+    health_interval: Option<Duration>,
+}
+
+impl AgentBuilder {
+    pub fn new(config: AgentConfig) -> Self {
+        Self {
+            config,
+            tuning: AgentTuning::default(),
+            hooks: AgentHooks::default(),
+        }
+    }
+
+    pub fn tuning(mut self, tuning: AgentTuning) -> Self {
+        self.tuning = tuning;
+        self
+    }
+
+    /// Writes and reads objects through `store` instead of the bucket in the configuration:
+    /// wrap a store to mirror, encrypt or observe objects. Keys and bytes are the agent's own
+    /// (`docs/format.md`); a put must be durable when it returns, and must honour
+    /// `PutMode::Create`.
+    pub fn object_store(mut self, store: Arc<dyn object_store::ObjectStore>) -> Self {
+        self.hooks.object_store = Some(store);
+        self
+    }
+
+    /// Sends `Committed` to `observer` after every successful commit (after the acks).
+    pub fn on_commit(mut self, observer: Recipient<Committed>) -> Self {
+        self.hooks.on_commit = Some(observer);
+        self
+    }
+
+    /// How often `/healthz` re-checks the control plane.
+    pub fn health_interval(mut self, interval: Duration) -> Self {
+        self.hooks.health_interval = Some(interval);
+        self
+    }
+
+    /// Starts the agent in the current actix system and returns once it listens.
+    pub async fn start(self) -> Result<RunningAgent, AgentError> {
+        start_with(self.config, self.tuning, self.hooks).await
     }
 }
 
@@ -111,6 +276,15 @@ fn server_info(config: &AgentConfig, server_id: &str, port: u16) -> ServerInfo {
 
 /// Starts an agent in the current actix system and returns once it listens.
 pub async fn start(config: AgentConfig, tuning: AgentTuning) -> Result<RunningAgent, AgentError> {
+    AgentBuilder::new(config).tuning(tuning).start().await
+}
+
+async fn start_with(
+    config: AgentConfig,
+    tuning: AgentTuning,
+    hooks: AgentHooks,
+) -> Result<RunningAgent, AgentError> {
+    crate::metrics::init();
     let addr = format!("{}:{}", config.host, config.port);
     let listener = TcpListener::bind(&addr)
         .await
@@ -140,7 +314,10 @@ pub async fn start(config: AgentConfig, tuning: AgentTuning) -> Result<RunningAg
     // The JetStream write path and API share one arbiter: they exchange many small messages.
     let js = Arbiter::new();
     let js_handle = js.handle();
-    let store = crate::bucket::build_object_store(&config.bucket)?;
+    let store = match hooks.object_store {
+        Some(store) => store,
+        None => crate::bucket::build_object_store(&config.bucket)?,
+    };
     let cp = {
         let url = config.control_plane_url.clone();
         let group_id = config.group_id.clone();
@@ -155,8 +332,9 @@ pub async fn start(config: AgentConfig, tuning: AgentTuning) -> Result<RunningAg
             commit_deadline: tuning.commit_deadline,
             id_prefetch: 16,
         };
+        let observer = hooks.on_commit;
         SequenceClient::start_in_arbiter(&js_handle, move |_| {
-            SequenceClient::new(settings, cp(), router)
+            SequenceClient::new(settings, cp(), router).with_observer(observer)
         })
     };
     let uploader = UploaderPool::start_in_arbiters(
@@ -200,7 +378,22 @@ pub async fn start(config: AgentConfig, tuning: AgentTuning) -> Result<RunningAg
     let handles: Vec<ArbiterHandle> = arbiters.iter().map(|a| a.handle()).collect();
     arbiters.push(js);
 
-    let (http_addr, http) = crate::monitor::start(&config, &server_id, router.clone())
+    let probe = {
+        let cp = cp.clone();
+        let interval = hooks
+            .health_interval
+            .unwrap_or(crate::monitor::DEFAULT_HEALTH_INTERVAL);
+        HealthProbe::start_in_arbiter(&js_handle, move |_| HealthProbe::new(cp(), interval))
+    };
+    let sources = MonitorSources {
+        router: router.clone(),
+        probe: probe.clone(),
+        budget: budget.clone(),
+        ping_interval: tuning.ping_interval,
+        max_pings_out: tuning.max_pings_out,
+        max_pending: tuning.max_pending,
+    };
+    let (http_addr, http) = crate::monitor::start(&config, &server_id, client_addr.port(), sources)
         .await
         .map_err(|source| AgentError::Bind {
             addr: format!("{}:{}", config.host, config.http_port),
@@ -238,6 +431,11 @@ pub async fn start(config: AgentConfig, tuning: AgentTuning) -> Result<RunningAg
         router,
         flusher,
         agent_id,
+        probe,
+        budget,
+        graceful_shutdown_timeout: config.graceful_shutdown_timeout,
+        max_inflight_bytes: config.max_inflight_bytes,
+        max_inflight_msgs: config.max_inflight_msgs,
         arbiters,
         accept,
         http,
@@ -261,10 +459,27 @@ pub fn run_blocking(config: AgentConfig) -> Result<(), AgentError> {
             "infinistream agent started"
         );
         wait_for_signal().await;
-        tracing::info!("infinistream agent stopping");
-        running.stop().await;
+        shutdown_on_signal(running, config.graceful_shutdown_timeout).await;
         Ok(())
     })
+}
+
+/// Graceful shutdown after the first signal; a second signal stops at once.
+pub async fn shutdown_on_signal(running: RunningAgent, timeout: Duration) {
+    tracing::info!(
+        timeout_ms = timeout.as_millis() as u64,
+        "infinistream agent stopping gracefully (signal again to stop at once)"
+    );
+    let graceful = running.shutdown(timeout);
+    tokio::select! {
+        report = graceful => {
+            tracing::info!(drained = report.drained, unanswered_msgs = report.unanswered_msgs, "infinistream agent stopped");
+        }
+        _ = wait_for_signal() => {
+            // The graceful future is dropped mid-way; the worker threads go with the process.
+            tracing::warn!("second signal: stopping at once");
+        }
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -148,12 +148,115 @@ pub static ACTOR_RESTARTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
         &["actor"],
     )
 });
+pub static INFLIGHT_BYTES: LazyLock<IntGauge> = LazyLock::new(|| {
+    gauge(
+        "infinistream_inflight_bytes",
+        "bytes of publishes accepted but not yet answered (in-flight budget in use)",
+    )
+});
+pub static INFLIGHT_MSGS: LazyLock<IntGauge> = LazyLock::new(|| {
+    gauge(
+        "infinistream_inflight_messages",
+        "publishes accepted but not yet answered (in-flight budget in use)",
+    )
+});
+pub static INFLIGHT_BYTES_LIMIT: LazyLock<IntGauge> = LazyLock::new(|| {
+    gauge(
+        "infinistream_inflight_bytes_limit",
+        "the in-flight budget in bytes (--max-inflight-bytes)",
+    )
+});
+pub static INFLIGHT_MSGS_LIMIT: LazyLock<IntGauge> = LazyLock::new(|| {
+    gauge(
+        "infinistream_inflight_messages_limit",
+        "the in-flight budget in messages (--max-inflight-msgs)",
+    )
+});
+pub static CONTROL_PLANE_UP: LazyLock<IntGauge> = LazyLock::new(|| {
+    gauge(
+        "infinistream_control_plane_up",
+        "1 when the last control plane health check succeeded",
+    )
+});
+pub static SHUTTING_DOWN: LazyLock<IntGauge> = LazyLock::new(|| {
+    gauge(
+        "infinistream_shutting_down",
+        "1 once a graceful shutdown has begun",
+    )
+});
 pub static JS_PUBLISH_ERRORS: LazyLock<IntCounter> = LazyLock::new(|| {
     counter(
         "infinistream_jetstream_publish_errors_total",
         "jetstream publishes answered with an error",
     )
 });
+
+/// Label values every vector is created with at startup, so dashboards and alerts see each series
+/// (at zero) before its first event.
+const FLUSH_STAGES: [&str; 3] = ["wait", "upload", "commit"];
+const OBJECT_STORE_OPS_KNOWN: [&str; 2] = ["put", "get"];
+const CONTROL_PLANE_OPS_KNOWN: [&str; 2] = ["commit", "health"];
+const OUTCOMES: [&str; 2] = ["ok", "error"];
+const CACHE_SOURCES: [&str; 3] = ["memory", "peer", "bucket"];
+const SUPERVISED_ACTORS: [&str; 6] = [
+    "router",
+    "flusher",
+    "sequence_client",
+    "uploader",
+    "stream_catalog",
+    "jetstream_api",
+];
+
+/// Registers every metric (and the known label values of every vector) so `/metrics` lists them
+/// all from the first scrape. Idempotent; the agent calls it at startup.
+pub fn init() {
+    LazyLock::force(&CONNECTIONS);
+    LazyLock::force(&TOTAL_CONNECTIONS);
+    LazyLock::force(&MSGS_IN);
+    LazyLock::force(&MSGS_OUT);
+    LazyLock::force(&BYTES_IN);
+    LazyLock::force(&BYTES_OUT);
+    LazyLock::force(&SLOW_CONSUMERS);
+    LazyLock::force(&BACKPRESSURE_PAUSES);
+    LazyLock::force(&PUBLISH_ACK_LATENCY);
+    LazyLock::force(&OBJECT_BYTES);
+    LazyLock::force(&OBJECTS_WRITTEN);
+    LazyLock::force(&INFLIGHT_BYTES);
+    LazyLock::force(&INFLIGHT_MSGS);
+    LazyLock::force(&INFLIGHT_BYTES_LIMIT);
+    LazyLock::force(&INFLIGHT_MSGS_LIMIT);
+    LazyLock::force(&CONTROL_PLANE_UP);
+    LazyLock::force(&SHUTTING_DOWN);
+    LazyLock::force(&JS_PUBLISH_ERRORS);
+    for stage in FLUSH_STAGES {
+        FLUSH_STAGE.with_label_values(&[stage]);
+    }
+    for outcome in OUTCOMES {
+        for op in OBJECT_STORE_OPS_KNOWN {
+            OBJECT_STORE_OPS.with_label_values(&[op, outcome]);
+        }
+        for op in CONTROL_PLANE_OPS_KNOWN {
+            CONTROL_PLANE_OPS.with_label_values(&[op, outcome]);
+        }
+    }
+    for source in CACHE_SOURCES {
+        CACHE_READS.with_label_values(&[source]);
+    }
+    for actor in SUPERVISED_ACTORS {
+        ACTOR_RESTARTS.with_label_values(&[actor]);
+    }
+}
+
+/// Publishes the in-flight budget's use as gauges; called just before rendering, since the
+/// budget itself is the source of truth.
+pub fn observe_budget(budget: &crate::budget::InflightBudget, max_bytes: usize, max_msgs: usize) {
+    let max_bytes = max_bytes.clamp(1, u32::MAX as usize);
+    let max_msgs = max_msgs.max(1);
+    INFLIGHT_BYTES_LIMIT.set(max_bytes as i64);
+    INFLIGHT_MSGS_LIMIT.set(max_msgs as i64);
+    INFLIGHT_BYTES.set(max_bytes.saturating_sub(budget.available_bytes()) as i64);
+    INFLIGHT_MSGS.set(max_msgs.saturating_sub(budget.available_msgs()) as i64);
+}
 
 /// The registry in Prometheus' text format.
 pub fn render() -> String {
@@ -162,4 +265,32 @@ pub fn render() -> String {
         tracing::warn!(error = %e, "encoding metrics failed");
     }
     String::from_utf8(buf).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn init_registers_every_family() {
+        init();
+        let text = render();
+        for name in [
+            "infinistream_connections",
+            "infinistream_messages_in_total",
+            "infinistream_publish_ack_seconds",
+            "infinistream_flush_stage_seconds",
+            "infinistream_object_store_seconds",
+            "infinistream_control_plane_seconds",
+            "infinistream_cache_reads_total",
+            "infinistream_actor_restarts_total",
+            "infinistream_backpressure_pauses_total",
+            "infinistream_inflight_bytes",
+            "infinistream_object_bytes",
+        ] {
+            assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing");
+        }
+        assert!(text.contains("stage=\"commit\""));
+        assert!(text.contains("source=\"peer\""));
+    }
 }

@@ -26,8 +26,8 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio_util::codec::{Encoder, FramedRead};
 
 use crate::actors::router::{
-    ConnId, Deliver, Deregister, NatsMsg, Publish, Register, Router, Subscribe, Sync, Synced,
-    Unsubscribe,
+    ConnControl, ConnId, ConnInfo, Deliver, Deregister, NatsMsg, Publish, Register,
+    RegisterControl, Router, Subscribe, Sync, Synced, Unsubscribe,
 };
 use crate::budget::{BudgetPermit, InflightBudget};
 use crate::metrics;
@@ -89,6 +89,19 @@ pub struct Connection {
     closing: bool,
     /// Held until `started` hands it to the actor's context as a stream.
     reader: Option<tokio::net::tcp::OwnedReadHalf>,
+    /// The reader stream, cancelled in lame-duck mode.
+    reading: Option<SpawnHandle>,
+    stats: SessionStats,
+}
+
+/// Per-session counters for `/connz`.
+struct SessionStats {
+    start: std::time::SystemTime,
+    last_activity: std::time::SystemTime,
+    in_msgs: u64,
+    out_msgs: u64,
+    in_bytes: u64,
+    out_bytes: u64,
 }
 
 impl Connection {
@@ -117,6 +130,15 @@ impl Connection {
             routed_since_ping: false,
             closing: false,
             reader: Some(read),
+            reading: None,
+            stats: SessionStats {
+                start: std::time::SystemTime::now(),
+                last_activity: std::time::SystemTime::now(),
+                in_msgs: 0,
+                out_msgs: 0,
+                in_bytes: 0,
+                out_bytes: 0,
+            },
         }
     }
 
@@ -227,8 +249,11 @@ impl Connection {
                 }
                 metrics::MSGS_IN.inc();
                 self.routed_since_ping = true;
-                metrics::BYTES_IN
-                    .inc_by((payload.len() + headers.as_ref().map_or(0, |h| h.len())) as u64);
+                let size = (payload.len() + headers.as_ref().map_or(0, |h| h.len())) as u64;
+                metrics::BYTES_IN.inc_by(size);
+                self.stats.in_msgs += 1;
+                self.stats.in_bytes += size;
+                self.stats.last_activity = std::time::SystemTime::now();
                 self.router.do_send(Publish {
                     origin: Some(self.id),
                     msg: NatsMsg {
@@ -359,8 +384,12 @@ impl Actor for Connection {
                     }
                 }
             });
-            ctx.add_stream(frames);
+            self.reading = Some(ctx.add_stream(frames));
         }
+        self.router.do_send(RegisterControl {
+            conn: self.id,
+            control: ctx.address().recipient(),
+        });
 
         let interval = self.settings.ping_interval;
         ctx.run_interval(interval, |act, ctx| {
@@ -446,6 +475,10 @@ impl Handler<Deliver> for Connection {
             None
         };
         metrics::MSGS_OUT.inc();
+        self.stats.out_msgs += 1;
+        self.stats.out_bytes +=
+            (m.msg.payload.len() + headers.as_ref().map_or(0, |h| h.len())) as u64;
+        self.stats.last_activity = std::time::SystemTime::now();
         self.send(ServerOp::Msg {
             subject: m.msg.subject,
             sid: m.sid,
@@ -454,5 +487,50 @@ impl Handler<Deliver> for Connection {
             payload: m.msg.payload,
         });
         self.flush(ctx);
+    }
+}
+
+impl Handler<ConnControl> for Connection {
+    type Result = Option<ConnInfo>;
+    fn handle(&mut self, m: ConnControl, ctx: &mut Self::Context) -> Option<ConnInfo> {
+        match m {
+            ConnControl::Info => Some(ConnInfo {
+                cid: self.id,
+                peer: self.peer,
+                start: self.stats.start,
+                last_activity: self.stats.last_activity,
+                pending_bytes: self.out.len() + self.writing,
+                in_msgs: self.stats.in_msgs,
+                out_msgs: self.stats.out_msgs,
+                in_bytes: self.stats.in_bytes,
+                out_bytes: self.stats.out_bytes,
+                subscriptions: self.subs.len(),
+                name: self.opts.name.clone(),
+                lang: self.opts.lang.clone(),
+                version: self.opts.version.clone(),
+            }),
+            ConnControl::LameDuck => {
+                // Frames not read yet stay unread: their publishers see the connection close,
+                // never an ack, while everything already read is answered before we close.
+                if let Some(h) = self.reading.take() {
+                    ctx.cancel_future(h);
+                }
+                let mut info = self.settings.info.clone();
+                info.client_id = self.id;
+                info.client_ip = self.peer.ip().to_string();
+                info.ldm = true;
+                match serde_json::to_vec(&info) {
+                    Ok(json) => self.send(ServerOp::Info(json.into())),
+                    Err(e) => tracing::error!(error = %e, "serialising INFO failed"),
+                }
+                self.flush(ctx);
+                None
+            }
+            ConnControl::Close => {
+                self.closing = true;
+                self.flush(ctx);
+                None
+            }
+        }
     }
 }

@@ -154,6 +154,56 @@ pub struct RouterStats {
     pub stream_routes: usize,
 }
 
+/// Agent -> connection (through the router): session control for monitoring and shutdown.
+#[derive(Message, Debug, Clone, Copy, PartialEq, Eq)]
+#[rtype(result = "Option<ConnInfo>")]
+pub enum ConnControl {
+    /// Report the session's counters (`/connz`).
+    Info,
+    /// Lame-duck mode: send INFO with `"ldm":true` and stop reading new frames, so every publish
+    /// already read can be answered before the connection closes.
+    LameDuck,
+    /// Write out what is buffered, then close.
+    Close,
+}
+
+/// One connection as `/connz` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnInfo {
+    pub cid: ConnId,
+    pub peer: std::net::SocketAddr,
+    pub start: std::time::SystemTime,
+    pub last_activity: std::time::SystemTime,
+    pub pending_bytes: usize,
+    pub in_msgs: u64,
+    pub out_msgs: u64,
+    pub in_bytes: u64,
+    pub out_bytes: u64,
+    pub subscriptions: usize,
+    pub name: Option<String>,
+    pub lang: Option<String>,
+    pub version: Option<String>,
+}
+
+/// A connection offers its control address (once, when it starts).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RegisterControl {
+    pub conn: ConnId,
+    pub control: Recipient<ConnControl>,
+}
+
+/// Sends `ConnControl` to every connection, in this mailbox's order: whatever the router forwarded
+/// to a connection before (acks, messages) reaches it first.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct BroadcastControl(pub ConnControl);
+
+/// Every connection's control address, for asking them in parallel (`/connz`).
+#[derive(Message)]
+#[rtype(result = "Vec<Recipient<ConnControl>>")]
+pub struct ListConnections;
+
 #[derive(Debug, Clone, PartialEq)]
 struct ClientSub {
     conn: ConnId,
@@ -181,6 +231,7 @@ pub struct Router {
     /// Scratch space reused for every publish, so routing does not allocate per message.
     scratch: Vec<ClientSub>,
     queues: Vec<(ByteString, Vec<usize>)>,
+    controls: HashMap<ConnId, Recipient<ConnControl>>,
 }
 
 impl Router {
@@ -357,6 +408,7 @@ impl Handler<Sync> for Router {
 impl Handler<Deregister> for Router {
     type Result = ();
     fn handle(&mut self, m: Deregister, _: &mut Self::Context) {
+        self.controls.remove(&m.conn);
         if let Some(entry) = self.conns.remove(&m.conn) {
             for (sid, (subject, queue)) in entry.subs {
                 self.clients.remove(
@@ -459,5 +511,33 @@ impl Handler<GetStats> for Router {
             subscriptions: self.clients.len(),
             stream_routes: self.stream_recipients.len(),
         }
+    }
+}
+
+impl Handler<RegisterControl> for Router {
+    type Result = ();
+    fn handle(&mut self, m: RegisterControl, _: &mut Self::Context) {
+        self.controls.insert(m.conn, m.control);
+    }
+}
+
+impl Handler<BroadcastControl> for Router {
+    type Result = usize;
+    fn handle(&mut self, m: BroadcastControl, _: &mut Self::Context) -> usize {
+        for c in self.controls.values() {
+            c.do_send(m.0);
+        }
+        self.controls.len()
+    }
+}
+
+impl Handler<ListConnections> for Router {
+    type Result = Vec<Recipient<ConnControl>>;
+    fn handle(&mut self, _: ListConnections, _: &mut Self::Context) -> Self::Result {
+        let mut ids: Vec<&ConnId> = self.controls.keys().collect();
+        ids.sort();
+        ids.into_iter()
+            .filter_map(|id| self.controls.get(id).cloned())
+            .collect()
     }
 }

@@ -51,6 +51,18 @@ pub struct Sealed {
     pub object: Result<SealedObject, String>,
 }
 
+/// Sequence client -> optional observer: an object was committed and its publishers acked.
+/// Sent after the acks, once per successful commit; failed commits are not reported.
+#[derive(Message, Debug, Clone, PartialEq, Eq)]
+#[rtype(result = "()")]
+pub struct Committed {
+    pub object_key: String,
+    /// The streams with messages in the object, in block order.
+    pub streams: Vec<String>,
+    /// Messages in the object (duplicates and refused publishes included).
+    pub messages: usize,
+}
+
 #[derive(Debug, Clone)]
 pub struct SequenceSettings {
     pub agent_id: String,
@@ -71,6 +83,7 @@ pub struct SequenceClient {
     /// Orphan records the control plane has not accepted yet.
     orphans: VecDeque<OrphanRequest>,
     recording_orphans: bool,
+    observer: Option<Recipient<Committed>>,
 }
 
 impl SequenceClient {
@@ -89,7 +102,22 @@ impl SequenceClient {
             ids: VecDeque::new(),
             orphans: VecDeque::new(),
             recording_orphans: false,
+            observer: None,
         }
+    }
+
+    /// Reports every successful commit to `observer` (see `Committed`).
+    pub fn with_observer(mut self, observer: Option<Recipient<Committed>>) -> Self {
+        self.observer = observer;
+        self
+    }
+
+    fn committed_note(&self, object_key: &str, batches: &[StreamBatch]) -> Option<Committed> {
+        self.observer.as_ref().map(|_| Committed {
+            object_key: object_key.to_string(),
+            streams: batches.iter().map(|b| b.stream.clone()).collect(),
+            messages: batches.iter().map(|b| b.pending.len()).sum(),
+        })
     }
 
     /// Commits the next seal in order, if it has arrived and nothing is being committed.
@@ -125,7 +153,11 @@ impl SequenceClient {
                                 metrics::CONTROL_PLANE_OPS
                                     .with_label_values(&["commit", "ok"])
                                     .observe(elapsed);
+                                let note = act.committed_note(&object.key, &sealed.batches);
                                 act.answer(sealed.batches, response);
+                                if let (Some(observer), Some(note)) = (&act.observer, note) {
+                                    observer.do_send(note);
+                                }
                             }
                             Err(e) => {
                                 metrics::CONTROL_PLANE_OPS

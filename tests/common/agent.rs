@@ -4,7 +4,7 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use infinistream::agent::{self, AgentTuning};
+use infinistream::agent::{self, AgentTuning, ShutdownReport};
 use infinistream::config::{AgentConfig, BucketUrl, Secret};
 
 pub const GROUP_ID: &str = "test-group";
@@ -30,6 +30,8 @@ pub fn test_config() -> AgentConfig {
     c.max_inflight_bytes = 64 * 1024 * 1024;
     c.cache_bytes = 64 * 1024 * 1024;
     c.server_name = "test-agent".into();
+    // Dropping a TestAgent shuts it down gracefully; never let a stuck test wait a minute.
+    c.graceful_shutdown_timeout = Duration::from_secs(10);
     c
 }
 
@@ -37,8 +39,9 @@ pub struct TestAgent {
     pub port: u16,
     pub http_port: u16,
     pub url: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    stop: Option<tokio::sync::oneshot::Sender<Option<Duration>>>,
     thread: Option<JoinHandle<()>>,
+    report: Option<mpsc::Receiver<ShutdownReport>>,
 }
 
 impl TestAgent {
@@ -56,7 +59,8 @@ impl TestAgent {
     pub fn start_config(config: AgentConfig, tuning: AgentTuning) -> Self {
         super::init_logs();
         let (ready_tx, ready_rx) = mpsc::channel();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<Option<Duration>>();
+        let (report_tx, report_rx) = mpsc::channel();
         let thread = std::thread::spawn(move || {
             let system = actix_rt::System::new();
             system.block_on(async move {
@@ -68,8 +72,13 @@ impl TestAgent {
                     }
                 };
                 let _ = ready_tx.send(Ok((running.client_addr.port(), running.http_addr.port())));
-                let _ = stop_rx.await;
-                running.stop().await;
+                match stop_rx.await {
+                    Ok(Some(timeout)) => {
+                        let report = running.shutdown(timeout).await;
+                        let _ = report_tx.send(report);
+                    }
+                    _ => running.stop().await,
+                }
             });
         });
         let (port, http_port) = ready_rx
@@ -82,14 +91,36 @@ impl TestAgent {
             url: format!("nats://127.0.0.1:{port}"),
             stop: Some(stop_tx),
             thread: Some(thread),
+            report: Some(report_rx),
         }
+    }
+
+    /// Starts a graceful shutdown (as on SIGTERM) with `timeout` and returns without waiting.
+    pub fn begin_shutdown(&mut self, timeout: Duration) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(Some(timeout));
+        }
+    }
+
+    /// Waits for the graceful shutdown started by `begin_shutdown` to finish.
+    pub fn wait_shutdown(mut self) -> ShutdownReport {
+        let report = self
+            .report
+            .take()
+            .expect("report channel")
+            .recv_timeout(Duration::from_secs(120))
+            .expect("shutdown finished");
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        report
     }
 }
 
 impl Drop for TestAgent {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+            let _ = stop.send(None);
         }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
