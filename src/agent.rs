@@ -19,9 +19,11 @@ use crate::actors::router::Router;
 use crate::actors::sequence_client::{SequenceClient, SequenceSettings};
 use crate::actors::uploader::{RetryPolicy, UploaderPool};
 use crate::budget::InflightBudget;
+use crate::cache::{ReadCache, ReadCacheSettings};
 use crate::config::AgentConfig;
 use crate::control_plane::client::ControlPlaneClient;
 use crate::protocol::info::{COMPAT_SERVER_VERSION, ServerInfo, new_server_id};
+use crate::read::Reader;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -187,12 +189,21 @@ pub async fn start(config: AgentConfig, tuning: AgentTuning) -> Result<RunningAg
             StreamCatalog::new(cp(), router, flusher, interval)
         })
     };
+    let read_cache = {
+        let store = store.clone();
+        let settings = ReadCacheSettings {
+            capacity: config.cache_bytes,
+            ..ReadCacheSettings::default()
+        };
+        ReadCache::start_in_arbiter(&js_handle, move |_| ReadCache::new(settings, store))
+    };
+    let reader = Reader::new(read_cache.clone(), store.clone());
     {
         let cp = cp.clone();
         let router = router.clone();
-        let store = store.clone();
+        let reader = reader.clone();
         JsApi::start_in_arbiter(&js_handle, move |_| {
-            JsApi::new(cp(), router, catalog, store)
+            JsApi::new(cp(), router, catalog, reader)
         });
     }
 
