@@ -409,7 +409,7 @@ mod tests {
     }
 
     /// Writes one object with `blocks` blocks of `per_block` records each; returns the blocks.
-    async fn object(
+    pub(crate) async fn object(
         store: &Counting,
         key: &str,
         blocks: usize,
