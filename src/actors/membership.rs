@@ -93,6 +93,8 @@ pub struct Membership {
     members: Vec<AgentInfo>,
     registered: bool,
     heartbeat: Duration,
+    /// Consecutive failed ticks: only the first is a warning (no log flood during an outage).
+    failures: u32,
 }
 
 enum Tick {
@@ -111,6 +113,7 @@ impl Membership {
             connect_urls: None,
             members: Vec::new(),
             registered: false,
+            failures: 0,
         }
     }
 
@@ -173,12 +176,19 @@ impl Membership {
                     }
                     Ok(_) => {}
                     Err(e) => {
-                        log_cp_error("membership heartbeat failed", &e);
+                        act.failures += 1;
+                        log_cp_error("membership heartbeat failed", &e, act.failures);
                     }
                 }
                 match members {
-                    Some(Ok(all)) => act.update(all),
-                    Some(Err(e)) => log_cp_error("listing agents failed", &e),
+                    Some(Ok(all)) => {
+                        act.failures = 0;
+                        act.update(all)
+                    }
+                    Some(Err(e)) => {
+                        act.failures += 1;
+                        log_cp_error("listing agents failed", &e, act.failures)
+                    }
                     None => {}
                 }
                 let next = act.heartbeat.min(act.settings.refresh);
@@ -223,8 +233,12 @@ impl Membership {
     }
 }
 
-fn log_cp_error(what: &str, e: &CpError) {
-    tracing::warn!(error = %e, "{what}");
+fn log_cp_error(what: &str, e: &CpError, failures: u32) {
+    if failures <= 1 {
+        tracing::warn!(error = %e, "{what}");
+    } else {
+        tracing::debug!(error = %e, failures, "{what}");
+    }
 }
 
 impl Actor for Membership {

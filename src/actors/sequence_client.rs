@@ -27,6 +27,49 @@ use crate::jetstream::{ApiError, PubAckResponse};
 use crate::metrics;
 use crate::protocol::headers::find_header;
 
+/// Supervisor -> sequence client: commit one object (retrying until `deadline`). Commits are
+/// idempotent per object id, so the supervisor may send the same request again to a restarted
+/// instance.
+#[derive(Message)]
+#[rtype(result = "Result<CommitResponse, String>")]
+pub struct Commit {
+    pub request: CommitRequest,
+    pub deadline: Instant,
+}
+
+/// Supervisor -> sequence client: record an uploaded object that no commit refers to.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RecordOrphan(pub OrphanRequest);
+
+/// Test hook: stop (`panic: false`) or panic the actor, to exercise supervision.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct Crash {
+    pub panic: bool,
+}
+
+/// What the Flusher talks to: a `SequenceClient` or its supervisor.
+#[derive(Clone)]
+pub struct SequencerHandle {
+    pub sealed: Recipient<Sealed>,
+    pub ids: Recipient<NextObjectId>,
+}
+
+impl<A> From<Addr<A>> for SequencerHandle
+where
+    A: Actor + Handler<Sealed> + Handler<NextObjectId>,
+    A::Context: actix::dev::ToEnvelope<A, Sealed> + actix::dev::ToEnvelope<A, NextObjectId>,
+{
+    fn from(addr: Addr<A>) -> Self {
+        Self {
+            sealed: addr.clone().recipient(),
+            ids: addr.recipient(),
+        }
+    }
+}
+
 /// Flusher -> sequence client: an object id for the object about to be built.
 #[derive(Message)]
 #[rtype(result = "Result<u64, String>")]
@@ -140,52 +183,11 @@ impl SequenceClient {
     }
 
     fn answer(&self, batches: Vec<StreamBatch>, response: CommitResponse) {
-        for (batch, result) in batches.into_iter().zip(response.blocks) {
-            for (pending, ack) in batch.pending.into_iter().zip(result.acks) {
-                let stored = !ack.is_error() && !is_duplicate(&ack);
-                if ack.is_error() {
-                    metrics::JS_PUBLISH_ERRORS.inc();
-                }
-                if stored {
-                    // Core subscribers see a stream's messages once they are stored.
-                    self.router.do_send(Publish {
-                        origin: pending.origin,
-                        msg: pending.msg.clone(),
-                        capture: false,
-                        permit: None,
-                    });
-                }
-                self.reply(&pending.msg, &ack);
-                metrics::PUBLISH_ACK_LATENCY.observe(pending.received.elapsed().as_secs_f64());
-                // Dropping `pending` returns its share of the in-flight budget.
-            }
-        }
+        answer_publishers(&self.router, batches, response);
     }
 
     fn fail_all(&self, batches: Vec<StreamBatch>, error: &str) {
-        for batch in batches {
-            let ack = PubAckResponse::error(&batch.stream, ApiError::stream_store_failed(error));
-            for pending in batch.pending {
-                metrics::JS_PUBLISH_ERRORS.inc();
-                self.reply(&pending.msg, &ack);
-            }
-        }
-    }
-
-    fn reply(&self, msg: &NatsMsg, ack: &PubAckResponse) {
-        if let Some(reply) = &msg.reply {
-            self.router.do_send(Publish {
-                origin: None,
-                msg: NatsMsg {
-                    subject: reply.clone(),
-                    reply: None,
-                    headers: None,
-                    payload: Bytes::from(ack.to_nats_bytes()),
-                },
-                capture: false,
-                permit: None,
-            });
-        }
+        fail_publishers(&self.router, batches, error);
     }
 
     /// An object in the bucket that no commit refers to: recorded so it can be cleaned up.
@@ -206,12 +208,68 @@ impl SequenceClient {
     }
 }
 
+/// Answers every publisher of a committed object from its commit response (which must have
+/// passed [`check_shape`]); stored messages also go to core subscribers.
+pub fn answer_publishers(
+    router: &Addr<Router>,
+    batches: Vec<StreamBatch>,
+    response: CommitResponse,
+) {
+    for (batch, result) in batches.into_iter().zip(response.blocks) {
+        for (pending, ack) in batch.pending.into_iter().zip(result.acks) {
+            let stored = !ack.is_error() && !is_duplicate(&ack);
+            if ack.is_error() {
+                metrics::JS_PUBLISH_ERRORS.inc();
+            }
+            if stored {
+                // Core subscribers see a stream's messages once they are stored.
+                router.do_send(Publish {
+                    origin: pending.origin,
+                    msg: pending.msg.clone(),
+                    capture: false,
+                    permit: None,
+                });
+            }
+            reply(router, &pending.msg, &ack);
+            metrics::PUBLISH_ACK_LATENCY.observe(pending.received.elapsed().as_secs_f64());
+            // Dropping `pending` returns its share of the in-flight budget.
+        }
+    }
+}
+
+/// Answers every publisher of an object that was not committed with a JetStream error.
+pub fn fail_publishers(router: &Addr<Router>, batches: Vec<StreamBatch>, error: &str) {
+    for batch in batches {
+        let ack = PubAckResponse::error(&batch.stream, ApiError::stream_store_failed(error));
+        for pending in batch.pending {
+            metrics::JS_PUBLISH_ERRORS.inc();
+            reply(router, &pending.msg, &ack);
+        }
+    }
+}
+
+fn reply(router: &Addr<Router>, msg: &NatsMsg, ack: &PubAckResponse) {
+    if let Some(reply) = &msg.reply {
+        router.do_send(Publish {
+            origin: None,
+            msg: NatsMsg {
+                subject: reply.clone(),
+                reply: None,
+                headers: None,
+                payload: Bytes::from(ack.to_nats_bytes()),
+            },
+            capture: false,
+            permit: None,
+        });
+    }
+}
+
 fn is_duplicate(ack: &PubAckResponse) -> bool {
     matches!(ack, PubAckResponse::Ack(a) if a.duplicate)
 }
 
 /// Never answer publishers from a response that does not line up with what we sent.
-fn check_shape(
+pub fn check_shape(
     response: CommitResponse,
     batches: &[StreamBatch],
 ) -> Result<CommitResponse, String> {
@@ -241,7 +299,11 @@ fn header_u64(headers: Option<&Bytes>, name: &str) -> Option<u64> {
         .map(|v| v.trim().parse::<u64>().unwrap_or(u64::MAX))
 }
 
-fn commit_request(agent_id: &str, object: &SealedObject, batches: &[StreamBatch]) -> CommitRequest {
+pub fn commit_request(
+    agent_id: &str,
+    object: &SealedObject,
+    batches: &[StreamBatch],
+) -> CommitRequest {
     let blocks = batches
         .iter()
         .zip(&object.blocks)
@@ -354,5 +416,33 @@ impl Handler<NextObjectId> for SequenceClient {
                     Err(e) => Err(e.to_string()),
                 }),
         )
+    }
+}
+
+impl Handler<Commit> for SequenceClient {
+    type Result = ResponseFuture<Result<CommitResponse, String>>;
+
+    fn handle(&mut self, m: Commit, _: &mut Self::Context) -> Self::Result {
+        let client = self.client.clone();
+        Box::pin(async move { commit_with_retry(&client, &m.request, m.deadline).await })
+    }
+}
+
+impl Handler<RecordOrphan> for SequenceClient {
+    type Result = ();
+
+    fn handle(&mut self, m: RecordOrphan, ctx: &mut Self::Context) {
+        self.record_orphan(ctx, m.0.object_key, m.0.reason);
+    }
+}
+
+impl Handler<Crash> for SequenceClient {
+    type Result = ();
+
+    fn handle(&mut self, m: Crash, ctx: &mut Self::Context) {
+        if m.panic {
+            panic!("sequence client crash requested (test hook)");
+        }
+        ctx.stop();
     }
 }
