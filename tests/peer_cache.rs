@@ -273,6 +273,7 @@ async fn sequence_client_stops_and_panics_under_load_and_nothing_acked_is_lost()
             acked.insert(seq, payload);
         }
     }
+    eprintln!("{} acked, {errors} errors over the crashes", acked.len());
     assert!(acked.len() + errors == 480);
     assert!(acked.len() > 400, "{} acked, {errors} errors", acked.len());
     // Every acked message is stored, with its payload.
