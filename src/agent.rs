@@ -16,16 +16,24 @@ use crate::actors::connection::{Connection, ConnectionSettings};
 use crate::actors::flusher::SealNow;
 use crate::actors::flusher::{Flusher, FlusherSettings};
 use crate::actors::jetstream_api::{JsApi, StreamCatalog};
+use crate::actors::membership::{
+    Membership, MembershipSettings, Subscribe as SubscribeMembers, resolve_advertise_address,
+};
 use crate::actors::router::Router;
 use crate::actors::router::{BroadcastControl, ConnControl};
 pub use crate::actors::sequence_client::Committed;
 use crate::actors::sequence_client::{SequenceClient, SequenceSettings};
+use crate::actors::supervisor::{PeerSupervisor, SequenceSupervisor, SequenceSupervisorSettings};
 use crate::actors::uploader::{RetryPolicy, UploaderPool};
 use crate::budget::InflightBudget;
+use crate::cache::peer::{PeerCache, PeerSettings};
+use crate::cache::{ReadCache, ReadCacheSettings, SetPeer};
 use crate::config::AgentConfig;
 use crate::control_plane::client::ControlPlaneClient;
+use crate::control_plane::model::AgentPorts;
 use crate::monitor::{BeginShutdown, HealthProbe, MonitorSources};
 use crate::protocol::info::{COMPAT_SERVER_VERSION, ServerInfo, new_server_id};
+use crate::read::Reader;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -53,6 +61,10 @@ pub struct AgentTuning {
     pub upload_deadline: Duration,
     pub commit_deadline: Duration,
     pub uploaders: usize,
+    /// How often the zone's member list is refreshed.
+    pub membership_refresh: Duration,
+    /// How long a read waits for the block's owner before hedging to the bucket.
+    pub peer_timeout: Duration,
 }
 
 impl Default for AgentTuning {
@@ -65,6 +77,8 @@ impl Default for AgentTuning {
             upload_deadline: Duration::from_secs(10),
             commit_deadline: Duration::from_secs(10),
             uploaders: 4,
+            membership_refresh: Duration::from_secs(1),
+            peer_timeout: Duration::from_millis(200),
         }
     }
 }
@@ -83,6 +97,12 @@ pub struct RunningAgent {
     graceful_shutdown_timeout: Duration,
     max_inflight_bytes: usize,
     max_inflight_msgs: usize,
+    /// Bound port of the peer-cache listener.
+    pub peer_addr: SocketAddr,
+    pub sequencer: Addr<SequenceSupervisor>,
+    pub peer_cache: Addr<PeerSupervisor>,
+    pub read_cache: Addr<ReadCache>,
+    pub membership: Addr<Membership>,
     arbiters: Vec<Arbiter>,
     accept: actix_rt::task::JoinHandle<()>,
     http: actix_web::dev::ServerHandle,
@@ -332,9 +352,17 @@ async fn start_with(
             commit_deadline: tuning.commit_deadline,
             id_prefetch: 16,
         };
+        let supervision = SequenceSupervisorSettings {
+            agent_id: agent_id.clone(),
+            commit_deadline: tuning.commit_deadline,
+            id_wait: tuning.upload_deadline,
+        };
         let observer = hooks.on_commit;
-        SequenceClient::start_in_arbiter(&js_handle, move |_| {
-            SequenceClient::new(settings, cp(), router).with_observer(observer)
+        SequenceSupervisor::start_in_arbiter(&js_handle, move |_| {
+            SequenceSupervisor::new(supervision, router, move || {
+                SequenceClient::new(settings.clone(), cp())
+            })
+            .with_observer(observer)
         })
     };
     let uploader = UploaderPool::start_in_arbiters(
@@ -365,12 +393,48 @@ async fn start_with(
             StreamCatalog::new(cp(), router, flusher, interval)
         })
     };
+    let read_cache = {
+        let store = store.clone();
+        let settings = ReadCacheSettings {
+            capacity: config.cache_bytes,
+            peer_timeout: tuning.peer_timeout,
+        };
+        ReadCache::start_in_arbiter(&js_handle, move |_| ReadCache::new(settings, store))
+    };
+    // Bound here, once: the peer cache's supervisor keeps it across restarts of the peer cache.
+    let peer_bind = format!("{}:{}", config.host, config.peer_port);
+    let peer_listener =
+        std::net::TcpListener::bind(&peer_bind).map_err(|source| AgentError::Bind {
+            addr: peer_bind.clone(),
+            source,
+        })?;
+    let peer_addr = peer_listener
+        .local_addr()
+        .map_err(|source| AgentError::Bind {
+            addr: peer_bind.clone(),
+            source,
+        })?;
+    let peer_cache = {
+        let settings = PeerSettings::new(
+            config.group_id.clone(),
+            config.group_key.clone(),
+            agent_id.clone(),
+        );
+        let cache = read_cache.clone();
+        PeerSupervisor::start_in_arbiter(&js_handle, move |_| {
+            PeerSupervisor::new(Some(peer_listener), move |listener| {
+                PeerCache::new(settings.clone(), cache.clone(), listener)
+            })
+        })
+    };
+    read_cache.do_send(SetPeer(Some(peer_cache.clone().recipient())));
+    let reader = Reader::new(read_cache.clone(), store.clone());
     {
         let cp = cp.clone();
         let router = router.clone();
-        let store = store.clone();
+        let reader = reader.clone();
         JsApi::start_in_arbiter(&js_handle, move |_| {
-            JsApi::new(cp(), router, catalog, store)
+            JsApi::new(cp(), router, catalog, reader)
         });
     }
 
@@ -400,8 +464,33 @@ async fn start_with(
             source,
         })?;
 
+    // Membership: register once every listener is bound, so the ports registered are real.
+    let (urls_tx, mut urls_rx) = tokio::sync::watch::channel(Vec::<String>::new());
+    let membership = {
+        let cp = cp.clone();
+        let settings = MembershipSettings {
+            agent_id: agent_id.clone(),
+            zone: config.availability_zone.clone().unwrap_or_default(),
+            advertise_address: resolve_advertise_address(
+                config.advertise_address.as_deref(),
+                &config.host,
+            ),
+            ports: AgentPorts {
+                client: client_addr.port(),
+                peer: peer_addr.port(),
+                http: http_addr.port(),
+            },
+            refresh: tuning.membership_refresh,
+        };
+        Membership::start_in_arbiter(&js_handle, move |_| {
+            Membership::new(settings, cp()).with_connect_urls(urls_tx)
+        })
+    };
+    membership.do_send(SubscribeMembers(peer_cache.clone().recipient()));
+
     let accept_router = router.clone();
     let accept = actix_rt::spawn(async move {
+        let mut settings = settings;
         let next_id = AtomicU64::new(1);
         loop {
             let (stream, peer) = match listener.accept().await {
@@ -414,6 +503,12 @@ async fn start_with(
                 }
             };
             let _ = stream.set_nodelay(true);
+            // INFO lists the zone's agents as they are now (new connections only).
+            if urls_rx.has_changed().unwrap_or(false) {
+                let mut next = (*settings).clone();
+                next.info.connect_urls = urls_rx.borrow_and_update().clone();
+                settings = Arc::new(next);
+            }
             let id = next_id.fetch_add(1, Ordering::Relaxed);
             let arbiter = &handles[(id as usize) % handles.len()];
             let router = accept_router.clone();
@@ -436,6 +531,11 @@ async fn start_with(
         graceful_shutdown_timeout: config.graceful_shutdown_timeout,
         max_inflight_bytes: config.max_inflight_bytes,
         max_inflight_msgs: config.max_inflight_msgs,
+        peer_addr,
+        sequencer,
+        peer_cache,
+        read_cache,
+        membership,
         arbiters,
         accept,
         http,

@@ -7,6 +7,7 @@ pub mod actors;
 pub mod agent;
 pub mod bucket;
 pub mod budget;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod control_plane;

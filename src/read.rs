@@ -1,51 +1,194 @@
-//! Reading stored messages back from the bucket: one range GET of the message's block, every
-//! checksum verified, the record picked out. Owns nothing; the read cache (a later layer) wraps it.
+//! Reading stored messages back: one block (a range of one object) fetched, its checksum
+//! verified, the record picked out.
+//!
+//! Owns: the block address ([`BlockLocation`]), the bucket range GET with its verification, the
+//! read error type, and [`read_record`], the one entry point readers call. Does not own caching
+//! (`crate::cache::ReadCache`) or peers (`crate::cache::peer`): a [`Reader`] routes through the
+//! agent's cache, a bare `Arc<dyn ObjectStore>` reads straight from the bucket.
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use actix::Addr;
+use bytes::Bytes;
+use futures::FutureExt;
+use futures::future::BoxFuture;
 use object_store::ObjectStore;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
+use serde::{Deserialize, Serialize};
 
+use crate::cache::{Read, ReadCache};
 use crate::control_plane::model::MessageLocation;
-use crate::format::{self, FormatError, Record};
+use crate::format::{self, Record};
 use crate::metrics;
 
-#[derive(Debug, thiserror::Error)]
+/// Cloneable on purpose: one failed fetch answers every reader that waited for it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReadError {
-    #[error("object {key} is unreadable: {source}")]
-    Store {
-        key: String,
-        source: object_store::Error,
-    },
-    #[error("object {key} is corrupt: {source}")]
-    Corrupt { key: String, source: FormatError },
+    #[error("object {key} does not exist")]
+    NotFound { key: String },
+    #[error("object {key} is unreadable: {message}")]
+    Store { key: String, message: String },
+    #[error("object {key} is corrupt: {message}")]
+    Corrupt { key: String, message: String },
 }
 
-/// Fetches the block holding `loc` and returns its record.
-pub async fn read_record(
-    store: &Arc<dyn ObjectStore>,
-    loc: &MessageLocation,
-) -> Result<Record, ReadError> {
+/// One block of one object: the unit that is fetched, verified and cached.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct BlockLocation {
+    pub object_key: String,
+    pub offset: u64,
+    pub len: u64,
+}
+
+impl BlockLocation {
+    pub fn of(loc: &MessageLocation) -> Self {
+        Self {
+            object_key: loc.object_key.clone(),
+            offset: loc.block_offset,
+            len: loc.block_len,
+        }
+    }
+
+    pub fn range(&self) -> std::ops::Range<u64> {
+        self.offset..self.offset.saturating_add(self.len)
+    }
+}
+
+/// Checks that `block` is a whole, intact block for `loc` (length and CRC).
+pub fn verify_block(loc: &BlockLocation, block: &Bytes) -> Result<(), ReadError> {
+    if block.len() as u64 != loc.len {
+        return Err(ReadError::Corrupt {
+            key: loc.object_key.clone(),
+            message: format!("block is {} bytes, expected {}", block.len(), loc.len),
+        });
+    }
+    format::decode_block(block.clone())
+        .map(|_| ())
+        .map_err(|e| ReadError::Corrupt {
+            key: loc.object_key.clone(),
+            message: e.to_string(),
+        })
+}
+
+/// One range GET of `loc` from the bucket, verified. Counted as a `bucket` read.
+pub async fn fetch_block(store: &dyn ObjectStore, loc: &BlockLocation) -> Result<Bytes, ReadError> {
     let path = Path::from(loc.object_key.as_str());
     let started = Instant::now();
-    let range = loc.block_offset..loc.block_offset + loc.block_len;
-    let res = store.get_range(&path, range).await;
+    let res = store.get_range(&path, loc.range()).await;
     let outcome = if res.is_ok() { "ok" } else { "error" };
     metrics::OBJECT_STORE_OPS
         .with_label_values(&["get_range", outcome])
         .observe(started.elapsed().as_secs_f64());
     metrics::CACHE_READS.with_label_values(&["bucket"]).inc();
-    let block = res.map_err(|source| ReadError::Store {
-        key: loc.object_key.clone(),
-        source,
+    let block = res.map_err(|e| match e {
+        object_store::Error::NotFound { .. } => ReadError::NotFound {
+            key: loc.object_key.clone(),
+        },
+        other => ReadError::Store {
+            key: loc.object_key.clone(),
+            message: other.to_string(),
+        },
     })?;
+    if let Err(e) = verify_block(loc, &block) {
+        tracing::error!(object_key = %loc.object_key, offset = loc.offset, error = %e, "corrupt object block");
+        return Err(e);
+    }
+    Ok(block)
+}
+
+/// Where blocks come from: the bucket directly, or the agent's cache.
+pub trait ReadSource {
+    fn read_block(&self, loc: &BlockLocation) -> BoxFuture<'static, Result<Bytes, ReadError>>;
+}
+
+impl ReadSource for Arc<dyn ObjectStore> {
+    fn read_block(&self, loc: &BlockLocation) -> BoxFuture<'static, Result<Bytes, ReadError>> {
+        let store = self.clone();
+        let loc = loc.clone();
+        async move { fetch_block(store.as_ref(), &loc).await }.boxed()
+    }
+}
+
+/// The agent's read handle: the read cache's address plus the bucket, used when the cache is
+/// not running (reads never fail because the cache actor is restarting). Cheap to clone, `Send`.
+#[derive(Clone)]
+pub struct Reader {
+    cache: Option<Addr<ReadCache>>,
+    store: Arc<dyn ObjectStore>,
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader")
+            .field("cached", &self.cache.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Reader {
+    pub fn new(cache: Addr<ReadCache>, store: Arc<dyn ObjectStore>) -> Self {
+        Self {
+            cache: Some(cache),
+            store,
+        }
+    }
+
+    /// Reads straight from the bucket, without a cache.
+    pub fn uncached(store: Arc<dyn ObjectStore>) -> Self {
+        Self { cache: None, store }
+    }
+
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+}
+
+impl From<Arc<dyn ObjectStore>> for Reader {
+    fn from(store: Arc<dyn ObjectStore>) -> Self {
+        Self::uncached(store)
+    }
+}
+
+impl ReadSource for Reader {
+    fn read_block(&self, loc: &BlockLocation) -> BoxFuture<'static, Result<Bytes, ReadError>> {
+        let store = self.store.clone();
+        let cache = self.cache.clone();
+        let loc = loc.clone();
+        async move {
+            if let Some(cache) = cache.filter(|c| c.connected()) {
+                match cache
+                    .send(Read {
+                        location: loc.clone(),
+                        local_only: false,
+                    })
+                    .await
+                {
+                    Ok(res) => return res,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "read cache unavailable, reading from the bucket")
+                    }
+                }
+            }
+            fetch_block(store.as_ref(), &loc).await
+        }
+        .boxed()
+    }
+}
+
+/// Fetches the block holding `loc` (through the cache when `source` is a [`Reader`]) and returns
+/// its record.
+pub async fn read_record<S: ReadSource + ?Sized>(
+    source: &S,
+    loc: &MessageLocation,
+) -> Result<Record, ReadError> {
+    let block = source.read_block(&BlockLocation::of(loc)).await?;
     format::decode_record(block, loc.index).map_err(|source| {
         tracing::error!(object_key = %loc.object_key, error = %source, "corrupt object block");
         ReadError::Corrupt {
             key: loc.object_key.clone(),
-            source,
+            message: source.to_string(),
         }
     })
 }

@@ -16,7 +16,7 @@ use actix::prelude::*;
 use futures::future::join_all;
 
 use crate::actors::batcher::{Drain, StreamBatch};
-use crate::actors::sequence_client::{NextObjectId, Sealed, SealedObject, SequenceClient};
+use crate::actors::sequence_client::{NextObjectId, Sealed, SealedObject, SequencerHandle};
 use crate::actors::uploader::{Upload, UploaderPool};
 use crate::format::{self, ObjectBuilder, Record};
 use crate::metrics;
@@ -47,7 +47,7 @@ pub struct FlusherSettings {
 pub struct Flusher {
     settings: FlusherSettings,
     uploader: UploaderPool,
-    sequencer: Addr<SequenceClient>,
+    sequencer: SequencerHandle,
     dirty: Vec<Recipient<Drain>>,
     bytes: usize,
     timer: Option<SpawnHandle>,
@@ -59,12 +59,12 @@ impl Flusher {
     pub fn new(
         settings: FlusherSettings,
         uploader: UploaderPool,
-        sequencer: Addr<SequenceClient>,
+        sequencer: impl Into<SequencerHandle>,
     ) -> Self {
         Self {
             settings,
             uploader,
-            sequencer,
+            sequencer: sequencer.into(),
             dirty: Vec::new(),
             bytes: 0,
             timer: None,
@@ -120,6 +120,7 @@ impl Flusher {
                 // Send, not do_send: the sequencer's backlog is bounded by the in-flight budget,
                 // but waiting here keeps the flusher from outrunning it.
                 if let Err(e) = sequencer
+                    .sealed
                     .send(Sealed {
                         seal_no,
                         batches,
@@ -140,9 +141,9 @@ async fn upload_object(
     batches: &[StreamBatch],
     deadline: Duration,
     uploader: &UploaderPool,
-    sequencer: &Addr<SequenceClient>,
+    sequencer: &SequencerHandle,
 ) -> Result<SealedObject, String> {
-    let object_id = match sequencer.send(NextObjectId).await {
+    let object_id = match sequencer.ids.send(NextObjectId).await {
         Ok(Ok(id)) => id,
         Ok(Err(e)) => return Err(format!("no object id: {e}")),
         Err(e) => return Err(format!("no object id: {e}")),

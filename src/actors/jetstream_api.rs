@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -17,7 +16,6 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use bytestring::ByteString;
-use object_store::ObjectStore;
 use serde_json::json;
 
 use crate::actors::batcher::Batcher;
@@ -30,7 +28,7 @@ use crate::control_plane::model::{LocateRequest, MessageLocation};
 use crate::jetstream::time::format_nanos;
 use crate::jetstream::{ApiError, StreamConfig};
 use crate::protocol::headers::Headers;
-use crate::read::read_record;
+use crate::read::{Reader, read_record};
 
 /// Ask the catalog to catch up with the control plane now; answers once routes are in place.
 #[derive(Message)]
@@ -172,7 +170,8 @@ pub struct JsApi {
     client: Rc<ControlPlaneClient>,
     router: Addr<Router>,
     catalog: Addr<StreamCatalog>,
-    store: Arc<dyn ObjectStore>,
+    /// Reads go through the agent's read cache (or straight to the bucket for a bare store).
+    store: Reader,
 }
 
 const API_PREFIX: &str = "$JS.API.";
@@ -185,13 +184,13 @@ impl JsApi {
         client: ControlPlaneClient,
         router: Addr<Router>,
         catalog: Addr<StreamCatalog>,
-        store: Arc<dyn ObjectStore>,
+        store: impl Into<Reader>,
     ) -> Self {
         Self {
             client: Rc::new(client),
             router,
             catalog,
-            store,
+            store: store.into(),
         }
     }
 }

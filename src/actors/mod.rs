@@ -8,6 +8,8 @@ pub mod batcher;
 pub mod connection;
 pub mod flusher;
 pub mod jetstream_api;
+pub mod membership;
 pub mod router;
 pub mod sequence_client;
+pub mod supervisor;
 pub mod uploader;

@@ -1,15 +1,16 @@
-//! The SequenceClient: commits sealed objects to the control plane, in seal order, and answers
-//! their publishers.
+//! The SequenceClient: the write path's conversation with the control plane.
 //!
-//! Owns: the control-plane conversation of the write path (object ids, commits, orphan records),
-//! the seal-order reordering buffer, and turning each commit result into the publisher's PubAck,
-//! plus delivering stored messages to core subscribers. Does not own: objects' bytes (gone to the
-//! bucket before it sees them) or the window (the `Flusher`).
+//! Owns: object ids (prefetched), commits with retries until a deadline, and orphan records
+//! (retried until the control plane takes them). Also the pure pieces of answering publishers
+//! (`commit_request`, `check_shape`, `answer_publishers`, `fail_publishers`), which the
+//! `SequenceSupervisor` uses. Does not own: seal order or which publishers are waiting (the
+//! `SequenceSupervisor` keeps those, so they survive a restart of this actor), objects' bytes, or
+//! the window (the `Flusher`).
 //!
 //! Invariant: a publisher is acked only from a successful commit response of an object whose
 //! upload succeeded. Any failure answers every publisher of that object with a JetStream error.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -26,6 +27,49 @@ use crate::format::BlockRef;
 use crate::jetstream::{ApiError, PubAckResponse};
 use crate::metrics;
 use crate::protocol::headers::find_header;
+
+/// Supervisor -> sequence client: commit one object (retrying until `deadline`). Commits are
+/// idempotent per object id, so the supervisor may send the same request again to a restarted
+/// instance.
+#[derive(Message)]
+#[rtype(result = "Result<CommitResponse, String>")]
+pub struct Commit {
+    pub request: CommitRequest,
+    pub deadline: Instant,
+}
+
+/// Supervisor -> sequence client: record an uploaded object that no commit refers to.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RecordOrphan(pub OrphanRequest);
+
+/// Test hook: stop (`panic: false`) or panic the actor, to exercise supervision.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct Crash {
+    pub panic: bool,
+}
+
+/// What the Flusher talks to: a `SequenceClient` or its supervisor.
+#[derive(Clone)]
+pub struct SequencerHandle {
+    pub sealed: Recipient<Sealed>,
+    pub ids: Recipient<NextObjectId>,
+}
+
+impl<A> From<Addr<A>> for SequencerHandle
+where
+    A: Actor + Handler<Sealed> + Handler<NextObjectId>,
+    A::Context: actix::dev::ToEnvelope<A, Sealed> + actix::dev::ToEnvelope<A, NextObjectId>,
+{
+    fn from(addr: Addr<A>) -> Self {
+        Self {
+            sealed: addr.clone().recipient(),
+            ids: addr.recipient(),
+        }
+    }
+}
 
 /// Flusher -> sequence client: an object id for the object about to be built.
 #[derive(Message)]
@@ -63,6 +107,16 @@ pub struct Committed {
     pub messages: usize,
 }
 
+impl Committed {
+    pub fn of(object_key: &str, batches: &[StreamBatch]) -> Self {
+        Self {
+            object_key: object_key.to_string(),
+            streams: batches.iter().map(|b| b.stream.clone()).collect(),
+            messages: batches.iter().map(|b| b.pending.len()).sum(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct SequenceSettings {
     pub agent_id: String,
@@ -75,153 +129,20 @@ pub struct SequenceClient {
     settings: SequenceSettings,
     /// Built on this actor's arbiter (the HTTP client is not `Send`).
     client: Rc<ControlPlaneClient>,
-    router: Addr<Router>,
-    next_commit: u64,
-    ready: BTreeMap<u64, Sealed>,
-    committing: bool,
     ids: VecDeque<u64>,
     /// Orphan records the control plane has not accepted yet.
     orphans: VecDeque<OrphanRequest>,
     recording_orphans: bool,
-    observer: Option<Recipient<Committed>>,
 }
 
 impl SequenceClient {
-    pub fn new(
-        settings: SequenceSettings,
-        client: ControlPlaneClient,
-        router: Addr<Router>,
-    ) -> Self {
+    pub fn new(settings: SequenceSettings, client: ControlPlaneClient) -> Self {
         Self {
             settings,
             client: Rc::new(client),
-            router,
-            next_commit: 0,
-            ready: BTreeMap::new(),
-            committing: false,
             ids: VecDeque::new(),
             orphans: VecDeque::new(),
             recording_orphans: false,
-            observer: None,
-        }
-    }
-
-    /// Reports every successful commit to `observer` (see `Committed`).
-    pub fn with_observer(mut self, observer: Option<Recipient<Committed>>) -> Self {
-        self.observer = observer;
-        self
-    }
-
-    fn committed_note(&self, object_key: &str, batches: &[StreamBatch]) -> Option<Committed> {
-        self.observer.as_ref().map(|_| Committed {
-            object_key: object_key.to_string(),
-            streams: batches.iter().map(|b| b.stream.clone()).collect(),
-            messages: batches.iter().map(|b| b.pending.len()).sum(),
-        })
-    }
-
-    /// Commits the next seal in order, if it has arrived and nothing is being committed.
-    fn pump(&mut self, ctx: &mut Context<Self>) {
-        while !self.committing {
-            let Some(sealed) = self.ready.remove(&self.next_commit) else {
-                return;
-            };
-            let object = match &sealed.object {
-                Ok(o) => o.clone(),
-                Err(e) => {
-                    let e = e.clone();
-                    self.fail_all(sealed.batches, &e);
-                    self.next_commit += 1;
-                    continue;
-                }
-            };
-            let request = commit_request(&self.settings.agent_id, &object, &sealed.batches);
-            self.committing = true;
-            let client = self.client.clone();
-            let deadline = Instant::now() + self.settings.commit_deadline;
-            let started = Instant::now();
-            ctx.spawn(
-                async move { commit_with_retry(&client, &request, deadline).await }
-                    .into_actor(self)
-                    .map(move |result, act, ctx| {
-                        let elapsed = started.elapsed().as_secs_f64();
-                        metrics::FLUSH_STAGE
-                            .with_label_values(&["commit"])
-                            .observe(elapsed);
-                        match result.and_then(|r| check_shape(r, &sealed.batches)) {
-                            Ok(response) => {
-                                metrics::CONTROL_PLANE_OPS
-                                    .with_label_values(&["commit", "ok"])
-                                    .observe(elapsed);
-                                let note = act.committed_note(&object.key, &sealed.batches);
-                                act.answer(sealed.batches, response);
-                                if let (Some(observer), Some(note)) = (&act.observer, note) {
-                                    observer.do_send(note);
-                                }
-                            }
-                            Err(e) => {
-                                metrics::CONTROL_PLANE_OPS
-                                    .with_label_values(&["commit", "error"])
-                                    .observe(elapsed);
-                                tracing::warn!(object_key = %object.key, error = %e, "commit failed; answering publishers with errors");
-                                act.record_orphan(ctx, object.key.clone(), e.clone());
-                                act.fail_all(sealed.batches, &e);
-                            }
-                        }
-                        act.committing = false;
-                        act.next_commit += 1;
-                        act.pump(ctx);
-                    }),
-            );
-        }
-    }
-
-    fn answer(&self, batches: Vec<StreamBatch>, response: CommitResponse) {
-        for (batch, result) in batches.into_iter().zip(response.blocks) {
-            for (pending, ack) in batch.pending.into_iter().zip(result.acks) {
-                let stored = !ack.is_error() && !is_duplicate(&ack);
-                if ack.is_error() {
-                    metrics::JS_PUBLISH_ERRORS.inc();
-                }
-                if stored {
-                    // Core subscribers see a stream's messages once they are stored.
-                    self.router.do_send(Publish {
-                        origin: pending.origin,
-                        msg: pending.msg.clone(),
-                        capture: false,
-                        permit: None,
-                    });
-                }
-                self.reply(&pending.msg, &ack);
-                metrics::PUBLISH_ACK_LATENCY.observe(pending.received.elapsed().as_secs_f64());
-                // Dropping `pending` returns its share of the in-flight budget.
-            }
-        }
-    }
-
-    fn fail_all(&self, batches: Vec<StreamBatch>, error: &str) {
-        for batch in batches {
-            let ack = PubAckResponse::error(&batch.stream, ApiError::stream_store_failed(error));
-            for pending in batch.pending {
-                metrics::JS_PUBLISH_ERRORS.inc();
-                self.reply(&pending.msg, &ack);
-            }
-        }
-    }
-
-    fn reply(&self, msg: &NatsMsg, ack: &PubAckResponse) {
-        if let Some(reply) = &msg.reply {
-            self.router.do_send(Publish {
-                origin: None,
-                msg: NatsMsg {
-                    subject: reply.clone(),
-                    reply: None,
-                    headers: None,
-                    payload: Bytes::from(ack.to_nats_bytes()),
-                },
-                capture: false,
-                permit: None,
-            });
         }
     }
 
@@ -269,13 +190,68 @@ impl SequenceClient {
 /// Unrecorded orphan records kept for retry; past this the oldest news is the least useful.
 const MAX_PENDING_ORPHANS: usize = 10_000;
 const ORPHAN_RETRY: Duration = Duration::from_secs(1);
+/// Answers every publisher of a committed object from its commit response (which must have
+/// passed [`check_shape`]); stored messages also go to core subscribers.
+pub fn answer_publishers(
+    router: &Addr<Router>,
+    batches: Vec<StreamBatch>,
+    response: CommitResponse,
+) {
+    for (batch, result) in batches.into_iter().zip(response.blocks) {
+        for (pending, ack) in batch.pending.into_iter().zip(result.acks) {
+            let stored = !ack.is_error() && !is_duplicate(&ack);
+            if ack.is_error() {
+                metrics::JS_PUBLISH_ERRORS.inc();
+            }
+            if stored {
+                // Core subscribers see a stream's messages once they are stored.
+                router.do_send(Publish {
+                    origin: pending.origin,
+                    msg: pending.msg.clone(),
+                    capture: false,
+                    permit: None,
+                });
+            }
+            reply(router, &pending.msg, &ack);
+            metrics::PUBLISH_ACK_LATENCY.observe(pending.received.elapsed().as_secs_f64());
+            // Dropping `pending` returns its share of the in-flight budget.
+        }
+    }
+}
+
+/// Answers every publisher of an object that was not committed with a JetStream error.
+pub fn fail_publishers(router: &Addr<Router>, batches: Vec<StreamBatch>, error: &str) {
+    for batch in batches {
+        let ack = PubAckResponse::error(&batch.stream, ApiError::stream_store_failed(error));
+        for pending in batch.pending {
+            metrics::JS_PUBLISH_ERRORS.inc();
+            reply(router, &pending.msg, &ack);
+        }
+    }
+}
+
+fn reply(router: &Addr<Router>, msg: &NatsMsg, ack: &PubAckResponse) {
+    if let Some(reply) = &msg.reply {
+        router.do_send(Publish {
+            origin: None,
+            msg: NatsMsg {
+                subject: reply.clone(),
+                reply: None,
+                headers: None,
+                payload: Bytes::from(ack.to_nats_bytes()),
+            },
+            capture: false,
+            permit: None,
+        });
+    }
+}
 
 fn is_duplicate(ack: &PubAckResponse) -> bool {
     matches!(ack, PubAckResponse::Ack(a) if a.duplicate)
 }
 
 /// Never answer publishers from a response that does not line up with what we sent.
-fn check_shape(
+pub fn check_shape(
     response: CommitResponse,
     batches: &[StreamBatch],
 ) -> Result<CommitResponse, String> {
@@ -305,7 +281,11 @@ fn header_u64(headers: Option<&Bytes>, name: &str) -> Option<u64> {
         .map(|v| v.trim().parse::<u64>().unwrap_or(u64::MAX))
 }
 
-fn commit_request(agent_id: &str, object: &SealedObject, batches: &[StreamBatch]) -> CommitRequest {
+pub fn commit_request(
+    agent_id: &str,
+    object: &SealedObject,
+    batches: &[StreamBatch],
+) -> CommitRequest {
     let blocks = batches
         .iter()
         .zip(&object.blocks)
@@ -391,15 +371,6 @@ impl Actor for SequenceClient {
     }
 }
 
-impl Handler<Sealed> for SequenceClient {
-    type Result = ();
-
-    fn handle(&mut self, m: Sealed, ctx: &mut Self::Context) {
-        self.ready.insert(m.seal_no, m);
-        self.pump(ctx);
-    }
-}
-
 impl Handler<NextObjectId> for SequenceClient {
     type Result = ResponseActFuture<Self, Result<u64, String>>;
 
@@ -422,5 +393,33 @@ impl Handler<NextObjectId> for SequenceClient {
                     Err(e) => Err(e.to_string()),
                 }),
         )
+    }
+}
+
+impl Handler<Commit> for SequenceClient {
+    type Result = ResponseFuture<Result<CommitResponse, String>>;
+
+    fn handle(&mut self, m: Commit, _: &mut Self::Context) -> Self::Result {
+        let client = self.client.clone();
+        Box::pin(async move { commit_with_retry(&client, &m.request, m.deadline).await })
+    }
+}
+
+impl Handler<RecordOrphan> for SequenceClient {
+    type Result = ();
+
+    fn handle(&mut self, m: RecordOrphan, ctx: &mut Self::Context) {
+        self.record_orphan(ctx, m.0.object_key, m.0.reason);
+    }
+}
+
+impl Handler<Crash> for SequenceClient {
+    type Result = ();
+
+    fn handle(&mut self, m: Crash, ctx: &mut Self::Context) {
+        if m.panic {
+            panic!("sequence client crash requested (test hook)");
+        }
+        ctx.stop();
     }
 }

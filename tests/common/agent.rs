@@ -35,7 +35,19 @@ pub fn test_config() -> AgentConfig {
     c
 }
 
+/// Addresses inside a running agent, for tests that poke its actors.
+#[derive(Clone)]
+pub struct AgentHandles {
+    pub agent_id: String,
+    pub peer_addr: std::net::SocketAddr,
+    pub sequencer: actix::Addr<infinistream::actors::supervisor::SequenceSupervisor>,
+    pub peer_cache: actix::Addr<infinistream::actors::supervisor::PeerSupervisor>,
+    pub read_cache: actix::Addr<infinistream::cache::ReadCache>,
+    pub membership: actix::Addr<infinistream::actors::membership::Membership>,
+}
+
 pub struct TestAgent {
+    pub handles: AgentHandles,
     pub port: u16,
     pub http_port: u16,
     pub url: String,
@@ -71,7 +83,19 @@ impl TestAgent {
                         return;
                     }
                 };
-                let _ = ready_tx.send(Ok((running.client_addr.port(), running.http_addr.port())));
+                let handles = AgentHandles {
+                    agent_id: running.agent_id.clone(),
+                    peer_addr: running.peer_addr,
+                    sequencer: running.sequencer.clone(),
+                    peer_cache: running.peer_cache.clone(),
+                    read_cache: running.read_cache.clone(),
+                    membership: running.membership.clone(),
+                };
+                let _ = ready_tx.send(Ok((
+                    running.client_addr.port(),
+                    running.http_addr.port(),
+                    handles,
+                )));
                 match stop_rx.await {
                     Ok(Some(timeout)) => {
                         let report = running.shutdown(timeout).await;
@@ -81,11 +105,12 @@ impl TestAgent {
                 }
             });
         });
-        let (port, http_port) = ready_rx
+        let (port, http_port, handles) = ready_rx
             .recv_timeout(Duration::from_secs(30))
             .expect("agent thread answered")
             .expect("agent started");
         Self {
+            handles,
             port,
             http_port,
             url: format!("nats://127.0.0.1:{port}"),

@@ -43,6 +43,23 @@ impl Stack {
         stack
     }
 
+    /// One agent per entry, in that availability zone, with fast membership refreshes.
+    pub fn start_zones(zones: &[&str]) -> Self {
+        Self::start_zones_with(zones, |_, _, _| {})
+    }
+
+    /// `start_zones` with a further `adjust(i, config, tuning)` per agent.
+    pub fn start_zones_with(
+        zones: &[&str],
+        adjust: impl Fn(usize, &mut AgentConfig, &mut AgentTuning),
+    ) -> Self {
+        Self::start_with(zones.len(), |i, config, tuning| {
+            config.availability_zone = Some(zones[i].to_string());
+            tuning.membership_refresh = std::time::Duration::from_millis(100);
+            adjust(i, config, tuning);
+        })
+    }
+
     /// An agent configuration on this stack's bucket and control plane. The bucket URL turns
     /// object_store's own retries off so injected faults reach the uploader.
     pub fn agent_config(&self) -> AgentConfig {

@@ -1,0 +1,409 @@
+//! Supervisors: keep the SequenceClient and the PeerCache running, whatever stops them.
+//!
+//! Owns: the factories of the supervised actors, the watchdog that notices a child has gone
+//! (stopped, or panicked: actix does not restart a panicked actor, its mailbox just closes),
+//! restarts with exponential backoff (`infinistream_actor_restarts_total{actor}`), and a stable
+//! address for users: they talk to the supervisor, which forwards to the current child.
+//! Does not own the children's work.
+//!
+//! The sequence supervisor also owns what must survive a crash of the SequenceClient: the sealed
+//! objects waiting to be committed (in seal order) and their publishers. The child only runs
+//! commits (idempotent per object id, so a commit interrupted by a crash is sent again to the
+//! next instance); publishers are acked only from a commit response, and answered with an error
+//! once the commit deadline passes. While the child is down, seals wait here (bounded by the
+//! in-flight budget their permits belong to) and object-id requests wait for the restart.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use bytes::Bytes;
+use tokio::sync::watch;
+
+use crate::actors::membership::MembersChanged;
+use crate::actors::router::Router;
+use crate::actors::sequence_client::{
+    self, Commit, Committed, NextObjectId, RecordOrphan, Sealed, SequenceClient, answer_publishers,
+    check_shape, commit_request, fail_publishers,
+};
+use crate::cache::PeerFetch;
+use crate::cache::peer::{self, PeerCache};
+use crate::control_plane::model::OrphanRequest;
+use crate::metrics;
+use crate::read::ReadError;
+
+/// How often the watchdog looks at the child.
+const WATCH_EVERY: Duration = Duration::from_millis(20);
+const INITIAL_BACKOFF: Duration = Duration::from_millis(20);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// A child that ran this long before dying restarts without the accumulated backoff.
+const STABLE_AFTER: Duration = Duration::from_secs(10);
+
+/// One supervised child: its address (published on a watch channel for waiting senders) and
+/// the restart schedule.
+struct Slot<A: Actor> {
+    name: &'static str,
+    addr: Addr<A>,
+    tx: watch::Sender<Option<Addr<A>>>,
+    started_at: Instant,
+    backoff: Duration,
+    restart_at: Option<Instant>,
+    restarts: u64,
+}
+
+impl<A: Actor> Slot<A> {
+    fn new(name: &'static str, addr: Addr<A>) -> Self {
+        let (tx, _) = watch::channel(Some(addr.clone()));
+        Self {
+            name,
+            addr,
+            tx,
+            started_at: Instant::now(),
+            backoff: INITIAL_BACKOFF,
+            restart_at: None,
+            restarts: 0,
+        }
+    }
+
+    /// Restarts the child with `make` once it is gone and its backoff has passed. True when a
+    /// new child was started.
+    fn check(&mut self, make: impl FnOnce() -> Addr<A>) -> bool {
+        if self.addr.connected() {
+            return false;
+        }
+        let now = Instant::now();
+        let at = *self.restart_at.get_or_insert_with(|| {
+            if self.started_at.elapsed() >= STABLE_AFTER {
+                self.backoff = INITIAL_BACKOFF;
+            }
+            tracing::warn!(
+                actor = self.name,
+                backoff_ms = self.backoff.as_millis() as u64,
+                "supervised actor is gone, restarting"
+            );
+            self.tx.send_replace(None);
+            now + self.backoff
+        });
+        if now < at {
+            return false;
+        }
+        self.addr = make();
+        self.started_at = now;
+        self.restart_at = None;
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+        self.restarts += 1;
+        metrics::ACTOR_RESTARTS
+            .with_label_values(&[self.name])
+            .inc();
+        self.tx.send_replace(Some(self.addr.clone()));
+        true
+    }
+
+    fn current(&self) -> Option<Addr<A>> {
+        Some(self.addr.clone()).filter(Addr::connected)
+    }
+}
+
+/// Waits until a live child is published, at most until `deadline`.
+async fn live_child<A: Actor>(
+    rx: &mut watch::Receiver<Option<Addr<A>>>,
+    deadline: Instant,
+) -> Option<Addr<A>> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    let res = tokio::time::timeout(
+        left,
+        rx.wait_for(|c| c.as_ref().is_some_and(Addr::connected)),
+    )
+    .await;
+    match res {
+        Ok(Ok(c)) => c.clone(),
+        _ => None,
+    }
+}
+
+/// Restarts seen by a supervisor (tests).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "u64")]
+pub struct Restarts;
+
+// ---------------------------------------------------------------------------------------------
+// The SequenceClient's supervisor.
+
+#[derive(Debug, Clone)]
+pub struct SequenceSupervisorSettings {
+    pub agent_id: String,
+    pub commit_deadline: Duration,
+    /// How long an object-id request waits for a restarting child.
+    pub id_wait: Duration,
+}
+
+type SequenceFactory = Box<dyn Fn() -> SequenceClient>;
+
+pub struct SequenceSupervisor {
+    settings: SequenceSupervisorSettings,
+    factory: SequenceFactory,
+    router: Addr<Router>,
+    slot: Slot<SequenceClient>,
+    next_commit: u64,
+    ready: BTreeMap<u64, Sealed>,
+    committing: bool,
+    observer: Option<Recipient<Committed>>,
+}
+
+impl SequenceSupervisor {
+    /// Reports every successful commit to `observer` (see `Committed`).
+    pub fn with_observer(mut self, observer: Option<Recipient<Committed>>) -> Self {
+        self.observer = observer;
+        self
+    }
+
+    /// `factory` builds a SequenceClient; it runs on the supervisor's arbiter (the control-plane
+    /// client is `!Send`), so start the supervisor where the SequenceClient should run.
+    pub fn new(
+        settings: SequenceSupervisorSettings,
+        router: Addr<Router>,
+        factory: impl Fn() -> SequenceClient + 'static,
+    ) -> Self {
+        let child = factory().start();
+        Self {
+            settings,
+            factory: Box::new(factory),
+            router,
+            slot: Slot::new("sequence_client", child),
+            next_commit: 0,
+            ready: BTreeMap::new(),
+            committing: false,
+            observer: None,
+        }
+    }
+
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        while !self.committing {
+            let Some(sealed) = self.ready.remove(&self.next_commit) else {
+                return;
+            };
+            let object = match &sealed.object {
+                Ok(o) => o.clone(),
+                Err(e) => {
+                    let e = e.clone();
+                    fail_publishers(&self.router, sealed.batches, &e);
+                    self.next_commit += 1;
+                    continue;
+                }
+            };
+            let request = commit_request(&self.settings.agent_id, &object, &sealed.batches);
+            self.committing = true;
+            let deadline = Instant::now() + self.settings.commit_deadline;
+            let started = Instant::now();
+            let mut rx = self.slot.tx.subscribe();
+            ctx.spawn(
+                async move {
+                    loop {
+                        let Some(child) = live_child(&mut rx, deadline).await else {
+                            return Err("commit failed: sequence client unavailable".to_string());
+                        };
+                        match child
+                            .send(Commit {
+                                request: request.clone(),
+                                deadline,
+                            })
+                            .await
+                        {
+                            Ok(res) => return res,
+                            // The child died mid-commit: the next instance sends it again.
+                            Err(e) => {
+                                tracing::warn!(object_key = %request.object_key, error = %e, "sequence client lost during a commit, retrying");
+                                if Instant::now() >= deadline {
+                                    return Err(format!("commit failed: {e}"));
+                                }
+                            }
+                        }
+                    }
+                }
+                .into_actor(self)
+                .map(move |result, act, ctx| {
+                    let elapsed = started.elapsed().as_secs_f64();
+                    metrics::FLUSH_STAGE
+                        .with_label_values(&["commit"])
+                        .observe(elapsed);
+                    match result.and_then(|r| check_shape(r, &sealed.batches)) {
+                        Ok(response) => {
+                            metrics::CONTROL_PLANE_OPS
+                                .with_label_values(&["commit", "ok"])
+                                .observe(elapsed);
+                            let note = act.observer.as_ref().map(|_| Committed::of(&object.key, &sealed.batches));
+                            answer_publishers(&act.router, sealed.batches, response);
+                            if let (Some(observer), Some(note)) = (&act.observer, note) {
+                                observer.do_send(note);
+                            }
+                        }
+                        Err(e) => {
+                            metrics::CONTROL_PLANE_OPS
+                                .with_label_values(&["commit", "error"])
+                                .observe(elapsed);
+                            tracing::warn!(object_key = %object.key, error = %e, "commit failed; answering publishers with errors");
+                            match act.slot.current() {
+                                Some(c) => c.do_send(RecordOrphan(OrphanRequest {
+                                    object_key: object.key.clone(),
+                                    reason: e.clone(),
+                                })),
+                                None => tracing::warn!(object_key = %object.key, "cannot record an orphaned object: sequence client down"),
+                            }
+                            fail_publishers(&act.router, sealed.batches, &e);
+                        }
+                    }
+                    act.committing = false;
+                    act.next_commit += 1;
+                    act.pump(ctx);
+                }),
+            );
+        }
+    }
+}
+
+impl Actor for SequenceSupervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(WATCH_EVERY, |act, _| {
+            let factory = &act.factory;
+            act.slot.check(|| factory().start());
+        });
+    }
+}
+
+impl Handler<Sealed> for SequenceSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, m: Sealed, ctx: &mut Self::Context) {
+        self.ready.insert(m.seal_no, m);
+        self.pump(ctx);
+    }
+}
+
+impl Handler<NextObjectId> for SequenceSupervisor {
+    type Result = ResponseFuture<Result<u64, String>>;
+
+    fn handle(&mut self, _: NextObjectId, _: &mut Self::Context) -> Self::Result {
+        let mut rx = self.slot.tx.subscribe();
+        let deadline = Instant::now() + self.settings.id_wait;
+        Box::pin(async move {
+            loop {
+                let Some(child) = live_child(&mut rx, deadline).await else {
+                    return Err("sequence client unavailable".to_string());
+                };
+                if let Ok(res) = child.send(NextObjectId).await {
+                    return res;
+                }
+            }
+        })
+    }
+}
+
+impl Handler<sequence_client::Crash> for SequenceSupervisor {
+    type Result = ();
+    fn handle(&mut self, m: sequence_client::Crash, _: &mut Self::Context) {
+        if let Some(c) = self.slot.current() {
+            c.do_send(m);
+        }
+    }
+}
+
+impl Handler<Restarts> for SequenceSupervisor {
+    type Result = u64;
+    fn handle(&mut self, _: Restarts, _: &mut Self::Context) -> u64 {
+        self.slot.restarts
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The PeerCache's supervisor.
+
+type PeerFactory = Box<dyn Fn(Option<std::net::TcpListener>) -> PeerCache>;
+
+pub struct PeerSupervisor {
+    factory: PeerFactory,
+    /// The peer listener itself: each child gets a clone, so the port stays bound (connections
+    /// wait in the backlog) while a child restarts.
+    listener: Option<std::net::TcpListener>,
+    members: Option<MembersChanged>,
+    slot: Slot<PeerCache>,
+}
+
+impl PeerSupervisor {
+    pub fn new(
+        listener: Option<std::net::TcpListener>,
+        factory: impl Fn(Option<std::net::TcpListener>) -> PeerCache + 'static,
+    ) -> Self {
+        let clone = listener.as_ref().and_then(|l| l.try_clone().ok());
+        let child = factory(clone).start();
+        Self {
+            factory: Box::new(factory),
+            listener,
+            members: None,
+            slot: Slot::new("peer_cache", child),
+        }
+    }
+}
+
+impl Actor for PeerSupervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(WATCH_EVERY, |act, _| {
+            let factory = &act.factory;
+            let listener = &act.listener;
+            let restarted = act.slot.check(|| {
+                let clone = listener.as_ref().and_then(|l| match l.try_clone() {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot share the peer listener with the new peer cache");
+                        None
+                    }
+                });
+                factory(clone).start()
+            });
+            if restarted && let Some(m) = &act.members {
+                act.slot.addr.do_send(m.clone());
+            }
+        });
+    }
+}
+
+impl Handler<PeerFetch> for PeerSupervisor {
+    type Result = ResponseFuture<Result<Option<Bytes>, ReadError>>;
+
+    fn handle(&mut self, m: PeerFetch, _: &mut Self::Context) -> Self::Result {
+        // While the peer cache is down, reads go to the bucket.
+        let Some(child) = self.slot.current() else {
+            return Box::pin(async { Ok(None) });
+        };
+        Box::pin(async move { child.send(m).await.unwrap_or(Ok(None)) })
+    }
+}
+
+impl Handler<MembersChanged> for PeerSupervisor {
+    type Result = ();
+    fn handle(&mut self, m: MembersChanged, _: &mut Self::Context) {
+        if let Some(c) = self.slot.current() {
+            c.do_send(m.clone());
+        }
+        self.members = Some(m);
+    }
+}
+
+impl Handler<peer::Crash> for PeerSupervisor {
+    type Result = ();
+    fn handle(&mut self, m: peer::Crash, _: &mut Self::Context) {
+        if let Some(c) = self.slot.current() {
+            c.do_send(m);
+        }
+    }
+}
+
+impl Handler<Restarts> for PeerSupervisor {
+    type Result = u64;
+    fn handle(&mut self, _: Restarts, _: &mut Self::Context) -> u64 {
+        self.slot.restarts
+    }
+}

@@ -1,0 +1,655 @@
+//! The peer cache: agents of one availability zone serve each other's read-cache misses, so a
+//! zone fetches each block from the bucket about once.
+//!
+//! Owns: the peer listener's accept loop and the serving side (answering `Get` from this agent's
+//! `ReadCache`, never forwarding), the client side (one multiplexed connection per owner), the
+//! consistent-hash ring built from the zone's members, and the handshake. Does not own membership
+//! (`actors::membership` sends `MembersChanged`), caching, hedging or verification (the
+//! `ReadCache` bounds how long it waits for a peer and checks every block's CRC).
+//!
+//! Wire: length-delimited frames (tokio-util) holding bincode-2 encoded [`PeerFrame`]s. The
+//! server opens with a random nonce; the client answers with its group id, agent id and
+//! HMAC-SHA256(group key, nonce | group id | agent id); a wrong MAC or a foreign group id is
+//! refused, logged, and the connection closed before any block is served.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use bytes::Bytes;
+use futures::stream::FuturesUnordered;
+use futures::{SinkExt, StreamExt};
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
+
+use crate::actors::membership::{MembersChanged, peer_addr};
+use crate::cache::ring::{Ring, RingNode};
+use crate::cache::{PeerFetch, Read, ReadCache};
+use crate::config::Secret;
+use crate::read::{BlockLocation, ReadError};
+
+pub const PROTOCOL_VERSION: u32 = 1;
+const NONCE_LEN: usize = 32;
+/// Requests queued per owner connection; beyond this, reads go to the bucket.
+const QUEUE: usize = 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PeerFrame {
+    Challenge {
+        version: u32,
+        nonce: Vec<u8>,
+    },
+    Hello {
+        group_id: String,
+        agent_id: String,
+        mac: Vec<u8>,
+    },
+    Welcome,
+    Refused {
+        reason: String,
+    },
+    Get {
+        id: u64,
+        location: BlockLocation,
+    },
+    Block {
+        id: u64,
+        result: Result<Vec<u8>, String>,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("peer connection failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("bad peer frame: {0}")]
+    Codec(String),
+    #[error("peer refused us: {0}")]
+    Refused(String),
+    #[error("peer protocol violation: {0}")]
+    Protocol(String),
+    #[error("peer handshake timed out")]
+    Timeout,
+}
+
+#[derive(Debug, Clone)]
+pub struct PeerSettings {
+    pub group_id: String,
+    pub group_key: Secret,
+    pub agent_id: String,
+    /// Bound on connecting plus the handshake.
+    pub connect_timeout: Duration,
+    /// Largest frame accepted (a block plus framing).
+    pub max_frame: usize,
+}
+
+impl PeerSettings {
+    pub fn new(
+        group_id: impl Into<String>,
+        group_key: Secret,
+        agent_id: impl Into<String>,
+    ) -> Self {
+        Self {
+            group_id: group_id.into(),
+            group_key,
+            agent_id: agent_id.into(),
+            connect_timeout: Duration::from_millis(500),
+            max_frame: 160 * 1024 * 1024,
+        }
+    }
+}
+
+type Wire = Framed<TcpStream, LengthDelimitedCodec>;
+
+const BINCODE: bincode::config::Configuration = bincode::config::standard();
+
+fn encode(frame: &PeerFrame) -> Result<Bytes, PeerError> {
+    bincode::serde::encode_to_vec(frame, BINCODE)
+        .map(Bytes::from)
+        .map_err(|e| PeerError::Codec(e.to_string()))
+}
+
+fn decode(buf: &[u8]) -> Result<PeerFrame, PeerError> {
+    bincode::serde::decode_from_slice(buf, BINCODE)
+        .map(|(f, _)| f)
+        .map_err(|e| PeerError::Codec(e.to_string()))
+}
+
+fn wire(stream: TcpStream, max_frame: usize) -> Wire {
+    let _ = stream.set_nodelay(true);
+    let codec = LengthDelimitedCodec::builder()
+        .max_frame_length(max_frame)
+        .new_codec();
+    Framed::new(stream, codec)
+}
+
+async fn next_frame(w: &mut Wire) -> Result<PeerFrame, PeerError> {
+    match w.next().await {
+        Some(Ok(buf)) => decode(&buf),
+        Some(Err(e)) => Err(PeerError::Io(e)),
+        None => Err(PeerError::Protocol("connection closed".into())),
+    }
+}
+
+/// HMAC-SHA256(group key, nonce | group id | agent id), fields length-prefixed.
+pub fn handshake_mac(key: &Secret, nonce: &[u8], group_id: &str, agent_id: &str) -> Vec<u8> {
+    // HMAC accepts keys of any length, so this cannot fail.
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key.expose().as_bytes()) else {
+        return Vec::new();
+    };
+    for part in [nonce, group_id.as_bytes(), agent_id.as_bytes()] {
+        mac.update(&(part.len() as u64).to_le_bytes());
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().to_vec()
+}
+
+fn mac_ok(key: &Secret, nonce: &[u8], group_id: &str, agent_id: &str, got: &[u8]) -> bool {
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key.expose().as_bytes()) else {
+        return false;
+    };
+    for part in [nonce, group_id.as_bytes(), agent_id.as_bytes()] {
+        mac.update(&(part.len() as u64).to_le_bytes());
+        mac.update(part);
+    }
+    // Constant-time comparison.
+    mac.verify_slice(got).is_ok()
+}
+
+/// Client side: connects to `addr` and authenticates.
+pub async fn connect(addr: &str, settings: &PeerSettings) -> Result<Wire, PeerError> {
+    let fut = async {
+        let stream = TcpStream::connect(addr).await?;
+        let mut w = wire(stream, settings.max_frame);
+        let nonce = match next_frame(&mut w).await? {
+            PeerFrame::Challenge { version, nonce } if version == PROTOCOL_VERSION => nonce,
+            other => {
+                return Err(PeerError::Protocol(format!(
+                    "expected a challenge, got {other:?}"
+                )));
+            }
+        };
+        let mac = handshake_mac(
+            &settings.group_key,
+            &nonce,
+            &settings.group_id,
+            &settings.agent_id,
+        );
+        w.send(encode(&PeerFrame::Hello {
+            group_id: settings.group_id.clone(),
+            agent_id: settings.agent_id.clone(),
+            mac,
+        })?)
+        .await?;
+        match next_frame(&mut w).await? {
+            PeerFrame::Welcome => Ok(w),
+            PeerFrame::Refused { reason } => Err(PeerError::Refused(reason)),
+            other => Err(PeerError::Protocol(format!(
+                "expected welcome, got {other:?}"
+            ))),
+        }
+    };
+    tokio::time::timeout(settings.connect_timeout, fut)
+        .await
+        .map_err(|_| PeerError::Timeout)?
+}
+
+/// Server side of the handshake: the authenticated peer's agent id.
+async fn authenticate(w: &mut Wire, settings: &PeerSettings) -> Result<String, PeerError> {
+    let nonce: Vec<u8> = (0..NONCE_LEN).map(|_| rand::random::<u8>()).collect();
+    w.send(encode(&PeerFrame::Challenge {
+        version: PROTOCOL_VERSION,
+        nonce: nonce.clone(),
+    })?)
+    .await?;
+    let refusal = match next_frame(w).await? {
+        PeerFrame::Hello {
+            group_id,
+            agent_id,
+            mac,
+        } => {
+            if group_id != settings.group_id {
+                format!("foreign group {group_id}")
+            } else if !mac_ok(&settings.group_key, &nonce, &group_id, &agent_id, &mac) {
+                "bad credentials".to_string()
+            } else {
+                w.send(encode(&PeerFrame::Welcome)?).await?;
+                return Ok(agent_id);
+            }
+        }
+        other => format!("expected hello, got {}", frame_name(&other)),
+    };
+    let _ = w
+        .send(encode(&PeerFrame::Refused {
+            reason: refusal.clone(),
+        })?)
+        .await;
+    Err(PeerError::Refused(refusal))
+}
+
+fn frame_name(f: &PeerFrame) -> &'static str {
+    match f {
+        PeerFrame::Challenge { .. } => "challenge",
+        PeerFrame::Hello { .. } => "hello",
+        PeerFrame::Welcome => "welcome",
+        PeerFrame::Refused { .. } => "refused",
+        PeerFrame::Get { .. } => "get",
+        PeerFrame::Block { .. } => "block",
+    }
+}
+
+/// Serves one incoming peer connection from this agent's read cache.
+async fn serve(stream: TcpStream, settings: Arc<PeerSettings>, cache: Addr<ReadCache>) {
+    let remote = stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let mut w = wire(stream, settings.max_frame);
+    let auth =
+        tokio::time::timeout(settings.connect_timeout, authenticate(&mut w, &settings)).await;
+    let agent = match auth {
+        Ok(Ok(agent)) => agent,
+        Ok(Err(e)) => {
+            tracing::warn!(peer = %remote, error = %e, "refused a peer connection");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!(peer = %remote, "peer handshake timed out, refused");
+            return;
+        }
+    };
+    tracing::debug!(peer = %remote, peer_agent = %agent, "peer connected");
+    let (mut sink, mut frames) = w.split();
+    let mut reads = FuturesUnordered::new();
+    loop {
+        tokio::select! {
+            frame = frames.next() => {
+                let Some(Ok(buf)) = frame else { break };
+                match decode(&buf) {
+                    Ok(PeerFrame::Get { id, location }) => {
+                        let cache = cache.clone();
+                        reads.push(async move {
+                            // local_only: a peer's request is never forwarded again.
+                            let res = cache.send(Read { location, local_only: true }).await;
+                            (id, res)
+                        });
+                    }
+                    Ok(other) => {
+                        tracing::warn!(peer = %remote, frame = frame_name(&other), "unexpected peer frame, closing");
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(peer = %remote, error = %e, "undecodable peer frame, closing");
+                        break;
+                    }
+                }
+            }
+            Some((id, res)) = reads.next(), if !reads.is_empty() => {
+                let result = match res {
+                    Ok(Ok(block)) => Ok(block.to_vec()),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(e) => Err(format!("read cache unavailable: {e}")),
+                };
+                let Ok(frame) = encode(&PeerFrame::Block { id, result }) else { break };
+                if sink.send(frame).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+type Request = (BlockLocation, oneshot::Sender<Result<Bytes, ReadError>>);
+
+fn peer_failure(loc: &BlockLocation, message: impl Into<String>) -> ReadError {
+    ReadError::Store {
+        key: loc.object_key.clone(),
+        message: message.into(),
+    }
+}
+
+/// One outgoing connection to an owner: multiplexes requests by id until either side fails.
+async fn run_client(addr: String, settings: Arc<PeerSettings>, mut rx: mpsc::Receiver<Request>) {
+    let w = match connect(&addr, &settings).await {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::debug!(peer = %addr, error = %e, "cannot reach peer");
+            rx.close();
+            while let Ok((loc, tx)) = rx.try_recv() {
+                let _ = tx.send(Err(peer_failure(&loc, e.to_string())));
+            }
+            return;
+        }
+    };
+    let (mut sink, mut frames) = w.split();
+    let mut pending: HashMap<u64, (BlockLocation, oneshot::Sender<Result<Bytes, ReadError>>)> =
+        HashMap::new();
+    let mut next_id: u64 = 0;
+    loop {
+        tokio::select! {
+            req = rx.recv() => {
+                let Some((location, tx)) = req else { break };
+                next_id += 1;
+                let Ok(frame) = encode(&PeerFrame::Get { id: next_id, location: location.clone() }) else {
+                    let _ = tx.send(Err(peer_failure(&location, "cannot encode request")));
+                    continue;
+                };
+                pending.insert(next_id, (location, tx));
+                if sink.send(frame).await.is_err() {
+                    break;
+                }
+            }
+            frame = frames.next() => {
+                let Some(Ok(buf)) = frame else { break };
+                match decode(&buf) {
+                    Ok(PeerFrame::Block { id, result }) => {
+                        if let Some((loc, tx)) = pending.remove(&id) {
+                            let _ = tx.send(result.map(Bytes::from).map_err(|m| peer_failure(&loc, m)));
+                        }
+                    }
+                    _ => break,
+                }
+            }
+        }
+    }
+    rx.close();
+    // Waiters of `pending` see their sender dropped: the cache reads the bucket instead.
+}
+
+/// Test hook: stop (`panic: false`) or panic the actor, to exercise supervision.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct Crash {
+    pub panic: bool,
+}
+
+pub struct PeerCache {
+    settings: Arc<PeerSettings>,
+    cache: Addr<ReadCache>,
+    listener: Option<std::net::TcpListener>,
+    ring: Ring,
+    self_id: String,
+    conns: HashMap<String, mpsc::Sender<Request>>,
+}
+
+impl PeerCache {
+    /// `listener` is this agent's peer listener (the supervisor keeps the original, so the port
+    /// stays bound across restarts).
+    pub fn new(
+        settings: PeerSettings,
+        cache: Addr<ReadCache>,
+        listener: Option<std::net::TcpListener>,
+    ) -> Self {
+        Self {
+            self_id: settings.agent_id.clone(),
+            settings: Arc::new(settings),
+            cache,
+            listener,
+            ring: Ring::default(),
+            conns: HashMap::new(),
+        }
+    }
+}
+
+impl Actor for PeerCache {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let Some(listener) = self.listener.take() else {
+            return;
+        };
+        let listener = match listener
+            .set_nonblocking(true)
+            .and_then(|()| tokio::net::TcpListener::from_std(listener))
+        {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "peer listener unusable; this agent serves no peers");
+                return;
+            }
+        };
+        let settings = self.settings.clone();
+        let cache = self.cache.clone();
+        ctx.spawn(
+            async move {
+                loop {
+                    match listener.accept().await {
+                        Ok((stream, _)) => {
+                            actix_rt::spawn(serve(stream, settings.clone(), cache.clone()));
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "peer accept failed");
+                            actix_rt::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                }
+            }
+            .into_actor(self),
+        );
+    }
+}
+
+impl Handler<PeerFetch> for PeerCache {
+    type Result = ResponseFuture<Result<Option<Bytes>, ReadError>>;
+
+    fn handle(&mut self, m: PeerFetch, _: &mut Self::Context) -> Self::Result {
+        let Some(owner) = self.ring.owner(&m.location) else {
+            return Box::pin(async { Ok(None) });
+        };
+        if owner.agent_id == self.self_id {
+            return Box::pin(async { Ok(None) });
+        }
+        let addr = owner.peer_addr.clone();
+        let sender = match self.conns.get(&addr) {
+            Some(s) if !s.is_closed() => s.clone(),
+            _ => {
+                let (tx, rx) = mpsc::channel(QUEUE);
+                actix_rt::spawn(run_client(addr.clone(), self.settings.clone(), rx));
+                self.conns.insert(addr.clone(), tx.clone());
+                tx
+            }
+        };
+        let (tx, rx) = oneshot::channel();
+        let loc = m.location;
+        if sender.try_send((loc.clone(), tx)).is_err() {
+            return Box::pin(async move { Err(peer_failure(&loc, "peer queue full")) });
+        }
+        Box::pin(async move {
+            match rx.await {
+                Ok(res) => res.map(Some),
+                Err(_) => Err(peer_failure(&loc, "peer connection lost")),
+            }
+        })
+    }
+}
+
+impl Handler<MembersChanged> for PeerCache {
+    type Result = ();
+    fn handle(&mut self, m: MembersChanged, _: &mut Self::Context) {
+        self.self_id = m.self_id;
+        self.ring = Ring::new(
+            m.members
+                .iter()
+                .map(|a| RingNode {
+                    agent_id: a.agent_id.clone(),
+                    peer_addr: peer_addr(a),
+                })
+                .collect(),
+        );
+        let live: Vec<&str> = self
+            .ring
+            .nodes()
+            .iter()
+            .map(|n| n.peer_addr.as_str())
+            .collect();
+        self.conns.retain(|addr, _| live.contains(&addr.as_str()));
+    }
+}
+
+impl Handler<Crash> for PeerCache {
+    type Result = ();
+    fn handle(&mut self, m: Crash, ctx: &mut Self::Context) {
+        if m.panic {
+            panic!("peer cache crash requested (test hook)");
+        }
+        ctx.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::tests::{Counting, object};
+    use crate::cache::{ReadCacheSettings, SetPeer};
+    use crate::control_plane::model::{AgentInfo, AgentPorts};
+    use object_store::ObjectStore;
+    use std::sync::atomic::Ordering;
+
+    fn settings(group: &str, key: &str, agent: &str) -> PeerSettings {
+        PeerSettings::new(group, Secret::new(key), agent)
+    }
+
+    struct Node {
+        cache: Addr<ReadCache>,
+        peer: Addr<PeerCache>,
+        info: AgentInfo,
+    }
+
+    fn node(store: &Arc<Counting>, agent: &str, key: &str) -> Node {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let dyn_store: Arc<dyn ObjectStore> = store.clone();
+        let cache = ReadCache::new(ReadCacheSettings::default(), dyn_store).start();
+        let peer = PeerCache::new(settings("g", key, agent), cache.clone(), Some(listener)).start();
+        cache.do_send(SetPeer(Some(peer.clone().recipient())));
+        let info = AgentInfo {
+            agent_id: agent.into(),
+            availability_zone: "a".into(),
+            advertise_address: "127.0.0.1".into(),
+            ports: AgentPorts {
+                client: 0,
+                peer: port,
+                http: 0,
+            },
+            registered_at_ms: 0,
+            last_heartbeat_ms: 0,
+        };
+        Node { cache, peer, info }
+    }
+
+    #[actix_rt::test]
+    async fn handshake_accepts_the_group_and_refuses_others() {
+        let store = Arc::new(Counting::default());
+        let n = node(&store, "server", "k");
+        let addr = format!("127.0.0.1:{}", n.info.ports.peer);
+        assert!(connect(&addr, &settings("g", "k", "client")).await.is_ok());
+        let wrong_key = connect(&addr, &settings("g", "other", "client")).await;
+        assert!(
+            matches!(wrong_key, Err(PeerError::Refused(ref r)) if r.contains("credentials")),
+            "{wrong_key:?}"
+        );
+        let foreign = connect(&addr, &settings("h", "k", "client")).await;
+        assert!(
+            matches!(foreign, Err(PeerError::Refused(ref r)) if r.contains("foreign")),
+            "{foreign:?}"
+        );
+        // A raw client that does not answer the challenge gets nothing.
+        let mut raw = wire(TcpStream::connect(&addr).await.unwrap(), 1 << 20);
+        assert!(matches!(
+            next_frame(&mut raw).await,
+            Ok(PeerFrame::Challenge { .. })
+        ));
+        raw.send(
+            encode(&PeerFrame::Get {
+                id: 1,
+                location: BlockLocation {
+                    object_key: "x".into(),
+                    offset: 0,
+                    len: 1,
+                },
+            })
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+        assert!(matches!(
+            next_frame(&mut raw).await,
+            Ok(PeerFrame::Refused { .. })
+        ));
+        drop(n);
+    }
+
+    #[actix_rt::test]
+    async fn misses_are_served_by_the_owner_once() {
+        let store = Arc::new(Counting::default());
+        let blocks = object(&store, "o/p.obj", 8, 2).await;
+        let a = node(&store, "agent-a", "k");
+        let b = node(&store, "agent-b", "k");
+        let members = vec![a.info.clone(), b.info.clone()];
+        for (n, id) in [(&a, "agent-a"), (&b, "agent-b")] {
+            n.peer
+                .send(MembersChanged {
+                    self_id: id.into(),
+                    members: members.clone(),
+                })
+                .await
+                .unwrap();
+        }
+        for blk in &blocks {
+            for n in [&a, &b, &a, &b] {
+                let got = n
+                    .cache
+                    .send(Read {
+                        location: blk.clone(),
+                        local_only: false,
+                    })
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(got.len() as u64, blk.len);
+            }
+        }
+        // Each block from the bucket once, by its owner, whichever agent read it first.
+        assert_eq!(store.gets.load(Ordering::SeqCst), blocks.len() as u64);
+    }
+
+    #[actix_rt::test]
+    async fn a_dead_owner_means_a_bucket_read() {
+        let store = Arc::new(Counting::default());
+        let blocks = object(&store, "o/q.obj", 8, 2).await;
+        let a = node(&store, "agent-a", "k");
+        let mut ghost = a.info.clone();
+        ghost.agent_id = "agent-ghost".into();
+        // Nothing listens there any more.
+        ghost.ports.peer = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        a.peer
+            .send(MembersChanged {
+                self_id: "agent-a".into(),
+                members: vec![a.info.clone(), ghost],
+            })
+            .await
+            .unwrap();
+        for blk in &blocks {
+            let got = a
+                .cache
+                .send(Read {
+                    location: blk.clone(),
+                    local_only: false,
+                })
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(got.len() as u64, blk.len);
+        }
+        assert_eq!(store.gets.load(Ordering::SeqCst), blocks.len() as u64);
+    }
+}
