@@ -56,8 +56,8 @@ pub fn run_blocking(config: PlaygroundConfig) -> Result<(), PlaygroundError> {
         // The one line a person needs, on its own so it is easy to copy.
         println!("nats://127.0.0.1:{port}");
         agent::wait_for_signal().await;
-        tracing::info!("infinistream playground stopping");
-        running.stop().await;
+        // Same as the agent: drain gracefully, a second signal stops at once.
+        agent::shutdown_on_signal(running, agent_config.graceful_shutdown_timeout).await;
         cp.stop().await;
         Ok(())
     })

@@ -187,32 +187,10 @@ pub async fn start_in_process_with(
 pub fn run_blocking(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
     actix_rt::System::new().block_on(async move {
         let running = start_in_process(config).await?;
-        wait_for_signal().await;
+        crate::agent::wait_for_signal().await;
         tracing::info!("infinistream control plane stopping");
         running.stop().await;
         Ok(())
     })
 }
 
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for sigterm, waiting for sigint only");
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
