@@ -8,6 +8,7 @@
 //! Does not own: the agent side of any of this.
 
 pub mod client;
+pub mod consumers;
 pub mod js_api;
 pub mod model;
 pub mod server;
