@@ -187,6 +187,15 @@ pub async fn start(config: AgentConfig, tuning: AgentTuning) -> Result<RunningAg
             StreamCatalog::new(cp(), router, flusher, interval)
         })
     };
+    // JetStream consumers: pull requests and acks (state in the control plane).
+    {
+        let cp = cp.clone();
+        let router = router.clone();
+        let store = store.clone();
+        crate::actors::consumer::ConsumerManager::start_in_arbiter(&js_handle, move |_| {
+            crate::actors::consumer::ConsumerManager::new(cp(), router, store)
+        });
+    }
     {
         let cp = cp.clone();
         let router = router.clone();
