@@ -953,3 +953,44 @@ pub fn lease(backend: &mut Backend, req: &LeaseRequest, now: i64) -> LeaseRespon
     }
     LeaseResponse { assignments }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control_plane::js_api::{self, JsContext};
+    use crate::control_plane::store::SqliteStore;
+
+    fn backend() -> Backend {
+        Backend {
+            store: Box::new(SqliteStore::open_in_memory().expect("store")),
+            api_total: 0,
+            api_errors: 0,
+            consumers: Registry::default(),
+        }
+    }
+
+    fn call(b: &mut Backend, api: &str, body: &str) -> serde_json::Value {
+        let ctx = JsContext {
+            server_name: "t".into(),
+            now: 1,
+            consumer_counts: Default::default(),
+        };
+        serde_json::from_slice(&js_api::handle(b, api, body.as_bytes(), &ctx)).expect("json")
+    }
+
+    #[test]
+    fn create_info_delete() {
+        let mut b = backend();
+        call(&mut b, "STREAM.CREATE.S", r#"{"name":"S","subjects":["s.>"]}"#);
+        let r = call(
+            &mut b,
+            "CONSUMER.CREATE.S.D",
+            r#"{"stream_name":"S","config":{"durable_name":"D","ack_policy":"explicit"}}"#,
+        );
+        assert_eq!(r["name"], "D", "{r}");
+        let r = call(&mut b, "CONSUMER.INFO.S.D", "");
+        assert_eq!(r["name"], "D", "{r}");
+        let r = call(&mut b, "CONSUMER.DELETE.S.D", "");
+        assert_eq!(r["success"], true, "{r}");
+    }
+}
