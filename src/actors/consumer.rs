@@ -20,6 +20,7 @@ use object_store::ObjectStore;
 use crate::actors::router::{DeliverTo, InternalMsg, NatsMsg, Publish, Router, SubscribeInternal};
 use crate::control_plane::client::ControlPlaneClient;
 use crate::control_plane::consumers::{AckBatch, AckEntry, AckKind, ClaimRequest, ClaimResponse};
+use crate::control_plane::model::MessageLocation;
 use crate::jetstream::consumer::{AckSubject, PullRequest, ack_subject};
 use crate::protocol::headers::{Headers, status_only};
 use crate::read::read_record;
@@ -131,6 +132,21 @@ impl ConsumerManager {
         if w.claiming {
             return;
         }
+        // A request about to expire gets no messages: its client may be gone when they arrive,
+        // and they would then wait out ack_wait.
+        let soon = Instant::now() + Duration::from_millis(20);
+        while let Some(r) = w.queue.front() {
+            if !r.expires.is_some_and(|e| e <= soon) {
+                break;
+            }
+            let r = w.queue.pop_front();
+            if let Some(r) = r {
+                let mut h = Headers::with_status(408, Some("Request Timeout"));
+                h.insert("Nats-Pending-Messages", r.remaining.to_string());
+                h.insert("Nats-Pending-Bytes", r.bytes_left.unwrap_or(0).to_string());
+                send_headers(&self.router, &r.reply, h.encode());
+            }
+        }
         let Some(front) = w.queue.front() else {
             return;
         };
@@ -150,13 +166,7 @@ impl ConsumerManager {
                 let res = client.consumer_claim(&request).await;
                 let res = match res {
                     Ok(Ok(claim)) => {
-                        let reads = join_all(
-                            claim
-                                .messages
-                                .iter()
-                                .map(|m| read_record(&store, &m.location)),
-                        )
-                        .await;
+                        let reads = read_all(&store, &claim).await;
                         Ok(Ok((claim, reads)))
                     }
                     Ok(Err(e)) => Ok(Err(e)),
@@ -409,6 +419,15 @@ impl ConsumerManager {
                     act.acks_in_flight = false;
                     match res {
                         Ok(_) => {
+                            // Acks free max_ack_pending room: waiting requests need not wait
+                            // for the next poll.
+                            let keys: HashSet<Key> = batch
+                                .iter()
+                                .map(|a| (a.entry.stream.clone(), a.entry.consumer.clone()))
+                                .collect();
+                            for key in keys {
+                                act.pump(key, ctx);
+                            }
                             for a in batch {
                                 if let Some(reply) = a.reply {
                                     send_headers_or_empty(&act.router, &reply);
@@ -429,6 +448,74 @@ impl ConsumerManager {
                     }
                 }),
         );
+    }
+}
+
+type ReadResult = Result<crate::format::Record, crate::read::ReadError>;
+
+/// Reads every claimed message, one range GET per block: messages published together share a
+/// block, and a batch usually spans few blocks.
+async fn read_all(store: &Arc<dyn ObjectStore>, claim: &ClaimResponse) -> Vec<ReadResult> {
+    let mut blocks: Vec<(&MessageLocation, Vec<usize>)> = Vec::new();
+    let mut by_block: HashMap<(&str, u64, u64), usize> = HashMap::new();
+    for (i, m) in claim.messages.iter().enumerate() {
+        let loc = &m.location;
+        let k = (loc.object_key.as_str(), loc.block_offset, loc.block_len);
+        match by_block.get(&k) {
+            Some(b) => blocks[*b].1.push(i),
+            None => {
+                by_block.insert(k, blocks.len());
+                blocks.push((loc, vec![i]));
+            }
+        }
+    }
+    let fetched = join_all(blocks.iter().map(|(loc, members)| async move {
+        if members.len() == 1 {
+            return vec![read_record(store, loc).await];
+        }
+        let path = object_store::path::Path::from(loc.object_key.as_str());
+        let range = loc.block_offset..loc.block_offset + loc.block_len;
+        match object_store::ObjectStoreExt::get_range(store.as_ref(), &path, range).await {
+            Ok(block) => members
+                .iter()
+                .map(|i| {
+                    let loc = &claim.messages[*i].location;
+                    crate::format::decode_record(block.clone(), loc.index).map_err(|source| {
+                        crate::read::ReadError::Corrupt {
+                            key: loc.object_key.clone(),
+                            source,
+                        }
+                    })
+                })
+                .collect(),
+            Err(e) => {
+                let text = e.to_string();
+                members
+                    .iter()
+                    .map(|_| Err(read_failed(&loc.object_key, &text)))
+                    .collect()
+            }
+        }
+    }))
+    .await;
+    let mut out: Vec<Option<ReadResult>> = (0..claim.messages.len()).map(|_| None).collect();
+    for ((_, members), results) in blocks.iter().zip(fetched) {
+        for (i, r) in members.iter().zip(results) {
+            out[*i] = Some(r);
+        }
+    }
+    out.into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(read_failed("", "block not read"))))
+        .collect()
+}
+
+fn read_failed(key: &str, why: &str) -> crate::read::ReadError {
+    crate::read::ReadError::Store {
+        key: key.to_string(),
+        source: object_store::Error::Generic {
+            store: "bucket",
+            source: why.to_string().into(),
+        },
     }
 }
 

@@ -981,7 +981,11 @@ mod tests {
     #[test]
     fn create_info_delete() {
         let mut b = backend();
-        call(&mut b, "STREAM.CREATE.S", r#"{"name":"S","subjects":["s.>"]}"#);
+        call(
+            &mut b,
+            "STREAM.CREATE.S",
+            r#"{"name":"S","subjects":["s.>"]}"#,
+        );
         let r = call(
             &mut b,
             "CONSUMER.CREATE.S.D",
