@@ -136,7 +136,7 @@ impl ConsumerManager {
         // and they would then wait out ack_wait.
         let soon = Instant::now() + Duration::from_millis(20);
         while let Some(r) = w.queue.front() {
-            if !r.expires.is_some_and(|e| e <= soon) {
+            if r.expires.is_none_or(|e| e > soon) {
                 break;
             }
             let r = w.queue.pop_front();
@@ -185,16 +185,7 @@ impl ConsumerManager {
         &mut self,
         key: Key,
         request: ClaimRequest,
-        res: Result<
-            Result<
-                (
-                    ClaimResponse,
-                    Vec<Result<crate::format::Record, crate::read::ReadError>>,
-                ),
-                crate::jetstream::ApiError,
-            >,
-            crate::control_plane::CpError,
-        >,
+        res: ClaimOutcome,
         ctx: &mut Context<Self>,
     ) {
         let known = self.known.contains(&key);
@@ -452,6 +443,10 @@ impl ConsumerManager {
 }
 
 type ReadResult = Result<crate::format::Record, crate::read::ReadError>;
+type ClaimOutcome = Result<
+    Result<(ClaimResponse, Vec<ReadResult>), crate::jetstream::ApiError>,
+    crate::control_plane::CpError,
+>;
 
 /// Reads every claimed message, one range GET per block: messages published together share a
 /// block, and a batch usually spans few blocks.

@@ -934,10 +934,7 @@ pub fn lease(backend: &mut Backend, req: &LeaseRequest, now: i64) -> LeaseRespon
         }
         let mine = c.lease.as_ref().is_some_and(|(a, _)| *a == req.agent_id);
         let free = c.lease.as_ref().is_none_or(|(_, end)| *end < now);
-        let wants = req
-            .deliver_subjects
-            .iter()
-            .any(|s| *s == c.config.deliver_subject);
+        let wants = req.deliver_subjects.contains(&c.config.deliver_subject);
         if wants && (mine || free) {
             c.lease = Some((req.agent_id.clone(), until));
             c.last_seen = now;
