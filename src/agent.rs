@@ -429,6 +429,16 @@ async fn start_with(
     };
     read_cache.do_send(SetPeer(Some(peer_cache.clone().recipient())));
     let reader = Reader::new(read_cache.clone(), store.clone());
+    // JetStream consumers: pull requests and acks (state in the control plane), reading through
+    // the same cache as every other read.
+    {
+        let cp = cp.clone();
+        let router = router.clone();
+        let reader = reader.clone();
+        crate::actors::consumer::ConsumerManager::start_in_arbiter(&js_handle, move |_| {
+            crate::actors::consumer::ConsumerManager::new(cp(), router, reader)
+        });
+    }
     {
         let cp = cp.clone();
         let router = router.clone();

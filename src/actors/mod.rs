@@ -6,6 +6,7 @@
 
 pub mod batcher;
 pub mod connection;
+pub mod consumer;
 pub mod flusher;
 pub mod jetstream_api;
 pub mod membership;

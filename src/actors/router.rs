@@ -541,3 +541,55 @@ impl Handler<ListConnections> for Router {
             .collect()
     }
 }
+
+/// JetStream consumers -> router: delivers `msg` (keeping its own subject, as nats-server shows
+/// the stored message's subject) to the client subscriptions matching `to` (a pull request's
+/// reply subject or a push consumer's deliver subject), one member per queue group. Answers
+/// whether anyone received it.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct DeliverTo {
+    pub to: ByteString,
+    pub msg: NatsMsg,
+}
+
+/// Whether any client subscription matches `subject` (push consumers look for interest).
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct HasInterest {
+    pub subject: String,
+}
+
+impl Handler<DeliverTo> for Router {
+    type Result = bool;
+    fn handle(&mut self, m: DeliverTo, _: &mut Self::Context) -> bool {
+        let mut subs: Vec<ClientSub> = Vec::new();
+        self.clients.for_each_match(&m.to, |s| subs.push(s.clone()));
+        let mut delivered = false;
+        let mut groups: Vec<(ByteString, Vec<usize>)> = Vec::new();
+        for (idx, sub) in subs.iter().enumerate() {
+            match &sub.queue {
+                None => delivered |= self.deliver(sub, &m.msg),
+                Some(q) => match groups.iter_mut().find(|(name, _)| name == q) {
+                    Some((_, members)) => members.push(idx),
+                    None => groups.push((q.clone(), vec![idx])),
+                },
+            }
+        }
+        let mut rng = rand::rng();
+        for (_, members) in &groups {
+            let pick = members[rng.random_range(0..members.len())];
+            delivered |= self.deliver(&subs[pick], &m.msg);
+        }
+        delivered
+    }
+}
+
+impl Handler<HasInterest> for Router {
+    type Result = bool;
+    fn handle(&mut self, m: HasInterest, _: &mut Self::Context) -> bool {
+        let mut any = false;
+        self.clients.for_each_match(&m.subject, |_| any = true);
+        any
+    }
+}

@@ -238,6 +238,32 @@ impl ControlPlaneClient {
         Ok(r.into())
     }
 
+    /// Claims a consumer's next messages; the inner error is a JetStream error (10014).
+    pub async fn consumer_claim(
+        &self,
+        request: &super::consumers::ClaimRequest,
+    ) -> Result<Result<super::consumers::ClaimResponse, ApiError>, CpError> {
+        let r: ApiResult<super::consumers::ClaimResponse> =
+            self.post("/v1/consumers/claim", request).await?;
+        Ok(r.into())
+    }
+
+    /// Applies a batch of consumer acks.
+    pub async fn consumer_ack(
+        &self,
+        batch: &super::consumers::AckBatch,
+    ) -> Result<super::consumers::AckBatchResponse, CpError> {
+        self.post("/v1/consumers/ack", batch).await
+    }
+
+    /// Takes or renews push consumer leases.
+    pub async fn consumer_lease(
+        &self,
+        request: &super::consumers::LeaseRequest,
+    ) -> Result<super::consumers::LeaseResponse, CpError> {
+        self.post("/v1/consumers/lease", request).await
+    }
+
     /// True when `/healthz` answers 200.
     pub async fn healthy(&self) -> Result<bool, CpError> {
         let res = self

@@ -16,11 +16,17 @@ pub struct JsContext {
     pub server_name: String,
     /// Unix nanos used for `created` and `ts`.
     pub now: i64,
+    /// Consumers per stream, filled in by `handle`.
+    pub consumer_counts: std::collections::HashMap<String, usize>,
 }
 
 /// Answers one `$JS.API.<api>` request. Never fails: storage failures become API errors.
 pub fn handle(backend: &mut Backend, api: &str, body: &[u8], ctx: &JsContext) -> Vec<u8> {
     let tokens: Vec<&str> = api.split('.').collect();
+    backend.consumers.sweep(ctx.now);
+    let mut ctx = ctx.clone();
+    ctx.consumer_counts = backend.consumers.counts();
+    let ctx = &ctx;
     let (json, is_error) = match tokens.as_slice() {
         ["INFO"] => account_info(backend),
         ["STREAM", "CREATE", name] => stream_create(backend, name, body, ctx),
@@ -31,6 +37,13 @@ pub fn handle(backend: &mut Backend, api: &str, body: &[u8], ctx: &JsContext) ->
         ["STREAM", "LIST"] => stream_list(backend, body, ctx),
         ["STREAM", "PURGE", name] => stream_purge(backend, name, body),
         ["STREAM", "MSG", "DELETE", name] => msg_delete(backend, name, body),
+        ["CONSUMER", rest @ ..] => match super::consumers::handle(backend, rest, body, ctx.now) {
+            Some(out) => out,
+            None => encode(&ApiResponse {
+                kind: SYSTEM_RESPONSE.to_string(),
+                error: Some(ApiError::bad_request()),
+            }),
+        },
         _ => encode(&ApiResponse {
             kind: SYSTEM_RESPONSE.to_string(),
             error: Some(ApiError::bad_request()),
@@ -108,7 +121,12 @@ fn is_json_object_or_array(body: &[u8]) -> bool {
         .is_some_and(|b| *b == b'{' || *b == b'[')
 }
 
-fn info_of(view: StreamView, ctx: &JsContext, dynamic: bool, cluster: bool) -> StreamInfo {
+fn info_of(mut view: StreamView, ctx: &JsContext, dynamic: bool, cluster: bool) -> StreamInfo {
+    view.state.consumer_count = ctx
+        .consumer_counts
+        .get(&view.config.name)
+        .copied()
+        .unwrap_or(0);
     StreamInfo {
         config: if dynamic {
             view.config.with_dynamic_metadata()
@@ -136,7 +154,7 @@ fn account_info(backend: &mut Backend) -> (Vec<u8>, bool) {
                 reserved_memory: usage.reserved_memory,
                 reserved_storage: usage.reserved_storage,
                 streams: usage.streams,
-                consumers: 0,
+                consumers: backend.consumers.total(),
                 limits: AccountLimits::default(),
                 api: ApiStats {
                     level: crate::jetstream::API_LEVEL,
@@ -260,6 +278,9 @@ fn stream_delete(backend: &mut Backend, name: &str, body: &[u8]) -> (Vec<u8>, bo
             .err()
             .map(|e| api_error(e, ApiError::stream_delete))
     };
+    if error.is_none() {
+        backend.consumers.remove_stream(name);
+    }
     encode(&StreamDeleteResponse {
         kind: STREAM_DELETE_RESPONSE,
         success: error.is_none(),

@@ -8,6 +8,7 @@
 //! Does not own: the agent side of any of this.
 
 pub mod client;
+pub mod consumers;
 pub mod js_api;
 pub mod model;
 pub mod server;
@@ -193,4 +194,3 @@ pub fn run_blocking(config: ControlPlaneConfig) -> Result<(), ControlPlaneError>
         Ok(())
     })
 }
-

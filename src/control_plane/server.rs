@@ -16,6 +16,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
+use super::consumers::{self, AckBatch, ClaimRequest, LeaseRequest};
 use super::js_api::{self, JsContext};
 use super::model::*;
 use super::store::{StoreError, StoreHandle};
@@ -226,6 +227,7 @@ async fn js(
     let ctx = JsContext {
         server_name,
         now: now_nanos(),
+        consumer_counts: Default::default(),
     };
     match state
         .store
@@ -444,6 +446,69 @@ async fn stream_state(
     }
 }
 
+async fn consumer_claim(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> HttpResponse {
+    auth!(req, state);
+    let request: ClaimRequest = match parse_body(&body) {
+        Ok(r) => r,
+        Err(resp) => return *resp,
+    };
+    let now = now_nanos();
+    match state
+        .store
+        .call(move |b| consumers::claim(b, &request, now))
+        .await
+    {
+        Ok(r) => json(&ApiResult::from(r)),
+        Err(e) => store_failure(e),
+    }
+}
+
+async fn consumer_ack(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> HttpResponse {
+    auth!(req, state);
+    let request: AckBatch = match parse_body(&body) {
+        Ok(r) => r,
+        Err(resp) => return *resp,
+    };
+    let now = now_nanos();
+    match state
+        .store
+        .call(move |b| consumers::ack(b, &request, now))
+        .await
+    {
+        Ok(r) => json(&r),
+        Err(e) => store_failure(e),
+    }
+}
+
+async fn consumer_lease(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> HttpResponse {
+    auth!(req, state);
+    let request: LeaseRequest = match parse_body(&body) {
+        Ok(r) => r,
+        Err(resp) => return *resp,
+    };
+    let now = now_nanos();
+    match state
+        .store
+        .call(move |b| consumers::lease(b, &request, now))
+        .await
+    {
+        Ok(r) => json(&r),
+        Err(e) => store_failure(e),
+    }
+}
+
 /// Records count and latency per matched route pattern (never the raw path: stream names would
 /// explode the label set).
 pub async fn observe<B: MessageBody>(
@@ -479,6 +544,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v1/streams/{name}/locate", web::post().to(locate))
         .route("/v1/streams/{name}/state", web::get().to(stream_state))
         .route("/v1/commit", web::post().to(commit))
+        .route("/v1/consumers/claim", web::post().to(consumer_claim))
+        .route("/v1/consumers/ack", web::post().to(consumer_ack))
+        .route("/v1/consumers/lease", web::post().to(consumer_lease))
         .route("/v1/orphans", web::post().to(record_orphan))
         .route("/v1/orphans", web::get().to(orphans));
 }

@@ -6,6 +6,7 @@
 //! sequencing or transport (see `control_plane`).
 
 pub mod config;
+pub mod consumer;
 pub mod errors;
 pub mod time;
 pub mod types;

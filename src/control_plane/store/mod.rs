@@ -119,6 +119,31 @@ pub trait MetadataStore {
     ) -> Result<Option<AgentInfo>, StoreError>;
     /// Live members; expired ones are removed.
     fn agents(&mut self, now_ms: i64, expiry_ms: i64) -> Result<Vec<AgentInfo>, StoreError>;
+
+    /// Consumers: up to `limit` messages with `seq >= from` whose subject matches one of
+    /// `filters` (empty = all), in sequence order.
+    fn scan(
+        &mut self,
+        stream: &str,
+        from: u64,
+        filters: &[String],
+        limit: usize,
+    ) -> Result<Vec<MessageLocation>, StoreError>;
+    /// Consumers: how many messages with `seq >= from` match `filters` (empty = all).
+    fn count_from(
+        &mut self,
+        stream: &str,
+        from: u64,
+        filters: &[String],
+    ) -> Result<u64, StoreError>;
+    /// Consumers: the first sequence stored at or after `ts` (unix nanos).
+    fn seq_at_time(&mut self, stream: &str, ts: i64) -> Result<Option<u64>, StoreError>;
+    /// Consumers: the last sequence of every subject matching `filters`, ascending.
+    fn last_per_subject(
+        &mut self,
+        stream: &str,
+        filters: &[String],
+    ) -> Result<Vec<u64>, StoreError>;
 }
 
 /// Stored size of a message as nats-server's file store counts it (`fileStoreMsgSize`).

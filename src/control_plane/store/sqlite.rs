@@ -1285,6 +1285,168 @@ impl MetadataStore for SqliteStore {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
     }
+
+    fn scan(
+        &mut self,
+        stream: &str,
+        from: u64,
+        filters: &[String],
+        limit: usize,
+    ) -> Result<Vec<MessageLocation>, StoreError> {
+        if self.rt(stream)?.needs_expiry() {
+            self.expire_all(crate::jetstream::time::now_nanos())?;
+        }
+        let rt = self.rt(stream)?;
+        scan_locations(&self.conn, rt, from.max(1), filters, limit)
+    }
+
+    fn count_from(
+        &mut self,
+        stream: &str,
+        from: u64,
+        filters: &[String],
+    ) -> Result<u64, StoreError> {
+        let rt = self.rt(stream)?;
+        let from = from.max(rt.first_seq).max(1);
+        if rt.msgs == 0 || from > rt.last_seq {
+            return Ok(0);
+        }
+        let all = filters.is_empty() || filters.iter().any(|f| f == ">");
+        let dense = rt.last_seq + 1 - rt.first_seq == rt.msgs;
+        if all && dense {
+            return Ok(rt.last_seq + 1 - from);
+        }
+        if all {
+            return Ok(to_u64(
+                self.conn
+                    .prepare_cached(
+                        "SELECT count(*) FROM messages WHERE stream_id = ?1 AND seq >= ?2",
+                    )?
+                    .query_row(params![rt.id, to_i64(from)], |r| r.get(0))?,
+            ));
+        }
+        let subjects: Vec<&String> = rt
+            .subjects
+            .keys()
+            .filter(|s| filters.iter().any(|f| pattern_matches(f, s)))
+            .collect();
+        let mut total = 0;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT count(*) FROM messages WHERE stream_id = ?1 AND subject = ?2 AND seq >= ?3",
+        )?;
+        for subj in subjects {
+            let n: i64 = stmt.query_row(params![rt.id, subj, to_i64(from)], |r| r.get(0))?;
+            total += to_u64(n);
+        }
+        Ok(total)
+    }
+
+    fn seq_at_time(&mut self, stream: &str, ts: i64) -> Result<Option<u64>, StoreError> {
+        let rt = self.rt(stream)?;
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT seq FROM messages WHERE stream_id = ?1 AND ts >= ?2 ORDER BY seq LIMIT 1",
+            )?
+            .query_row(params![rt.id, ts], |r| r.get::<_, i64>(0))
+            .optional()?
+            .map(to_u64))
+    }
+
+    fn last_per_subject(
+        &mut self,
+        stream: &str,
+        filters: &[String],
+    ) -> Result<Vec<u64>, StoreError> {
+        let rt = self.rt(stream)?;
+        let subjects: Vec<String> = rt
+            .subjects
+            .keys()
+            .filter(|s| filters.is_empty() || filters.iter().any(|f| pattern_matches(f, s)))
+            .cloned()
+            .collect();
+        let mut seqs = Vec::with_capacity(subjects.len());
+        for subj in subjects {
+            let seq = last_seq_for(&self.conn, rt, &subj)?;
+            if seq > 0 {
+                seqs.push(seq);
+            }
+        }
+        seqs.sort_unstable();
+        Ok(seqs)
+    }
+}
+
+const LOCATION_COLUMNS: &str = "m.seq, m.subject, m.ts, m.object_id, o.object_key, m.block_offset, m.block_len, m.idx, m.size, m.header_size";
+
+/// Up to `limit` locations with `seq >= from` matching `filters`, in order.
+fn scan_locations(
+    conn: &Connection,
+    rt: &StreamRt,
+    from: u64,
+    filters: &[String],
+    limit: usize,
+) -> Result<Vec<MessageLocation>, StoreError> {
+    let mut out = Vec::new();
+    if limit == 0 || rt.msgs == 0 || from > rt.last_seq {
+        return Ok(out);
+    }
+    let all = filters.is_empty() || filters.iter().any(|f| f == ">");
+    let literal = (filters.len() == 1 && is_literal(&filters[0])).then(|| filters[0].as_str());
+    let chunk = limit.clamp(64, 1024);
+    let mut next = from;
+    loop {
+        let rows: Vec<MessageLocation> = if let Some(subj) = literal {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {LOCATION_COLUMNS} FROM messages m JOIN objects o ON o.object_id = m.object_id \
+                 WHERE m.stream_id = ?1 AND m.subject = ?2 AND m.seq >= ?3 ORDER BY m.seq LIMIT ?4"
+            ))?;
+            stmt.query_map(
+                params![rt.id, subj, to_i64(next), to_i64(limit as u64)],
+                |r| location_from_row(rt, r),
+            )?
+            .collect::<Result<_, _>>()?
+        } else {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {LOCATION_COLUMNS} FROM messages m JOIN objects o ON o.object_id = m.object_id \
+                 WHERE m.stream_id = ?1 AND m.seq >= ?2 ORDER BY m.seq LIMIT ?3"
+            ))?;
+            stmt.query_map(params![rt.id, to_i64(next), to_i64(chunk as u64)], |r| {
+                location_from_row(rt, r)
+            })?
+            .collect::<Result<_, _>>()?
+        };
+        let n = rows.len();
+        for loc in rows {
+            next = loc.seq + 1;
+            if all || literal.is_some() || filters.iter().any(|f| pattern_matches(f, &loc.subject))
+            {
+                out.push(loc);
+                if out.len() >= limit {
+                    return Ok(out);
+                }
+            }
+        }
+        if literal.is_some() || n < chunk {
+            return Ok(out);
+        }
+    }
+}
+
+fn location_from_row(rt: &StreamRt, r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageLocation> {
+    Ok(MessageLocation {
+        stream: rt.config.name.clone(),
+        seq: to_u64(r.get(0)?),
+        subject: r.get(1)?,
+        timestamp_nanos: r.get(2)?,
+        object_id: to_u64(r.get(3)?),
+        object_key: r.get(4)?,
+        block_offset: to_u64(r.get(5)?),
+        block_len: to_u64(r.get(6)?),
+        index: u32::try_from(r.get::<_, i64>(7)?).unwrap_or(u32::MAX),
+        size: u32::try_from(r.get::<_, i64>(8)?).unwrap_or(u32::MAX),
+        header_size: u32::try_from(r.get::<_, i64>(9)?).unwrap_or(u32::MAX),
+    })
 }
 
 /// nats-server's `PurgeEx(subject, sequence, keep)` (memstore flavour).

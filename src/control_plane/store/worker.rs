@@ -16,6 +16,8 @@ pub struct Backend {
     pub store: Box<dyn MetadataStore>,
     pub api_total: u64,
     pub api_errors: u64,
+    /// JetStream consumers and their delivery state (see `control_plane::consumers`).
+    pub consumers: crate::control_plane::consumers::Registry,
 }
 
 type Job = Box<dyn FnOnce(&mut Backend) + Send>;
@@ -86,6 +88,7 @@ impl StoreThread {
                     store,
                     api_total: 0,
                     api_errors: 0,
+                    consumers: Default::default(),
                 };
                 while let Ok(msg) = rx.recv() {
                     match msg {

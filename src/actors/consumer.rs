@@ -1,0 +1,598 @@
+//! The agent side of JetStream consumers: pull requests and acks.
+//!
+//! Owns: the waiting pull requests of this agent (`$JS.API.CONSUMER.MSG.NEXT.>`), their expiry
+//! (408), heartbeats (100), no-wait answers (404) and refusals (409), reading claimed messages
+//! from the bucket and delivering them with their ack subjects, and batching `$JS.ACK.>` messages
+//! to the control plane (answering AckSync requests once it confirmed). Does not own: consumer
+//! configs or delivery state (the control plane's, so any agent can serve any consumer).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use bytes::Bytes;
+use bytestring::ByteString;
+use futures::future::join_all;
+
+use crate::actors::router::{DeliverTo, InternalMsg, NatsMsg, Publish, Router, SubscribeInternal};
+use crate::control_plane::client::ControlPlaneClient;
+use crate::control_plane::consumers::{AckBatch, AckEntry, AckKind, ClaimRequest, ClaimResponse};
+use crate::control_plane::model::MessageLocation;
+use crate::jetstream::consumer::{AckSubject, PullRequest, ack_subject};
+use crate::protocol::headers::{Headers, status_only};
+use crate::read::{BlockLocation, ReadSource, Reader};
+
+const NEXT_PREFIX: &str = "$JS.API.CONSUMER.MSG.NEXT.";
+/// How often waiting requests poll the control plane for new messages.
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// How often buffered acks are sent.
+const ACK_FLUSH: Duration = Duration::from_millis(10);
+const ACK_BATCH_MAX: usize = 1000;
+
+type Key = (String, String);
+
+struct Waiting {
+    reply: ByteString,
+    remaining: u64,
+    /// Bytes the request still accepts; None = no limit.
+    bytes_left: Option<u64>,
+    expires: Option<Instant>,
+    no_wait: bool,
+    heartbeat: Option<Duration>,
+    last_sent: Instant,
+}
+
+#[derive(Default)]
+struct Waiters {
+    queue: VecDeque<Waiting>,
+    claiming: bool,
+    max_waiting: Option<i64>,
+}
+
+/// A buffered ack and who waits for its confirmation.
+struct PendingAck {
+    entry: AckEntry,
+    reply: Option<ByteString>,
+    /// `+NXT`: a pull request to start once the ack is applied.
+    next: Option<(ByteString, PullRequest)>,
+}
+
+pub struct ConsumerManager {
+    client: Rc<ControlPlaneClient>,
+    router: Addr<Router>,
+    reader: Reader,
+    waiters: HashMap<Key, Waiters>,
+    /// Consumers a claim succeeded for (a missing one is then "deleted", not unknown).
+    known: HashSet<Key>,
+    acks: Vec<PendingAck>,
+    acks_in_flight: bool,
+}
+
+impl ConsumerManager {
+    pub fn new(
+        client: ControlPlaneClient,
+        router: Addr<Router>,
+        reader: impl Into<Reader>,
+    ) -> Self {
+        Self {
+            client: Rc::new(client),
+            router,
+            reader: reader.into(),
+            waiters: HashMap::new(),
+            known: HashSet::new(),
+            acks: Vec::new(),
+            acks_in_flight: false,
+        }
+    }
+
+    fn status(&self, to: &ByteString, code: u16, description: &str) {
+        send_headers(&self.router, to, status_only(code, Some(description)));
+    }
+
+    fn add_request(
+        &mut self,
+        key: Key,
+        reply: ByteString,
+        req: PullRequest,
+        ctx: &mut Context<Self>,
+    ) {
+        let now = Instant::now();
+        let w = self.waiters.entry(key.clone()).or_default();
+        let max_waiting = w
+            .max_waiting
+            .unwrap_or(crate::jetstream::consumer::DEFAULT_MAX_WAITING);
+        if i64::try_from(w.queue.len()).unwrap_or(i64::MAX) >= max_waiting {
+            self.status(&reply, 409, "Exceeded MaxWaiting");
+            return;
+        }
+        let expires = (req.expires > 0)
+            .then(|| now + Duration::from_nanos(u64::try_from(req.expires).unwrap_or(0)));
+        w.queue.push_back(Waiting {
+            reply,
+            remaining: u64::try_from(req.batch.max(1)).unwrap_or(1),
+            bytes_left: u64::try_from(req.max_bytes).ok().filter(|b| *b > 0),
+            // A no-wait request without expiry is answered by the first claim.
+            expires,
+            no_wait: req.no_wait,
+            heartbeat: (req.idle_heartbeat > 0)
+                .then(|| Duration::from_nanos(u64::try_from(req.idle_heartbeat).unwrap_or(0))),
+            last_sent: now,
+        });
+        self.pump(key, ctx);
+    }
+
+    /// Claims for the oldest waiting request of `key` unless a claim is already under way.
+    fn pump(&mut self, key: Key, ctx: &mut Context<Self>) {
+        let Some(w) = self.waiters.get_mut(&key) else {
+            return;
+        };
+        if w.claiming {
+            return;
+        }
+        // A request about to expire gets no messages: its client may be gone when they arrive,
+        // and they would then wait out ack_wait.
+        let soon = Instant::now() + Duration::from_millis(20);
+        while let Some(r) = w.queue.front() {
+            if r.expires.is_none_or(|e| e > soon) {
+                break;
+            }
+            let r = w.queue.pop_front();
+            if let Some(r) = r {
+                let mut h = Headers::with_status(408, Some("Request Timeout"));
+                h.insert("Nats-Pending-Messages", r.remaining.to_string());
+                h.insert("Nats-Pending-Bytes", r.bytes_left.unwrap_or(0).to_string());
+                send_headers(&self.router, &r.reply, h.encode());
+            }
+        }
+        let Some(front) = w.queue.front() else {
+            return;
+        };
+        w.claiming = true;
+        let request = ClaimRequest {
+            stream: key.0.clone(),
+            consumer: key.1.clone(),
+            batch: u32::try_from(front.remaining.min(10_000)).unwrap_or(10_000),
+            max_bytes: front.bytes_left.unwrap_or(0),
+            waiting: w.queue.len() as u64,
+            agent_id: String::new(),
+        };
+        let client = self.client.clone();
+        let reader = self.reader.clone();
+        ctx.spawn(
+            async move {
+                let res = client.consumer_claim(&request).await;
+                let res = match res {
+                    Ok(Ok(claim)) => {
+                        let reads = read_all(&reader, &claim).await;
+                        Ok(Ok((claim, reads)))
+                    }
+                    Ok(Err(e)) => Ok(Err(e)),
+                    Err(e) => Err(e),
+                };
+                (request, res)
+            }
+            .into_actor(self)
+            .map(move |(request, res), act, ctx| {
+                act.claimed(key, request, res, ctx);
+            }),
+        );
+    }
+
+    fn claimed(
+        &mut self,
+        key: Key,
+        request: ClaimRequest,
+        res: ClaimOutcome,
+        ctx: &mut Context<Self>,
+    ) {
+        let known = self.known.contains(&key);
+        let Some(w) = self.waiters.get_mut(&key) else {
+            return;
+        };
+        w.claiming = false;
+        let (claim, reads) = match res {
+            Err(e) => {
+                tracing::warn!(stream = %key.0, consumer = %key.1, error = %e, "consumer claim failed");
+                return;
+            }
+            Ok(Err(api)) => {
+                tracing::debug!(stream = %key.0, consumer = %key.1, error = %api, "consumer claim refused");
+                let w = self.waiters.remove(&key).unwrap_or_default();
+                for r in w.queue {
+                    if known {
+                        self.status(&r.reply, 409, "Consumer Deleted");
+                    } else {
+                        // Nobody serves the MSG.NEXT subject of a consumer that does not exist.
+                        send_headers(&self.router, &r.reply, status_only(503, None));
+                    }
+                }
+                self.known.remove(&key);
+                return;
+            }
+            Ok(Ok(v)) => v,
+        };
+        self.known.insert(key.clone());
+        w.max_waiting = Some(claim.max_waiting).filter(|m| *m > 0);
+        let Some(front) = w.queue.front_mut() else {
+            return;
+        };
+        let mut sent = 0u64;
+        for (m, rec) in claim.messages.iter().zip(reads) {
+            let rec = match rec {
+                Ok(r) => r,
+                Err(e) => {
+                    // Stays pending at the control plane: redelivered after ack_wait.
+                    tracing::warn!(stream = %key.0, seq = m.location.seq, error = %e, "consumer read failed");
+                    continue;
+                }
+            };
+            let (headers, payload) = if claim.headers_only {
+                let mut h = rec
+                    .headers
+                    .as_ref()
+                    .and_then(|raw| Headers::parse(raw).ok())
+                    .unwrap_or_default();
+                h.insert("Nats-Msg-Size", rec.payload.len().to_string());
+                (Some(h.encode()), Bytes::new())
+            } else {
+                (
+                    rec.headers.clone().filter(|h| !h.is_empty()),
+                    rec.payload.clone(),
+                )
+            };
+            let reply = ack_subject(
+                &key.0,
+                &key.1,
+                m.deliveries,
+                m.location.seq,
+                m.cseq,
+                m.location.timestamp_nanos,
+                m.pending,
+            );
+            self.router.do_send(DeliverTo {
+                to: front.reply.clone(),
+                msg: NatsMsg {
+                    subject: ByteString::from(m.location.subject.as_str()),
+                    reply: Some(ByteString::from(reply)),
+                    headers,
+                    payload,
+                },
+            });
+            sent += 1;
+            if let Some(left) = front.bytes_left.as_mut() {
+                *left = left
+                    .saturating_sub(u64::from(m.location.size) + m.location.subject.len() as u64);
+            }
+        }
+        let got = claim.messages.len() as u64;
+        front.remaining = front.remaining.saturating_sub(got);
+        if sent > 0 {
+            front.last_sent = Instant::now();
+        }
+        let full = got >= u64::from(request.batch);
+        let mut done = front.remaining == 0;
+        if !done && claim.too_big {
+            send_headers(
+                &self.router,
+                &front.reply,
+                status_only(409, Some("Message Size Exceeds MaxBytes")),
+            );
+            done = true;
+        } else if !done && front.bytes_left == Some(0) {
+            done = true;
+        } else if !done && front.no_wait && !full {
+            send_headers(
+                &self.router,
+                &front.reply,
+                status_only(404, Some("No Messages")),
+            );
+            done = true;
+        }
+        if done {
+            w.queue.pop_front();
+        }
+        if full || done {
+            self.pump(key, ctx);
+        }
+    }
+
+    /// Expires requests, sends heartbeats and polls for consumers with waiting requests.
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        let mut to_pump = Vec::new();
+        let router = self.router.clone();
+        self.waiters.retain(|key, w| {
+            let claiming = w.claiming;
+            let mut i = 0;
+            w.queue.retain(|r| {
+                let front = i == 0;
+                i += 1;
+                if front && claiming {
+                    return true;
+                }
+                if r.expires.is_some_and(|e| e <= now) {
+                    let mut h = Headers::with_status(408, Some("Request Timeout"));
+                    h.insert("Nats-Pending-Messages", r.remaining.to_string());
+                    h.insert("Nats-Pending-Bytes", r.bytes_left.unwrap_or(0).to_string());
+                    send_headers(&router, &r.reply, h.encode());
+                    return false;
+                }
+                true
+            });
+            for r in w.queue.iter_mut() {
+                if let Some(hb) = r.heartbeat
+                    && now.duration_since(r.last_sent) >= hb
+                {
+                    send_headers(&router, &r.reply, status_only(100, Some("Idle Heartbeat")));
+                    r.last_sent = now;
+                }
+            }
+            if !w.queue.is_empty() && !w.claiming {
+                to_pump.push(key.clone());
+            }
+            !w.queue.is_empty() || w.claiming
+        });
+        for key in to_pump {
+            self.pump(key, ctx);
+        }
+    }
+
+    fn on_ack(&mut self, msg: NatsMsg, ctx: &mut Context<Self>) {
+        let Some(subject) = AckSubject::parse(&msg.subject) else {
+            return;
+        };
+        let body = msg.payload.as_ref();
+        let (kind, rest) = split_ack(body);
+        let mut delay = 0;
+        let mut next = None;
+        let kind = match kind {
+            b"" | b"+ACK" => AckKind::Ack,
+            b"-NAK" => {
+                delay = parse_delay(rest);
+                AckKind::Nak
+            }
+            b"+WPI" => AckKind::Progress,
+            b"+TERM" => AckKind::Term,
+            b"+NXT" => {
+                if let Some(reply) = msg.reply.clone() {
+                    let req = PullRequest::parse(rest).unwrap_or(PullRequest {
+                        batch: 1,
+                        ..PullRequest::default()
+                    });
+                    next = Some((reply, req));
+                }
+                AckKind::Ack
+            }
+            _ => {
+                tracing::debug!(subject = %msg.subject, "unknown ack kind ignored");
+                return;
+            }
+        };
+        let reply = if next.is_some() {
+            None
+        } else {
+            msg.reply.clone()
+        };
+        self.acks.push(PendingAck {
+            entry: AckEntry {
+                stream: subject.stream,
+                consumer: subject.consumer,
+                sseq: subject.sseq,
+                kind,
+                delay,
+            },
+            reply,
+            next,
+        });
+        if self.acks.len() >= ACK_BATCH_MAX {
+            self.flush_acks(ctx);
+        }
+    }
+
+    fn flush_acks(&mut self, ctx: &mut Context<Self>) {
+        if self.acks_in_flight || self.acks.is_empty() {
+            return;
+        }
+        let n = self.acks.len().min(ACK_BATCH_MAX);
+        let batch: Vec<PendingAck> = self.acks.drain(..n).collect();
+        self.acks_in_flight = true;
+        let body = AckBatch {
+            acks: batch.iter().map(|a| a.entry.clone()).collect(),
+        };
+        let client = self.client.clone();
+        ctx.spawn(
+            async move { client.consumer_ack(&body).await }
+                .into_actor(self)
+                .map(move |res, act, ctx| {
+                    act.acks_in_flight = false;
+                    match res {
+                        Ok(_) => {
+                            // Acks free max_ack_pending room: waiting requests need not wait
+                            // for the next poll.
+                            let keys: HashSet<Key> = batch
+                                .iter()
+                                .map(|a| (a.entry.stream.clone(), a.entry.consumer.clone()))
+                                .collect();
+                            for key in keys {
+                                act.pump(key, ctx);
+                            }
+                            for a in batch {
+                                if let Some(reply) = a.reply {
+                                    send_headers_or_empty(&act.router, &reply);
+                                }
+                                if let Some((reply, req)) = a.next {
+                                    let key = (a.entry.stream.clone(), a.entry.consumer.clone());
+                                    act.add_request(key, reply, req, ctx);
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            // Keep them, in order, ahead of newer acks; the next flush retries.
+                            tracing::warn!(error = %e, acks = batch.len(), "consumer ack flush failed");
+                            let newer = std::mem::take(&mut act.acks);
+                            act.acks = batch;
+                            act.acks.extend(newer);
+                        }
+                    }
+                }),
+        );
+    }
+}
+
+type ReadResult = Result<crate::format::Record, crate::read::ReadError>;
+type ClaimOutcome = Result<
+    Result<(ClaimResponse, Vec<ReadResult>), crate::jetstream::ApiError>,
+    crate::control_plane::CpError,
+>;
+
+/// Reads every claimed message, one block read per block (through the read cache and the zone's
+/// peers): messages published together share a block, and a batch usually spans few blocks.
+async fn read_all(reader: &Reader, claim: &ClaimResponse) -> Vec<ReadResult> {
+    let mut blocks: Vec<(&MessageLocation, Vec<usize>)> = Vec::new();
+    let mut by_block: HashMap<(&str, u64, u64), usize> = HashMap::new();
+    for (i, m) in claim.messages.iter().enumerate() {
+        let loc = &m.location;
+        let k = (loc.object_key.as_str(), loc.block_offset, loc.block_len);
+        match by_block.get(&k) {
+            Some(b) => blocks[*b].1.push(i),
+            None => {
+                by_block.insert(k, blocks.len());
+                blocks.push((loc, vec![i]));
+            }
+        }
+    }
+    let fetched = join_all(blocks.iter().map(|(loc, members)| async move {
+        match reader.read_block(&BlockLocation::of(loc)).await {
+            Ok(block) => members
+                .iter()
+                .map(|i| {
+                    let loc = &claim.messages[*i].location;
+                    crate::format::decode_record(block.clone(), loc.index).map_err(|e| {
+                        crate::read::ReadError::Corrupt {
+                            key: loc.object_key.clone(),
+                            message: e.to_string(),
+                        }
+                    })
+                })
+                .collect::<Vec<_>>(),
+            Err(e) => members.iter().map(|_| Err(e.clone())).collect(),
+        }
+    }))
+    .await;
+    let mut out: Vec<Option<ReadResult>> = (0..claim.messages.len()).map(|_| None).collect();
+    for ((_, members), results) in blocks.iter().zip(fetched) {
+        for (i, r) in members.iter().zip(results) {
+            out[*i] = Some(r);
+        }
+    }
+    out.into_iter()
+        .map(|r| {
+            r.unwrap_or_else(|| {
+                Err(crate::read::ReadError::Store {
+                    key: String::new(),
+                    message: "block not read".to_string(),
+                })
+            })
+        })
+        .collect()
+}
+
+fn split_ack(body: &[u8]) -> (&[u8], &[u8]) {
+    let body = body.trim_ascii();
+    match body.iter().position(|b| b.is_ascii_whitespace()) {
+        Some(i) => (&body[..i], body[i..].trim_ascii()),
+        None => (body, &[]),
+    }
+}
+
+/// `-NAK {"delay": nanos}` (a bare number is read as nanoseconds too).
+fn parse_delay(rest: &[u8]) -> i64 {
+    if rest.is_empty() {
+        return 0;
+    }
+    #[derive(serde::Deserialize)]
+    struct Delay {
+        #[serde(default)]
+        delay: i64,
+    }
+    if let Ok(d) = serde_json::from_slice::<Delay>(rest) {
+        return d.delay;
+    }
+    std::str::from_utf8(rest)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn send_headers(router: &Addr<Router>, to: &ByteString, headers: Bytes) {
+    router.do_send(Publish {
+        origin: None,
+        msg: NatsMsg {
+            subject: to.clone(),
+            reply: None,
+            headers: Some(headers),
+            payload: Bytes::new(),
+        },
+        capture: false,
+        permit: None,
+    });
+}
+
+fn send_headers_or_empty(router: &Addr<Router>, to: &ByteString) {
+    router.do_send(Publish {
+        origin: None,
+        msg: NatsMsg::new(to.clone(), Bytes::new()),
+        capture: false,
+        permit: None,
+    });
+}
+
+impl Actor for ConsumerManager {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let me = ctx.address().recipient();
+        self.router.do_send(SubscribeInternal {
+            pattern: format!("{NEXT_PREFIX}>"),
+            recipient: me.clone(),
+        });
+        self.router.do_send(SubscribeInternal {
+            pattern: "$JS.ACK.>".to_string(),
+            recipient: me,
+        });
+        ctx.run_interval(POLL_INTERVAL, |act, ctx| act.tick(ctx));
+        ctx.run_interval(ACK_FLUSH, |act, ctx| act.flush_acks(ctx));
+    }
+}
+
+impl Handler<InternalMsg> for ConsumerManager {
+    type Result = ();
+
+    fn handle(&mut self, m: InternalMsg, ctx: &mut Self::Context) {
+        if m.msg.subject.starts_with("$JS.ACK.") {
+            self.on_ack(m.msg, ctx);
+            return;
+        }
+        let Some(rest) = m.msg.subject.strip_prefix(NEXT_PREFIX) else {
+            return;
+        };
+        let Some(reply) = m.msg.reply.clone() else {
+            return;
+        };
+        let Some((stream, consumer)) = rest.split_once('.') else {
+            return;
+        };
+        if consumer.contains('.') {
+            return;
+        }
+        let req = match PullRequest::parse(&m.msg.payload) {
+            Ok(r) => r,
+            Err(_) => {
+                self.status(&reply, 400, "Bad Request");
+                return;
+            }
+        };
+        self.add_request((stream.to_string(), consumer.to_string()), reply, req, ctx);
+    }
+}

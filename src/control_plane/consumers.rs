@@ -1,0 +1,997 @@
+//! JetStream consumers in the control plane: their configs and all their delivery state, so that
+//! any agent can serve any consumer.
+//!
+//! Owns: the `$JS.API.CONSUMER.*` answers (create, durable create, info, delete, names, list), the
+//! delivery state of every consumer (next stream sequence, consumer sequence, pending deliveries
+//! with their deadlines and counts, ack floor), the claim (pick the next messages, record them as
+//! pending) and ack (ack/nak/progress/term, batched) operations, ephemeral expiry, and the push
+//! consumer lease. Does not own: message bytes (agents read them from the bucket), waiting pull
+//! requests or delivery to clients (the agent's consumer actor).
+//!
+//! The state lives in memory on the store thread (next to `MetadataStore`); it is lost when the
+//! control plane restarts.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use super::model::MessageLocation;
+use super::store::{Backend, StateDetail, StoreError};
+use crate::jetstream::consumer::*;
+use crate::jetstream::{ApiError, LIST_LIMIT, NAMES_LIMIT};
+
+/// One delivery waiting for its ack.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    cseq: u64,
+    deliveries: u64,
+    /// Unix nanos after which it is redelivered.
+    deadline: i64,
+}
+
+#[derive(Debug, Clone)]
+struct Consumer {
+    stream: String,
+    name: String,
+    config: ConsumerConfig,
+    created: i64,
+    /// Next stream sequence to look at for new messages.
+    next_sseq: u64,
+    /// `last_per_subject`: sequences to deliver before `next_sseq`.
+    lps: VecDeque<u64>,
+    /// Last consumer (delivery) sequence handed out.
+    dseq: u64,
+    /// Highest stream sequence delivered.
+    sseq: u64,
+    last_delivery: Option<i64>,
+    pending: BTreeMap<u64, Pending>,
+    ack_floor: (u64, u64),
+    last_ack: Option<i64>,
+    /// Any claim, poll or ack; ephemerals expire `inactive_threshold` after it.
+    last_seen: i64,
+    /// Waiting pull requests last reported by agents.
+    waiting: u64,
+    /// Push consumers: (agent id, lease end in unix nanos).
+    lease: Option<(String, i64)>,
+}
+
+impl Consumer {
+    fn update_floor(&mut self) {
+        if self.config.ack_policy == AckPolicy::None {
+            self.ack_floor = (self.dseq, self.sseq);
+            return;
+        }
+        self.ack_floor = match self.pending.iter().next() {
+            None => (self.dseq, self.sseq),
+            Some((sseq, p)) => {
+                let cfloor = self
+                    .pending
+                    .values()
+                    .map(|p| p.cseq)
+                    .min()
+                    .unwrap_or(p.cseq);
+                (cfloor.saturating_sub(1), sseq.saturating_sub(1))
+            }
+        };
+    }
+
+    fn info(&self, num_pending: u64, now: i64, dynamic: bool) -> ConsumerInfo {
+        let config = if dynamic {
+            self.config.with_dynamic_metadata()
+        } else {
+            self.config.clone()
+        };
+        ConsumerInfo {
+            stream_name: self.stream.clone(),
+            name: self.name.clone(),
+            created: self.created,
+            config,
+            delivered: SequenceInfo {
+                consumer_seq: self.dseq,
+                stream_seq: self.sseq,
+                last_active: self.last_delivery,
+            },
+            ack_floor: SequenceInfo {
+                consumer_seq: self.ack_floor.0,
+                stream_seq: self.ack_floor.1,
+                last_active: self.last_ack,
+            },
+            num_ack_pending: self.pending.len() as u64,
+            num_redelivered: self.pending.values().filter(|p| p.deliveries > 1).count() as u64,
+            num_waiting: self.waiting,
+            num_pending,
+            ts: now,
+        }
+    }
+}
+
+/// Every consumer of every stream, keyed by (stream, name).
+#[derive(Debug, Default)]
+pub struct Registry {
+    consumers: BTreeMap<(String, String), Consumer>,
+}
+
+impl Registry {
+    pub fn count(&self, stream: &str) -> usize {
+        self.consumers.keys().filter(|(s, _)| s == stream).count()
+    }
+
+    pub fn counts(&self) -> HashMap<String, usize> {
+        let mut m = HashMap::new();
+        for (s, _) in self.consumers.keys() {
+            *m.entry(s.clone()).or_insert(0) += 1;
+        }
+        m
+    }
+
+    pub fn total(&self) -> usize {
+        self.consumers.len()
+    }
+
+    /// Drops the consumers of a deleted stream.
+    pub fn remove_stream(&mut self, stream: &str) {
+        self.consumers.retain(|(s, _), _| s != stream);
+    }
+
+    /// Removes ephemerals idle for longer than their inactive threshold.
+    pub fn sweep(&mut self, now: i64) {
+        self.consumers.retain(|(s, n), c| {
+            let keep = c.config.inactive_threshold <= 0
+                || now - c.last_seen <= c.config.inactive_threshold;
+            if !keep {
+                tracing::debug!(stream = %s, consumer = %n, "inactive consumer removed");
+            }
+            keep
+        });
+    }
+}
+
+/// `POST /v1/consumers/claim`: the next messages of one consumer for one pull request (or a push
+/// consumer's next batch). A claim that finds nothing is the cheap poll of a waiting request.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ClaimRequest {
+    pub stream: String,
+    pub consumer: String,
+    pub batch: u32,
+    /// 0 = no byte limit.
+    #[serde(default)]
+    pub max_bytes: u64,
+    /// Pull requests waiting at the claiming agent (reported in CONSUMER.INFO).
+    #[serde(default)]
+    pub waiting: u64,
+    /// Push consumers: the agent driving it (must hold the lease).
+    #[serde(default)]
+    pub agent_id: String,
+}
+
+/// One claimed delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claimed {
+    pub location: MessageLocation,
+    pub cseq: u64,
+    pub deliveries: u64,
+    /// Messages left for the consumer after this one (the ack subject's last token).
+    pub pending: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ClaimResponse {
+    pub messages: Vec<Claimed>,
+    /// Messages left for the consumer after this claim.
+    pub num_pending: u64,
+    /// The next message alone is larger than `max_bytes`.
+    #[serde(default)]
+    pub too_big: bool,
+    #[serde(default)]
+    pub headers_only: bool,
+    /// Stream sequence of the last message the consumer delivered (push heartbeats).
+    #[serde(default)]
+    pub last_stream_seq: u64,
+    #[serde(default)]
+    pub last_consumer_seq: u64,
+    /// Pull requests the consumer allows at once.
+    #[serde(default)]
+    pub max_waiting: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AckKind {
+    Ack,
+    Nak,
+    Progress,
+    Term,
+}
+
+/// One `$JS.ACK` message, parsed by the agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AckEntry {
+    pub stream: String,
+    pub consumer: String,
+    pub sseq: u64,
+    pub kind: AckKind,
+    /// `-NAK {"delay":…}`: nanoseconds before redelivery.
+    #[serde(default)]
+    pub delay: i64,
+}
+
+/// `POST /v1/consumers/ack`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AckBatch {
+    pub acks: Vec<AckEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AckBatchResponse {
+    pub applied: usize,
+}
+
+/// `POST /v1/consumers/lease`: ask to drive (or keep driving) push consumers.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct LeaseRequest {
+    pub agent_id: String,
+    /// Deliver subjects this agent has local interest in; empty = only renew.
+    #[serde(default)]
+    pub deliver_subjects: Vec<String>,
+    pub ttl_ms: i64,
+}
+
+/// A push consumer this agent now drives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushAssignment {
+    pub stream: String,
+    pub consumer: String,
+    pub config: ConsumerConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct LeaseResponse {
+    pub assignments: Vec<PushAssignment>,
+}
+
+fn store_err(e: StoreError) -> ApiError {
+    match e {
+        StoreError::Api(e) => e,
+        other => {
+            tracing::error!(error = %other, "control plane store failure in consumer");
+            ApiError::stream_general(other)
+        }
+    }
+}
+
+fn num_pending(backend: &mut Backend, c: &Consumer) -> Result<u64, ApiError> {
+    let n = backend
+        .store
+        .count_from(&c.stream, c.next_sseq, &c.config.filters())
+        .map_err(store_err)?;
+    Ok(n + c.lps.len() as u64)
+}
+
+/// Where a new consumer starts: (next stream sequence, last-per-subject sequences).
+fn start_position(
+    backend: &mut Backend,
+    stream: &str,
+    cfg: &ConsumerConfig,
+) -> Result<(u64, VecDeque<u64>), ApiError> {
+    let view = backend
+        .store
+        .stream(stream, &StateDetail::default())
+        .map_err(store_err)?;
+    let state = view.state;
+    let first = state.first_seq.max(1);
+    let after_last = state.last_seq + 1;
+    let filters = cfg.filters();
+    Ok(match cfg.deliver_policy {
+        DeliverPolicy::All => (first, VecDeque::new()),
+        DeliverPolicy::New => (after_last, VecDeque::new()),
+        DeliverPolicy::Last => {
+            let last = if filters.is_empty() {
+                state.last_seq
+            } else {
+                backend
+                    .store
+                    .last_per_subject(stream, &filters)
+                    .map_err(store_err)?
+                    .last()
+                    .copied()
+                    .unwrap_or(0)
+            };
+            (if last == 0 { after_last } else { last }, VecDeque::new())
+        }
+        DeliverPolicy::ByStartSequence => (cfg.opt_start_seq.max(1), VecDeque::new()),
+        DeliverPolicy::ByStartTime => {
+            let ts = cfg.start_time_nanos().unwrap_or(0);
+            let seq = backend.store.seq_at_time(stream, ts).map_err(store_err)?;
+            (seq.unwrap_or(after_last), VecDeque::new())
+        }
+        DeliverPolicy::LastPerSubject => {
+            let seqs = backend
+                .store
+                .last_per_subject(stream, &filters)
+                .map_err(store_err)?;
+            (after_last, seqs.into_iter().collect())
+        }
+    })
+}
+
+fn random_name() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    (0..8)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+fn encode<T: Serialize>(value: &T, is_error: bool) -> (Vec<u8>, bool) {
+    match serde_json::to_vec(value) {
+        Ok(v) => (v, is_error),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot encode a consumer api response");
+            (Vec::new(), true)
+        }
+    }
+}
+
+fn info_response(kind: &'static str, r: Result<ConsumerInfo, ApiError>) -> (Vec<u8>, bool) {
+    match r {
+        Ok(info) => encode(
+            &ConsumerInfoResponse {
+                kind,
+                error: None,
+                info: Some(info),
+            },
+            false,
+        ),
+        Err(error) => encode(
+            &ConsumerInfoResponse {
+                kind,
+                error: Some(error),
+                info: None,
+            },
+            true,
+        ),
+    }
+}
+
+/// Answers `$JS.API.CONSUMER.*` (tokens after `CONSUMER`); None when the api is not a consumer
+/// api this module knows.
+pub fn handle(
+    backend: &mut Backend,
+    tokens: &[&str],
+    body: &[u8],
+    now: i64,
+) -> Option<(Vec<u8>, bool)> {
+    backend.consumers.sweep(now);
+    Some(match tokens {
+        ["CREATE", stream] => info_response(
+            CONSUMER_CREATE_RESPONSE,
+            create(backend, stream, Subject::Ephemeral, body, now),
+        ),
+        ["CREATE", stream, name] => info_response(
+            CONSUMER_CREATE_RESPONSE,
+            create(backend, stream, Subject::Named(name, None), body, now),
+        ),
+        ["CREATE", stream, name, filter @ ..] if !filter.is_empty() => {
+            let filter = filter.join(".");
+            info_response(
+                CONSUMER_CREATE_RESPONSE,
+                create(
+                    backend,
+                    stream,
+                    Subject::Named(name, Some(&filter)),
+                    body,
+                    now,
+                ),
+            )
+        }
+        ["DURABLE", "CREATE", stream, name] => info_response(
+            CONSUMER_CREATE_RESPONSE,
+            create(backend, stream, Subject::Durable(name), body, now),
+        ),
+        ["INFO", stream, name] => {
+            info_response(CONSUMER_INFO_RESPONSE, info(backend, stream, name, now))
+        }
+        ["DELETE", stream, name] => delete(backend, stream, name),
+        ["NAMES", stream] => names(backend, stream, body),
+        ["LIST", stream] => list(backend, stream, body, now),
+        _ => return None,
+    })
+}
+
+enum Subject<'a> {
+    Ephemeral,
+    Named(&'a str, Option<&'a str>),
+    Durable(&'a str),
+}
+
+fn create(
+    backend: &mut Backend,
+    stream: &str,
+    subject: Subject<'_>,
+    body: &[u8],
+    now: i64,
+) -> Result<ConsumerInfo, ApiError> {
+    let req: CreateConsumerRequest =
+        serde_json::from_slice(body).map_err(ApiError::invalid_json)?;
+    if req.stream_name != stream {
+        return Err(ApiError::stream_mismatch());
+    }
+    let Some(mut cfg) = req.config else {
+        return Err(ApiError::consumer_config_required());
+    };
+    match subject {
+        Subject::Ephemeral => {
+            if !cfg.durable.is_empty() {
+                return Err(ApiError::new(
+                    400,
+                    10020,
+                    "consumer expected to be ephemeral but a durable name was set in request",
+                ));
+            }
+        }
+        Subject::Named(name, filter) => {
+            if !cfg.durable.is_empty() && cfg.durable != name {
+                return Err(ApiError::consumer_durable_not_match_subject());
+            }
+            if !cfg.name.is_empty() && cfg.name != name {
+                return Err(ApiError::consumer_durable_not_match_subject());
+            }
+            if let Some(filter) = filter {
+                if cfg.filter_subjects.len() > 1 {
+                    return Err(ApiError::consumer_multiple_filters_not_allowed());
+                }
+                let configured = if cfg.filter_subject.is_empty() {
+                    cfg.filter_subjects.first().cloned().unwrap_or_default()
+                } else {
+                    cfg.filter_subject.clone()
+                };
+                if configured != filter {
+                    return Err(ApiError::consumer_filter_mismatch());
+                }
+            }
+            if cfg.name.is_empty() {
+                cfg.name = name.to_string();
+            }
+        }
+        Subject::Durable(name) => {
+            if cfg.durable.is_empty() {
+                return Err(ApiError::new(
+                    400,
+                    10018,
+                    "consumer expected to be durable but a durable name was not set",
+                ));
+            }
+            if cfg.durable != name {
+                return Err(ApiError::consumer_durable_not_match_subject());
+            }
+        }
+    }
+    backend.store.stream_config(stream).map_err(store_err)?;
+    let mut cfg = cfg.checked()?;
+    if !cfg.durable.is_empty() {
+        cfg.name = cfg.durable.clone();
+    }
+    let name = if cfg.name.is_empty() {
+        random_name()
+    } else {
+        cfg.name.clone()
+    };
+    let key = (stream.to_string(), name.clone());
+    if let Some(existing) = backend.consumers.consumers.get_mut(&key) {
+        let mut candidate = cfg.clone();
+        if existing.config.durable.is_empty() {
+            candidate.name = existing.config.name.clone();
+        }
+        if candidate != existing.config {
+            if req.action == "create" {
+                return Err(ApiError::consumer_already_exists());
+            }
+            if existing.config.deliver_policy != cfg.deliver_policy {
+                return Err(ApiError::consumer_create(
+                    "deliver policy can not be updated",
+                ));
+            }
+            if existing.config.ack_policy != cfg.ack_policy {
+                return Err(ApiError::consumer_create("ack policy can not be updated"));
+            }
+            if existing.config.is_push() != cfg.is_push() {
+                return Err(ApiError::consumer_create(
+                    "can not update pull consumer to push based",
+                ));
+            }
+            existing.config = candidate;
+        }
+        existing.last_seen = now;
+        let c = existing.clone();
+        let n = num_pending(backend, &c)?;
+        return Ok(c.info(n, now, true));
+    }
+    if req.action == "update" {
+        return Err(ApiError::consumer_does_not_exist());
+    }
+    let (next_sseq, lps) = start_position(backend, stream, &cfg)?;
+    let stored_name = if cfg.durable.is_empty() {
+        // nats-server reports an ephemeral's generated name only outside its config.
+        if matches!(subject, Subject::Ephemeral) && cfg.name.is_empty() {
+            String::new()
+        } else {
+            cfg.name.clone()
+        }
+    } else {
+        cfg.name.clone()
+    };
+    cfg.name = stored_name;
+    let c = Consumer {
+        stream: stream.to_string(),
+        name: name.clone(),
+        config: cfg,
+        created: now,
+        next_sseq,
+        lps,
+        dseq: 0,
+        sseq: next_sseq.saturating_sub(1),
+        last_delivery: None,
+        pending: BTreeMap::new(),
+        ack_floor: (0, 0),
+        last_ack: None,
+        last_seen: now,
+        waiting: 0,
+        lease: None,
+    };
+    let mut c = c;
+    if c.config.deliver_policy == DeliverPolicy::LastPerSubject {
+        c.sseq = c.lps.front().map_or(next_sseq, |s| *s).saturating_sub(1);
+    }
+    c.ack_floor = (0, c.sseq);
+    if c.config.deliver_policy == DeliverPolicy::All {
+        c.ack_floor = (0, 0);
+        c.sseq = 0;
+    }
+    let n = num_pending(backend, &c)?;
+    let info = c.info(n, now, true);
+    backend.consumers.consumers.insert(key, c);
+    Ok(info)
+}
+
+fn info(
+    backend: &mut Backend,
+    stream: &str,
+    name: &str,
+    now: i64,
+) -> Result<ConsumerInfo, ApiError> {
+    backend.store.stream_config(stream).map_err(store_err)?;
+    let c = backend
+        .consumers
+        .consumers
+        .get(&(stream.to_string(), name.to_string()))
+        .cloned()
+        .ok_or_else(ApiError::consumer_not_found)?;
+    let n = num_pending(backend, &c)?;
+    Ok(c.info(n, now, true))
+}
+
+fn delete(backend: &mut Backend, stream: &str, name: &str) -> (Vec<u8>, bool) {
+    let error = match backend.store.stream_config(stream) {
+        Err(e) => Some(store_err(e)),
+        Ok(_) => backend
+            .consumers
+            .consumers
+            .remove(&(stream.to_string(), name.to_string()))
+            .is_none()
+            .then(ApiError::consumer_not_found),
+    };
+    let is_error = error.is_some();
+    encode(
+        &ConsumerDeleteResponse {
+            kind: CONSUMER_DELETE_RESPONSE,
+            success: !is_error,
+            error,
+        },
+        is_error,
+    )
+}
+
+fn list_offset(body: &[u8]) -> Result<usize, ApiError> {
+    let trimmed = body.iter().find(|b| !b.is_ascii_whitespace());
+    if !matches!(trimmed, Some(b'{')) {
+        return Ok(0);
+    }
+    let r: ConsumerListRequest = serde_json::from_slice(body).map_err(ApiError::invalid_json)?;
+    Ok(usize::try_from(r.offset.max(0)).unwrap_or(0))
+}
+
+fn names(backend: &mut Backend, stream: &str, body: &[u8]) -> (Vec<u8>, bool) {
+    let err = |error| {
+        encode(
+            &ConsumerNamesResponse {
+                kind: CONSUMER_NAMES_RESPONSE,
+                error: Some(error),
+                total: 0,
+                offset: 0,
+                limit: 0,
+                consumers: None,
+            },
+            true,
+        )
+    };
+    let offset = match list_offset(body) {
+        Ok(o) => o,
+        Err(e) => return err(e),
+    };
+    if let Err(e) = backend.store.stream_config(stream) {
+        return err(store_err(e));
+    }
+    let all: Vec<String> = backend
+        .consumers
+        .consumers
+        .keys()
+        .filter(|(s, _)| s == stream)
+        .map(|(_, n)| n.clone())
+        .collect();
+    let total = all.len();
+    let offset = offset.min(total);
+    let names: Vec<String> = all.into_iter().skip(offset).take(NAMES_LIMIT).collect();
+    encode(
+        &ConsumerNamesResponse {
+            kind: CONSUMER_NAMES_RESPONSE,
+            error: None,
+            total,
+            offset,
+            limit: NAMES_LIMIT,
+            consumers: Some(names),
+        },
+        false,
+    )
+}
+
+fn list(backend: &mut Backend, stream: &str, body: &[u8], now: i64) -> (Vec<u8>, bool) {
+    let err = |error| {
+        encode(
+            &ConsumerListResponse {
+                kind: CONSUMER_LIST_RESPONSE,
+                error: Some(error),
+                total: 0,
+                offset: 0,
+                limit: 0,
+                consumers: Vec::new(),
+            },
+            true,
+        )
+    };
+    let offset = match list_offset(body) {
+        Ok(o) => o,
+        Err(e) => return err(e),
+    };
+    if let Err(e) = backend.store.stream_config(stream) {
+        return err(store_err(e));
+    }
+    let all: Vec<Consumer> = backend
+        .consumers
+        .consumers
+        .iter()
+        .filter(|((s, _), _)| s == stream)
+        .map(|(_, c)| c.clone())
+        .collect();
+    let total = all.len();
+    let offset = offset.min(total);
+    let mut infos = Vec::new();
+    for c in all.into_iter().skip(offset).take(LIST_LIMIT) {
+        match num_pending(backend, &c) {
+            Ok(n) => infos.push(c.info(n, now, false)),
+            Err(e) => return err(e),
+        }
+    }
+    encode(
+        &ConsumerListResponse {
+            kind: CONSUMER_LIST_RESPONSE,
+            error: None,
+            total,
+            offset,
+            limit: LIST_LIMIT,
+            consumers: infos,
+        },
+        false,
+    )
+}
+
+fn wire_size(loc: &MessageLocation) -> u64 {
+    u64::from(loc.size) + loc.subject.len() as u64
+}
+
+/// Picks the next messages for a consumer: expired pending deliveries first (redeliveries,
+/// respecting max_deliver), then new messages (respecting filters and max_ack_pending), and
+/// records them as pending.
+pub fn claim(
+    backend: &mut Backend,
+    req: &ClaimRequest,
+    now: i64,
+) -> Result<ClaimResponse, ApiError> {
+    backend.consumers.sweep(now);
+    let key = (req.stream.clone(), req.consumer.clone());
+    let Some(mut c) = backend.consumers.consumers.get(&key).cloned() else {
+        return Err(ApiError::consumer_not_found());
+    };
+    c.last_seen = now;
+    c.waiting = req.waiting;
+    let batch = req.batch.max(1) as usize;
+    let ack_none = c.config.ack_policy == AckPolicy::None;
+    let max_deliver = u64::try_from(c.config.max_deliver).unwrap_or(u64::MAX);
+    let max_ack_pending = usize::try_from(c.config.max_ack_pending)
+        .ok()
+        .filter(|n| *n > 0)
+        .unwrap_or(usize::MAX);
+    let mut out: Vec<(MessageLocation, u64, u64)> = Vec::new();
+    let mut bytes = 0u64;
+    let mut too_big = false;
+    let fits = |bytes: u64, loc: &MessageLocation| {
+        req.max_bytes == 0 || bytes + wire_size(loc) <= req.max_bytes
+    };
+
+    // Redeliveries whose ack wait (or nak delay) ran out.
+    if !ack_none {
+        let due: Vec<u64> = c
+            .pending
+            .iter()
+            .filter(|(_, p)| p.deadline <= now)
+            .map(|(s, _)| *s)
+            .collect();
+        for sseq in due {
+            if out.len() >= batch {
+                break;
+            }
+            let Some(p) = c.pending.get(&sseq).copied() else {
+                continue;
+            };
+            if p.deliveries >= max_deliver {
+                // Delivered as often as allowed: no longer pending.
+                c.pending.remove(&sseq);
+                continue;
+            }
+            let loc = match backend
+                .store
+                .locate(&c.stream, &super::model::LocateRequest::seq(sseq))
+            {
+                Ok(loc) => loc,
+                Err(StoreError::Api(_)) => {
+                    c.pending.remove(&sseq);
+                    continue;
+                }
+                Err(e) => return Err(store_err(e)),
+            };
+            if !fits(bytes, &loc) {
+                too_big = out.is_empty();
+                break;
+            }
+            bytes += wire_size(&loc);
+            c.dseq += 1;
+            let deliveries = p.deliveries + 1;
+            c.pending.insert(
+                sseq,
+                Pending {
+                    cseq: c.dseq,
+                    deliveries,
+                    deadline: now + c.config.ack_wait_for(deliveries),
+                },
+            );
+            out.push((loc, c.dseq, deliveries));
+        }
+    }
+
+    // New messages.
+    let filters = c.config.filters();
+    while out.len() < batch && !too_big && (ack_none || c.pending.len() < max_ack_pending) {
+        let room = (batch - out.len()).min(if ack_none {
+            usize::MAX
+        } else {
+            max_ack_pending - c.pending.len()
+        });
+        let locs = if let Some(seq) = c.lps.front().copied() {
+            match backend
+                .store
+                .locate(&c.stream, &super::model::LocateRequest::seq(seq))
+            {
+                Ok(loc) => vec![loc],
+                Err(StoreError::Api(_)) => {
+                    c.lps.pop_front();
+                    continue;
+                }
+                Err(e) => return Err(store_err(e)),
+            }
+        } else {
+            backend
+                .store
+                .scan(&c.stream, c.next_sseq, &filters, room)
+                .map_err(store_err)?
+        };
+        if locs.is_empty() {
+            break;
+        }
+        for loc in locs {
+            if !fits(bytes, &loc) {
+                too_big = out.is_empty();
+                break;
+            }
+            bytes += wire_size(&loc);
+            if c.lps.front() == Some(&loc.seq) {
+                c.lps.pop_front();
+            } else {
+                c.next_sseq = loc.seq + 1;
+            }
+            c.dseq += 1;
+            c.sseq = c.sseq.max(loc.seq);
+            if !ack_none {
+                c.pending.insert(
+                    loc.seq,
+                    Pending {
+                        cseq: c.dseq,
+                        deliveries: 1,
+                        deadline: now + c.config.ack_wait_for(1),
+                    },
+                );
+            }
+            out.push((loc, c.dseq, 1));
+        }
+    }
+    if !out.is_empty() {
+        c.last_delivery = Some(now);
+    }
+    c.update_floor();
+    let remaining = num_pending(backend, &c)?;
+    let new_after: Vec<u64> = {
+        // Pending count after each message: what is left plus the new ones behind it.
+        let mut acc = Vec::with_capacity(out.len());
+        let mut behind = 0u64;
+        for (_, _, deliveries) in out.iter().rev() {
+            acc.push(remaining + behind);
+            if *deliveries == 1 {
+                behind += 1;
+            }
+        }
+        acc.reverse();
+        acc
+    };
+    let response = ClaimResponse {
+        messages: out
+            .into_iter()
+            .zip(new_after)
+            .map(|((location, cseq, deliveries), pending)| Claimed {
+                location,
+                cseq,
+                deliveries,
+                pending,
+            })
+            .collect(),
+        num_pending: remaining,
+        too_big,
+        headers_only: c.config.headers_only,
+        last_stream_seq: c.sseq,
+        last_consumer_seq: c.dseq,
+        max_waiting: c.config.max_waiting,
+    };
+    backend.consumers.consumers.insert(key, c);
+    Ok(response)
+}
+
+/// Applies a batch of acks; acks of unknown consumers or sequences are ignored (as nats-server
+/// ignores stale acks).
+pub fn ack(backend: &mut Backend, batch: &AckBatch, now: i64) -> AckBatchResponse {
+    let mut applied = 0;
+    let mut touched: HashMap<(String, String), ()> = HashMap::new();
+    for a in &batch.acks {
+        let key = (a.stream.clone(), a.consumer.clone());
+        let Some(c) = backend.consumers.consumers.get_mut(&key) else {
+            continue;
+        };
+        c.last_seen = now;
+        let policy = c.config.ack_policy;
+        match a.kind {
+            AckKind::Ack | AckKind::Term => {
+                if policy == AckPolicy::All && a.kind == AckKind::Ack {
+                    let before = c.pending.len();
+                    c.pending.retain(|s, _| *s > a.sseq);
+                    if c.pending.len() != before {
+                        applied += 1;
+                    }
+                } else if c.pending.remove(&a.sseq).is_some() {
+                    applied += 1;
+                }
+                c.last_ack = Some(now);
+            }
+            AckKind::Nak => {
+                if let Some(p) = c.pending.get_mut(&a.sseq) {
+                    p.deadline = now + a.delay.max(0);
+                    applied += 1;
+                }
+            }
+            AckKind::Progress => {
+                let wait = c.config.ack_wait;
+                if let Some(p) = c.pending.get_mut(&a.sseq) {
+                    p.deadline = now + wait;
+                    applied += 1;
+                }
+            }
+        }
+        touched.insert(key, ());
+    }
+    for key in touched.keys() {
+        if let Some(c) = backend.consumers.consumers.get_mut(key) {
+            c.update_floor();
+        }
+    }
+    AckBatchResponse { applied }
+}
+
+/// Grants or renews push consumer leases: a push consumer whose deliver subject the agent has
+/// interest in and whose lease is free (or expired, or already this agent's) is assigned to it.
+pub fn lease(backend: &mut Backend, req: &LeaseRequest, now: i64) -> LeaseResponse {
+    backend.consumers.sweep(now);
+    let until = now + req.ttl_ms.max(1) * 1_000_000;
+    let mut assignments = Vec::new();
+    for c in backend.consumers.consumers.values_mut() {
+        if !c.config.is_push() {
+            continue;
+        }
+        let mine = c.lease.as_ref().is_some_and(|(a, _)| *a == req.agent_id);
+        let free = c.lease.as_ref().is_none_or(|(_, end)| *end < now);
+        let wants = req.deliver_subjects.contains(&c.config.deliver_subject);
+        if wants && (mine || free) {
+            c.lease = Some((req.agent_id.clone(), until));
+            c.last_seen = now;
+            assignments.push(PushAssignment {
+                stream: c.stream.clone(),
+                consumer: c.name.clone(),
+                config: c.config.clone(),
+            });
+        } else if mine {
+            // The agent lost interest: release so another agent can take over.
+            c.lease = None;
+        }
+    }
+    LeaseResponse { assignments }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control_plane::js_api::{self, JsContext};
+    use crate::control_plane::store::SqliteStore;
+
+    fn backend() -> Backend {
+        Backend {
+            store: Box::new(SqliteStore::open_in_memory().expect("store")),
+            api_total: 0,
+            api_errors: 0,
+            consumers: Registry::default(),
+        }
+    }
+
+    fn call(b: &mut Backend, api: &str, body: &str) -> serde_json::Value {
+        let ctx = JsContext {
+            server_name: "t".into(),
+            now: 1,
+            consumer_counts: Default::default(),
+        };
+        serde_json::from_slice(&js_api::handle(b, api, body.as_bytes(), &ctx)).expect("json")
+    }
+
+    #[test]
+    fn create_info_delete() {
+        let mut b = backend();
+        call(
+            &mut b,
+            "STREAM.CREATE.S",
+            r#"{"name":"S","subjects":["s.>"]}"#,
+        );
+        let r = call(
+            &mut b,
+            "CONSUMER.CREATE.S.D",
+            r#"{"stream_name":"S","config":{"durable_name":"D","ack_policy":"explicit"}}"#,
+        );
+        assert_eq!(r["name"], "D", "{r}");
+        let r = call(&mut b, "CONSUMER.INFO.S.D", "");
+        assert_eq!(r["name"], "D", "{r}");
+        let r = call(&mut b, "CONSUMER.DELETE.S.D", "");
+        assert_eq!(r["success"], true, "{r}");
+    }
+}

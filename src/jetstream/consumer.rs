@@ -1,0 +1,805 @@
+//! JetStream consumer API types with nats-server's JSON shapes (server/consumer.go), their
+//! defaults and the config checks nats-server runs at create time (`checkConsumerCfg`,
+//! `setConsumerConfigDefaults`), and the consumer error constructors.
+//!
+//! Owns: `ConsumerConfig`, `ConsumerInfo`, the create/names/list/delete envelopes, the pull
+//! request body, and the v1 ack subject. Does not own: consumer state or delivery (the control
+//! plane's `consumers` module and the agent's consumer actor).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use super::ApiError;
+use super::config::{
+    API_LEVEL, REQUIRED_LEVEL_KEY, SERVER_LEVEL_KEY, SERVER_VERSION, SERVER_VERSION_KEY,
+    null_default,
+};
+use super::time::go_time;
+
+pub const CONSUMER_CREATE_RESPONSE: &str = "io.nats.jetstream.api.v1.consumer_create_response";
+pub const CONSUMER_INFO_RESPONSE: &str = "io.nats.jetstream.api.v1.consumer_info_response";
+pub const CONSUMER_DELETE_RESPONSE: &str = "io.nats.jetstream.api.v1.consumer_delete_response";
+pub const CONSUMER_NAMES_RESPONSE: &str = "io.nats.jetstream.api.v1.consumer_names_response";
+pub const CONSUMER_LIST_RESPONSE: &str = "io.nats.jetstream.api.v1.consumer_list_response";
+
+/// nats-server's defaults (server/consumer.go).
+pub const DEFAULT_ACK_WAIT: i64 = 30_000_000_000;
+pub const DEFAULT_MAX_ACK_PENDING: i64 = 1000;
+pub const DEFAULT_MAX_WAITING: i64 = 512;
+pub const DEFAULT_EPHEMERAL_INACTIVE: i64 = 5_000_000_000;
+const MAX_NAME_LEN: usize = 255;
+
+fn is_zero_i64(v: &i64) -> bool {
+    *v == 0
+}
+fn is_zero_u64(v: &u64) -> bool {
+    *v == 0
+}
+fn is_false(v: &bool) -> bool {
+    !*v
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliverPolicy {
+    #[default]
+    All,
+    Last,
+    New,
+    ByStartSequence,
+    ByStartTime,
+    LastPerSubject,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AckPolicy {
+    #[default]
+    None,
+    All,
+    Explicit,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplayPolicy {
+    #[default]
+    Instant,
+    Original,
+}
+
+fn lenient_enum<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    null_default(d)
+}
+
+/// A consumer's configuration, field for field (and in the order) nats-server serializes it.
+/// Durations are nanoseconds.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ConsumerConfig {
+    #[serde(
+        rename = "durable_name",
+        default,
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "null_default"
+    )]
+    pub durable: String,
+    #[serde(
+        default,
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "null_default"
+    )]
+    pub name: String,
+    #[serde(
+        default,
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "null_default"
+    )]
+    pub description: String,
+    #[serde(default, deserialize_with = "lenient_enum")]
+    pub deliver_policy: DeliverPolicy,
+    #[serde(
+        default,
+        skip_serializing_if = "is_zero_u64",
+        deserialize_with = "null_default"
+    )]
+    pub opt_start_seq: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opt_start_time: Option<String>,
+    #[serde(default, deserialize_with = "lenient_enum")]
+    pub ack_policy: AckPolicy,
+    #[serde(
+        default,
+        skip_serializing_if = "is_zero_i64",
+        deserialize_with = "null_default"
+    )]
+    pub ack_wait: i64,
+    #[serde(
+        default,
+        skip_serializing_if = "is_zero_i64",
+        deserialize_with = "null_default"
+    )]
+    pub max_deliver: i64,
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_default"
+    )]
+    pub backoff: Vec<i64>,
+    #[serde(
+        default,
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "null_default"
+    )]
+    pub filter_subject: String,
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_default"
+    )]
+    pub filter_subjects: Vec<String>,
+    #[serde(default, deserialize_with = "lenient_enum")]
+    pub replay_policy: ReplayPolicy,
+    #[serde(
+        rename = "rate_limit_bps",
+        default,
+        skip_serializing_if = "is_zero_u64",
+        deserialize_with = "null_default"
+    )]
+    pub rate_limit: u64,
+    #[serde(
+        rename = "sample_freq",
+        default,
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "null_default"
+    )]
+    pub sample_frequency: String,
+    #[serde(
+        default,
+        skip_serializing_if = "is_zero_i64",
+        deserialize_with = "null_default"
+    )]
+    pub max_waiting: i64,
+    #[serde(
+        default,
+        skip_serializing_if = "is_zero_i64",
+        deserialize_with = "null_default"
+    )]
+    pub max_ack_pending: i64,
+    #[serde(
+        default,
+        skip_serializing_if = "is_false",
+        deserialize_with = "null_default"
+    )]
+    pub flow_control: bool,
+    #[serde(
+        default,
+        skip_serializing_if = "is_false",
+        deserialize_with = "null_default"
+    )]
+    pub headers_only: bool,
+    #[serde(
+        rename = "max_batch",
+        default,
+        skip_serializing_if = "is_zero_i64",
+        deserialize_with = "null_default"
+    )]
+    pub max_request_batch: i64,
+    #[serde(
+        rename = "max_expires",
+        default,
+        skip_serializing_if = "is_zero_i64",
+        deserialize_with = "null_default"
+    )]
+    pub max_request_expires: i64,
+    #[serde(
+        rename = "max_bytes",
+        default,
+        skip_serializing_if = "is_zero_i64",
+        deserialize_with = "null_default"
+    )]
+    pub max_request_max_bytes: i64,
+    #[serde(
+        default,
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "null_default"
+    )]
+    pub deliver_subject: String,
+    #[serde(
+        default,
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "null_default"
+    )]
+    pub deliver_group: String,
+    #[serde(
+        rename = "idle_heartbeat",
+        default,
+        skip_serializing_if = "is_zero_i64",
+        deserialize_with = "null_default"
+    )]
+    pub heartbeat: i64,
+    #[serde(
+        default,
+        skip_serializing_if = "is_zero_i64",
+        deserialize_with = "null_default"
+    )]
+    pub inactive_threshold: i64,
+    #[serde(rename = "num_replicas", default, deserialize_with = "null_default")]
+    pub replicas: i64,
+    #[serde(
+        rename = "mem_storage",
+        default,
+        skip_serializing_if = "is_false",
+        deserialize_with = "null_default"
+    )]
+    pub memory_storage: bool,
+    #[serde(
+        default,
+        skip_serializing_if = "is_false",
+        deserialize_with = "null_default"
+    )]
+    pub direct: bool,
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "null_default"
+    )]
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// `CONSUMER.CREATE` / `CONSUMER.DURABLE.CREATE` request body.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct CreateConsumerRequest {
+    #[serde(default, deserialize_with = "null_default")]
+    pub stream_name: String,
+    #[serde(default)]
+    pub config: Option<ConsumerConfig>,
+    /// `create`, `update` or empty (create or update).
+    #[serde(default, deserialize_with = "null_default")]
+    pub action: String,
+    #[serde(default, deserialize_with = "null_default")]
+    pub pedantic: bool,
+}
+
+/// A (consumer sequence, stream sequence) pair; `last_active` only when something happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SequenceInfo {
+    pub consumer_seq: u64,
+    pub stream_seq: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_go_time")]
+    pub last_active: Option<i64>,
+}
+
+mod opt_go_time {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(n) => s.serialize_str(&crate::jetstream::time::format_nanos(*n)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        let s = Option::<String>::deserialize(d)?;
+        Ok(s.and_then(|s| crate::jetstream::time::parse_nanos(&s)))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConsumerInfo {
+    pub stream_name: String,
+    pub name: String,
+    #[serde(with = "go_time")]
+    pub created: i64,
+    pub config: ConsumerConfig,
+    pub delivered: SequenceInfo,
+    pub ack_floor: SequenceInfo,
+    pub num_ack_pending: u64,
+    pub num_redelivered: u64,
+    pub num_waiting: u64,
+    pub num_pending: u64,
+    #[serde(with = "go_time")]
+    pub ts: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ConsumerInfoResponse {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ApiError>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub info: Option<ConsumerInfo>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ConsumerDeleteResponse {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ApiError>,
+    #[serde(skip_serializing_if = "is_false")]
+    pub success: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ConsumerNamesResponse {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ApiError>,
+    pub total: usize,
+    pub offset: usize,
+    pub limit: usize,
+    pub consumers: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ConsumerListResponse {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ApiError>,
+    pub total: usize,
+    pub offset: usize,
+    pub limit: usize,
+    pub consumers: Vec<ConsumerInfo>,
+}
+
+/// `CONSUMER.NAMES` / `CONSUMER.LIST` body.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ConsumerListRequest {
+    #[serde(default, deserialize_with = "null_default")]
+    pub offset: i64,
+}
+
+/// `CONSUMER.MSG.NEXT` body: `{"batch":…}` or a bare batch number; null fields accepted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct PullRequest {
+    #[serde(default, deserialize_with = "null_default")]
+    pub batch: i64,
+    /// Nanoseconds.
+    #[serde(default, deserialize_with = "null_default")]
+    pub expires: i64,
+    #[serde(default, deserialize_with = "null_default")]
+    pub no_wait: bool,
+    #[serde(default, deserialize_with = "null_default")]
+    pub max_bytes: i64,
+    /// Nanoseconds.
+    #[serde(default, deserialize_with = "null_default")]
+    pub idle_heartbeat: i64,
+}
+
+impl PullRequest {
+    /// Parses a pull request body as nats-server does: empty = batch 1, a number = the batch.
+    pub fn parse(body: &[u8]) -> Result<Self, ApiError> {
+        let text = std::str::from_utf8(body)
+            .map_err(ApiError::invalid_json)?
+            .trim();
+        if text.is_empty() {
+            return Ok(Self {
+                batch: 1,
+                ..Self::default()
+            });
+        }
+        if let Ok(n) = text.parse::<i64>() {
+            return Ok(Self {
+                batch: n.max(1),
+                ..Self::default()
+            });
+        }
+        let mut r: PullRequest = serde_json::from_str(text).map_err(ApiError::invalid_json)?;
+        if r.batch <= 0 {
+            r.batch = 1;
+        }
+        Ok(r)
+    }
+}
+
+/// The v1 ack reply subject of one delivery.
+pub fn ack_subject(
+    stream: &str,
+    consumer: &str,
+    deliveries: u64,
+    sseq: u64,
+    cseq: u64,
+    ts: i64,
+    pending: u64,
+) -> String {
+    format!("$JS.ACK.{stream}.{consumer}.{deliveries}.{sseq}.{cseq}.{ts}.{pending}")
+}
+
+/// The fields of an ack subject (v1 `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>`
+/// or v2 with domain and account hash in front and a random token at the end).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AckSubject {
+    pub stream: String,
+    pub consumer: String,
+    pub deliveries: u64,
+    pub sseq: u64,
+    pub cseq: u64,
+}
+
+impl AckSubject {
+    pub fn parse(subject: &str) -> Option<Self> {
+        let tokens: Vec<&str> = subject.split('.').collect();
+        let base = match tokens.len() {
+            9 => 2,
+            11 | 12 => 4,
+            _ => return None,
+        };
+        if tokens[0] != "$JS" || tokens[1] != "ACK" {
+            return None;
+        }
+        Some(Self {
+            stream: tokens[base].to_string(),
+            consumer: tokens[base + 1].to_string(),
+            deliveries: tokens[base + 2].parse().ok()?,
+            sseq: tokens[base + 3].parse().ok()?,
+            cseq: tokens[base + 4].parse().ok()?,
+        })
+    }
+}
+
+fn invalid_policy(msg: &str) -> ApiError {
+    ApiError::new(400, 10094, msg)
+}
+
+impl ApiError {
+    /// 10014 JSConsumerNotFoundErr.
+    pub fn consumer_not_found() -> Self {
+        Self::new(404, 10014, "consumer not found")
+    }
+    /// 10012 JSConsumerCreateErrF.
+    pub fn consumer_create(err: impl std::fmt::Display) -> Self {
+        Self::new(500, 10012, err.to_string())
+    }
+    /// 10013 JSConsumerNameExistErr.
+    pub fn consumer_name_exist() -> Self {
+        Self::new(400, 10013, "consumer name already in use")
+    }
+    /// 10148 JSConsumerAlreadyExists.
+    pub fn consumer_already_exists() -> Self {
+        Self::new(400, 10148, "consumer already exists")
+    }
+    /// 10149 JSConsumerDoesNotExist.
+    pub fn consumer_does_not_exist() -> Self {
+        Self::new(400, 10149, "consumer does not exist")
+    }
+    /// 10131 JSConsumerCreateFilterSubjectMismatchErr.
+    pub fn consumer_filter_mismatch() -> Self {
+        Self::new(
+            400,
+            10131,
+            "Consumer create request did not match filtered subject from create subject",
+        )
+    }
+    /// 10017 JSConsumerDurableNameNotMatchSubjectErr.
+    pub fn consumer_durable_not_match_subject() -> Self {
+        Self::new(
+            400,
+            10017,
+            "consumer name in subject does not match durable name in request",
+        )
+    }
+    /// 10016 JSConsumerDurableNameNotInSubjectErr.
+    pub fn consumer_durable_not_in_subject() -> Self {
+        Self::new(
+            400,
+            10016,
+            "consumer expected to be durable but no durable name set in subject",
+        )
+    }
+    /// 10078 JSConsumerConfigRequiredErr.
+    pub fn consumer_config_required() -> Self {
+        Self::new(400, 10078, "consumer config required")
+    }
+    /// 10132 JSConsumerCreateDurableAndNameMismatch.
+    pub fn consumer_durable_name_mismatch() -> Self {
+        Self::new(
+            400,
+            10132,
+            "Consumer Durable and Name have to be equal if both are provided",
+        )
+    }
+    /// 10103 JSConsumerBadDurableNameErr.
+    pub fn consumer_bad_durable_name() -> Self {
+        Self::new(400, 10103, "durable name can not contain '.', '*', '>'")
+    }
+    /// 10137 JSConsumerMultipleFiltersNotAllowed.
+    pub fn consumer_multiple_filters_not_allowed() -> Self {
+        Self::new(
+            400,
+            10137,
+            "consumer with multiple subject filters cannot use subject based API",
+        )
+    }
+}
+
+impl ConsumerConfig {
+    /// The configured filters (filter_subject or filter_subjects), empty = everything.
+    pub fn filters(&self) -> Vec<String> {
+        if !self.filter_subject.is_empty() {
+            vec![self.filter_subject.clone()]
+        } else {
+            self.filter_subjects.clone()
+        }
+    }
+
+    pub fn is_push(&self) -> bool {
+        !self.deliver_subject.is_empty()
+    }
+
+    pub fn is_durable(&self) -> bool {
+        !self.durable.is_empty()
+    }
+
+    /// How long a delivery waits for its ack before redelivery, given how often it was delivered.
+    pub fn ack_wait_for(&self, deliveries: u64) -> i64 {
+        if !self.backoff.is_empty() {
+            let i = usize::try_from(deliveries.saturating_sub(1)).unwrap_or(usize::MAX);
+            return self.backoff[i.min(self.backoff.len() - 1)];
+        }
+        self.ack_wait
+    }
+
+    /// nats-server's `setConsumerConfigDefaults` and `checkConsumerCfg` (the checks that apply
+    /// to a stream with limits retention and no clustering).
+    pub fn checked(mut self) -> Result<Self, ApiError> {
+        for name in [&self.durable, &self.name] {
+            if name.len() > MAX_NAME_LEN {
+                return Err(ApiError::new(
+                    400,
+                    10102,
+                    format!("consumer name is too long, maximum allowed is {MAX_NAME_LEN}"),
+                ));
+            }
+            if name.contains(['.', '*', '>']) || name.chars().any(char::is_whitespace) {
+                return Err(ApiError::consumer_bad_durable_name());
+            }
+            if name.contains(['/', '\\']) {
+                return Err(ApiError::new(
+                    400,
+                    10127,
+                    "Consumer name can not contain path separators",
+                ));
+            }
+        }
+        if !self.durable.is_empty() && !self.name.is_empty() && self.durable != self.name {
+            return Err(ApiError::consumer_durable_name_mismatch());
+        }
+        if !self.filter_subject.is_empty() && !self.filter_subjects.is_empty() {
+            return Err(ApiError::new(
+                400,
+                10136,
+                "consumer cannot have both FilterSubject and FilterSubjects specified",
+            ));
+        }
+        if self.filter_subjects.iter().any(String::is_empty) {
+            return Err(ApiError::new(
+                400,
+                10139,
+                "consumer filter in FilterSubjects cannot be empty",
+            ));
+        }
+        for (i, a) in self.filter_subjects.iter().enumerate() {
+            for b in &self.filter_subjects[i + 1..] {
+                if crate::subject::overlaps(a, b) {
+                    return Err(ApiError::new(
+                        400,
+                        10138,
+                        "consumer subject filters cannot overlap",
+                    ));
+                }
+            }
+        }
+        if self.ack_wait < 0 {
+            return Err(ApiError::new(
+                400,
+                10183,
+                "consumer ack wait needs to be positive",
+            ));
+        }
+        if self.backoff.iter().any(|b| *b <= 0) {
+            return Err(ApiError::new(
+                400,
+                10184,
+                "consumer backoff needs to be positive",
+            ));
+        }
+        // Defaults (setConsumerConfigDefaults).
+        if self.max_deliver == 0 {
+            self.max_deliver = -1;
+        }
+        if self.ack_policy != AckPolicy::None && self.ack_wait == 0 {
+            self.ack_wait = if self.backoff.is_empty() {
+                DEFAULT_ACK_WAIT
+            } else {
+                self.backoff[0]
+            };
+        }
+        if !self.backoff.is_empty()
+            && self.max_deliver != -1
+            && self.max_deliver <= i64::try_from(self.backoff.len()).unwrap_or(i64::MAX)
+        {
+            return Err(ApiError::new(
+                400,
+                10116,
+                "max deliver is required to be > length of backoff values",
+            ));
+        }
+        if self.ack_policy != AckPolicy::None && self.max_ack_pending == 0 {
+            self.max_ack_pending = DEFAULT_MAX_ACK_PENDING;
+        }
+        if self.ack_policy == AckPolicy::None && self.max_ack_pending > 0 {
+            self.max_ack_pending = 0;
+        }
+        if !self.is_push() {
+            if self.max_waiting == 0 {
+                self.max_waiting = DEFAULT_MAX_WAITING;
+            }
+            if self.max_waiting < 0 {
+                return Err(ApiError::new(
+                    400,
+                    10087,
+                    "consumer max waiting needs to be positive",
+                ));
+            }
+            if self.heartbeat > 0 {
+                return Err(ApiError::new(
+                    400,
+                    10088,
+                    "consumer idle heartbeat requires a push based consumer",
+                ));
+            }
+            if self.flow_control {
+                return Err(ApiError::new(
+                    400,
+                    10089,
+                    "consumer flow control requires a push based consumer",
+                ));
+            }
+        } else {
+            if self.max_waiting > 0 {
+                return Err(ApiError::new(
+                    400,
+                    10080,
+                    "consumer in push mode can not set max waiting",
+                ));
+            }
+            if self.deliver_subject.contains(['*', '>']) {
+                return Err(ApiError::new(
+                    400,
+                    10079,
+                    "consumer deliver subject has wildcards",
+                ));
+            }
+            if !crate::subject::is_valid_literal_subject(&self.deliver_subject) {
+                return Err(ApiError::new(
+                    400,
+                    10112,
+                    "invalid push consumer deliver subject",
+                ));
+            }
+            if self.heartbeat > 0 && self.heartbeat < 100_000_000 {
+                return Err(ApiError::new(
+                    400,
+                    10083,
+                    "consumer idle heartbeat needs to be >= 100ms",
+                ));
+            }
+            if self.flow_control && self.heartbeat <= 0 {
+                return Err(ApiError::new(
+                    400,
+                    10108,
+                    "consumer with flow control also needs heartbeats",
+                ));
+            }
+        }
+        if self.durable.is_empty() && self.inactive_threshold == 0 {
+            self.inactive_threshold = DEFAULT_EPHEMERAL_INACTIVE;
+        }
+        match self.deliver_policy {
+            DeliverPolicy::ByStartSequence => {
+                if self.opt_start_seq == 0 {
+                    return Err(invalid_policy(
+                        "consumer delivery policy is deliver by start sequence, but optional start sequence is not set",
+                    ));
+                }
+                if self.opt_start_time.is_some() {
+                    return Err(invalid_policy(
+                        "consumer delivery policy is deliver by start sequence, but optional start time is also set",
+                    ));
+                }
+            }
+            DeliverPolicy::ByStartTime => {
+                if self.opt_start_time.is_none() {
+                    return Err(invalid_policy(
+                        "consumer delivery policy is deliver by start time, but optional start time is not set",
+                    ));
+                }
+                if self.opt_start_seq != 0 {
+                    return Err(invalid_policy(
+                        "consumer delivery policy is deliver by start time, but optional start sequence is also set",
+                    ));
+                }
+            }
+            _ => {
+                if self.opt_start_seq != 0 {
+                    return Err(invalid_policy(
+                        "consumer delivery policy is deliver all, but optional start sequence is also set",
+                    ));
+                }
+                if self.opt_start_time.is_some() {
+                    return Err(invalid_policy(
+                        "consumer delivery policy is deliver all, but optional start time is also set",
+                    ));
+                }
+            }
+        }
+        self.metadata.remove(SERVER_VERSION_KEY);
+        self.metadata.remove(SERVER_LEVEL_KEY);
+        self.metadata
+            .insert(REQUIRED_LEVEL_KEY.to_string(), "0".to_string());
+        Ok(self)
+    }
+
+    /// The copy sent in create and info responses (with the server's versioning metadata).
+    pub fn with_dynamic_metadata(&self) -> Self {
+        let mut cfg = self.clone();
+        cfg.metadata
+            .insert(SERVER_VERSION_KEY.to_string(), SERVER_VERSION.to_string());
+        cfg.metadata
+            .insert(SERVER_LEVEL_KEY.to_string(), API_LEVEL.to_string());
+        cfg
+    }
+
+    /// The start time as unix nanos.
+    pub fn start_time_nanos(&self) -> Option<i64> {
+        self.opt_start_time
+            .as_deref()
+            .and_then(crate::jetstream::time::parse_nanos)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pull_request_forms() {
+        assert_eq!(PullRequest::parse(b"").map(|r| r.batch), Ok(1));
+        assert_eq!(PullRequest::parse(b"7").map(|r| r.batch), Ok(7));
+        let r = PullRequest::parse(br#"{"batch":5,"expires":null,"no_wait":true}"#).unwrap();
+        assert_eq!((r.batch, r.expires, r.no_wait), (5, 0, true));
+    }
+
+    #[test]
+    fn ack_subject_round_trip() {
+        let s = ack_subject("S", "C", 2, 10, 11, 123, 4);
+        let a = AckSubject::parse(&s).unwrap();
+        assert_eq!((a.stream.as_str(), a.consumer.as_str()), ("S", "C"));
+        assert_eq!((a.deliveries, a.sseq, a.cseq), (2, 10, 11));
+    }
+
+    #[test]
+    fn defaults_match_nats_server() {
+        let c = ConsumerConfig {
+            durable: "D".into(),
+            ack_policy: AckPolicy::Explicit,
+            ..Default::default()
+        }
+        .checked()
+        .unwrap();
+        let json = serde_json::to_string(&c).unwrap();
+        assert_eq!(
+            json,
+            r#"{"durable_name":"D","deliver_policy":"all","ack_policy":"explicit","ack_wait":30000000000,"max_deliver":-1,"replay_policy":"instant","max_waiting":512,"max_ack_pending":1000,"num_replicas":0,"metadata":{"_nats.req.level":"0"}}"#
+        );
+    }
+}
