@@ -17,7 +17,7 @@ use crate::actors::flusher::SealNow;
 use crate::actors::flusher::{Flusher, FlusherSettings};
 use crate::actors::jetstream_api::{JsApi, StreamCatalog};
 use crate::actors::membership::{
-    Membership, MembershipSettings, Subscribe as SubscribeMembers, resolve_advertise_address,
+    Leave, Membership, MembershipSettings, Subscribe as SubscribeMembers, resolve_advertise_address,
 };
 use crate::actors::router::Router;
 use crate::actors::router::{BroadcastControl, ConnControl};
@@ -132,7 +132,7 @@ impl RunningAgent {
     ///    accepted while what was read is still answered;
     /// 3. the open window is sealed at once, and we wait until every accepted publish is
     ///    answered (ack or error: the in-flight budget is full again) or `timeout` passes;
-    /// 4. (hook) the agent leaves its virtual group;
+    /// 4. the agent leaves its virtual group;
     /// 5. connections are closed after the answers routed to them are written, then the
     ///    monitoring server and the worker threads stop.
     pub async fn shutdown(self, timeout: Duration) -> ShutdownReport {
@@ -170,8 +170,9 @@ impl RunningAgent {
                 "graceful shutdown: timeout passed with publishes unanswered"
             );
         }
-        // Hook: leave the virtual group here (the membership actor), so peers take over this
-        // agent's share before its connections go.
+        // Leave the virtual group before the connections go, so the zone's peers take over
+        // this agent's share of the ring now rather than at lease expiry.
+        let _ = actix_rt::time::timeout(Duration::from_secs(2), self.membership.send(Leave)).await;
         // Through the router: every ack it forwarded to a connection is queued there before Close.
         let _ = self.router.send(BroadcastControl(ConnControl::Close)).await;
         // Closing connections write what is buffered; give them a moment before the threads stop.

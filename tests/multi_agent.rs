@@ -82,5 +82,43 @@ async fn publish_through_one_agent_consume_through_two_others() {
         }
     }
     assert_eq!(seen.len(), N);
-    assert!(per_agent.iter().all(|&n| n > 0), "both agents served: {per_agent:?}");
+    assert!(
+        per_agent.iter().all(|&n| n > 0),
+        "both agents served: {per_agent:?}"
+    );
+}
+
+/// A gracefully stopping agent leaves the virtual group itself; the others do not have to wait
+/// for its lease to expire (3 s in tests) to stop counting on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_leaves_the_virtual_group() {
+    let mut stack = Stack::start_zones(&["a", "a"]);
+    let members = |stack: &Stack| -> Vec<String> {
+        stack.cp.with_client(async |c| {
+            c.agents()
+                .await
+                .map(|a| a.into_iter().map(|a| a.agent_id).collect())
+                .unwrap_or_default()
+        })
+    };
+    // Both register when they start; wait for the control plane to list them.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while members(&stack).len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "agents never registered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut leaving = stack.agents.remove(1);
+    let id = leaving.handles.agent_id.clone();
+    let stopped = std::time::Instant::now();
+    leaving.begin_shutdown(Duration::from_secs(5));
+    let _ = tokio::task::spawn_blocking(move || leaving.wait_shutdown())
+        .await
+        .unwrap();
+    let now = members(&stack);
+    assert!(
+        stopped.elapsed() < Duration::from_secs(3),
+        "checked before any lease could expire"
+    );
+    assert!(!now.contains(&id), "{id} left the group: {now:?}");
+    assert_eq!(now.len(), 1);
 }

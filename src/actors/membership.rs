@@ -95,7 +95,16 @@ pub struct Membership {
     heartbeat: Duration,
     /// Consecutive failed ticks: only the first is a warning (no log flood during an outage).
     failures: u32,
+    /// Set by `Leave`: no more heartbeats or registrations.
+    left: bool,
 }
+
+/// Graceful shutdown: leave the virtual group now, so the zone's peers take over this agent's
+/// share of the ring at once instead of at lease expiry. Answers whether the control plane
+/// confirmed it.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct Leave;
 
 enum Tick {
     Registered(Duration),
@@ -114,6 +123,7 @@ impl Membership {
             members: Vec::new(),
             registered: false,
             failures: 0,
+            left: false,
         }
     }
 
@@ -133,6 +143,9 @@ impl Membership {
     }
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
+        if self.left {
+            return;
+        }
         let client = self.client.clone();
         let registered = self.registered;
         let request = self.request();
@@ -246,6 +259,24 @@ impl Actor for Membership {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.tick(ctx);
+    }
+}
+
+impl Handler<Leave> for Membership {
+    type Result = ResponseFuture<bool>;
+    fn handle(&mut self, _: Leave, _: &mut Self::Context) -> Self::Result {
+        self.left = true;
+        let client = self.client.clone();
+        let agent_id = self.settings.agent_id.clone();
+        Box::pin(async move {
+            match client.leave(&agent_id).await {
+                Ok(_) => true,
+                Err(e) => {
+                    tracing::warn!(agent_id = %agent_id, error = %e, "leaving the virtual group failed; the lease will expire");
+                    false
+                }
+            }
+        })
     }
 }
 

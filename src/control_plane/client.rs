@@ -188,6 +188,23 @@ impl ControlPlaneClient {
         .await
     }
 
+    /// Leaves the virtual group at once (graceful shutdown); true if the agent was a member.
+    pub async fn leave(&self, agent_id: &str) -> Result<bool, CpError> {
+        #[derive(serde::Deserialize)]
+        struct Left {
+            left: bool,
+        }
+        let left: Left = self
+            .post(
+                "/v1/agents/leave",
+                &HeartbeatRequest {
+                    agent_id: agent_id.to_string(),
+                },
+            )
+            .await?;
+        Ok(left.left)
+    }
+
     pub async fn agents(&self) -> Result<Vec<AgentInfo>, CpError> {
         let r: AgentsResponse = self.get("/v1/agents").await?;
         Ok(r.agents)

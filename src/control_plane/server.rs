@@ -292,6 +292,23 @@ async fn heartbeat(req: HttpRequest, state: web::Data<AppState>, body: web::Byte
     }
 }
 
+/// `POST /v1/agents/leave`: the agent is stopping; drop it now rather than at lease expiry.
+async fn leave(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
+    auth!(req, state);
+    let request: HeartbeatRequest = match parse_body(&body) {
+        Ok(r) => r,
+        Err(resp) => return *resp,
+    };
+    match state
+        .store
+        .call(move |b| b.store.remove_agent(&request.agent_id))
+        .await
+    {
+        Ok(Ok(left)) => json(&serde_json::json!({ "left": left })),
+        Ok(Err(e)) | Err(e) => store_failure(e),
+    }
+}
+
 async fn agents(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     auth!(req, state);
     let expiry = state.expiry_ms();
@@ -538,6 +555,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v1/js/{api:.*}", web::post().to(js))
         .route("/v1/agents/register", web::post().to(register))
         .route("/v1/agents/heartbeat", web::post().to(heartbeat))
+        .route("/v1/agents/leave", web::post().to(leave))
         .route("/v1/agents", web::get().to(agents))
         .route("/v1/object-ids", web::post().to(object_ids))
         .route("/v1/streams", web::get().to(streams_since))

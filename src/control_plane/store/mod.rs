@@ -120,6 +120,9 @@ pub trait MetadataStore {
     /// Live members; expired ones are removed.
     fn agents(&mut self, now_ms: i64, expiry_ms: i64) -> Result<Vec<AgentInfo>, StoreError>;
 
+    /// An agent leaves the group (graceful shutdown); true if it was a member.
+    fn remove_agent(&mut self, agent_id: &str) -> Result<bool, StoreError>;
+
     /// Consumers: up to `limit` messages with `seq >= from` whose subject matches one of
     /// `filters` (empty = all), in sequence order.
     fn scan(

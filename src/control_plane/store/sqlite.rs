@@ -1273,6 +1273,14 @@ impl MetadataStore for SqliteStore {
         Ok(Some(agent))
     }
 
+    fn remove_agent(&mut self, agent_id: &str) -> Result<bool, StoreError> {
+        let removed = self
+            .conn
+            .prepare_cached("DELETE FROM agents WHERE agent_id = ?1")?
+            .execute(params![agent_id])?;
+        Ok(removed > 0)
+    }
+
     fn agents(&mut self, now_ms: i64, expiry_ms: i64) -> Result<Vec<AgentInfo>, StoreError> {
         self.conn
             .prepare_cached("DELETE FROM agents WHERE last_heartbeat < ?1")?
