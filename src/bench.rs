@@ -421,9 +421,7 @@ pub async fn run_publish(options: PublishOptions) -> Result<Report, BenchError> 
     let started = Instant::now();
     let outcome = publish_all(&options, contexts, subjects, counters.clone(), false).await;
     let elapsed = started.elapsed();
-    if let Some(p) = progress {
-        p.abort();
-    }
+    stop_progress(progress);
     let outcome = outcome?;
     let after = scrape_opt(options.metrics_url.as_deref()).await?;
 
@@ -481,9 +479,7 @@ pub async fn run_consume(options: ConsumeOptions) -> Result<Report, BenchError> 
     })
     .await;
     let elapsed = started.elapsed();
-    if let Some(p) = progress {
-        p.abort();
-    }
+    stop_progress(progress);
     // Best effort: a durable the user named is theirs to keep.
     if options.durable.is_none() {
         let name = consumer.cached_info().name.clone();
@@ -594,9 +590,7 @@ pub async fn run_e2e(options: E2eOptions) -> Result<Report, BenchError> {
             Err(e) => first_error = first_error.or(Some(e.to_string())),
         }
     }
-    if let Some(p) = progress {
-        p.abort();
-    }
+    stop_progress(progress);
     for (stream, _, consumer) in &consumers {
         let name = consumer.cached_info().name.clone();
         let _ = stream.delete_consumer(&name).await;
@@ -1050,6 +1044,16 @@ async fn consume_loop(c: ConsumeLoop) -> Result<ConsumeOutcome, BenchError> {
 
 // ---------------------------------------------------------------------------------------------
 // Progress
+
+/// Stops the progress line; on a terminal, moves past it so the report starts on its own line.
+fn stop_progress(progress: Option<tokio::task::JoinHandle<()>>) {
+    if let Some(p) = progress {
+        p.abort();
+        if std::io::stderr().is_terminal() {
+            let _ = writeln!(std::io::stderr());
+        }
+    }
+}
 
 fn spawn_progress(
     published: Arc<Counters>,
