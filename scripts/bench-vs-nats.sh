@@ -6,7 +6,7 @@
 #
 # Usage: scripts/bench-vs-nats.sh
 # Knobs (environment): DURATION=10 (s per publish run), REPS=3, CLIENTS=4, STREAMS=8,
-#   INFLIGHT=1000 (per client), CONSUME_MSGS=100000, BATCH=500, BATCH_WRITE=50ms,
+#   INFLIGHT=5000 (per client), CONSUME_MSGS=100000, BATCH=500, BATCH_WRITE=50ms,
 #   SWEEP="1 100 1000" (stream counts for the objects/s sweep, agent only; empty to skip),
 #   INFINISTREAM_BIN (skip `cargo build --release`), NATS_SERVER (skip the venv),
 #   OUT (directory for the JSON reports; default: a temp dir, kept).
@@ -20,7 +20,7 @@ DURATION=${DURATION:-10}
 REPS=${REPS:-3}
 CLIENTS=${CLIENTS:-4}
 STREAMS=${STREAMS:-8}
-INFLIGHT=${INFLIGHT:-1000}
+INFLIGHT=${INFLIGHT:-5000}
 CONSUME_MSGS=${CONSUME_MSGS:-100000}
 BATCH=${BATCH:-500}
 BATCH_WRITE=${BATCH_WRITE:-50ms}
@@ -159,6 +159,8 @@ for n in $SWEEP; do
 done
 
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).read().decode())' \
+    "$METRICS" >"$OUT/agent-metrics.txt" || true
 NATS_RSS=$(awk '/VmHWM/ {print $2}' "/proc/$NATS_PID/status")
 AGENT_RSS=$(awk '/VmHWM/ {print $2}' "/proc/$AGENT_PID/status")
 
@@ -247,6 +249,23 @@ for r in rows:
 print()
 print(f"Peak RSS (VmHWM) over the whole run: nats-server {int(nats_rss) / 1024:.0f} MiB, "
       f"infinistream playground (agent + control plane) {int(agent_rss) / 1024:.0f} MiB.")
+stages = {}
+try:
+    with open(os.path.join(out, "agent-metrics.txt")) as f:
+        for line in f:
+            if line.startswith("infinistream_flush_stage_seconds_"):
+                series, value = line.rsplit(" ", 1)
+                kind = "sum" if "_sum{" in series else "count" if "_count{" in series else None
+                if kind:
+                    stage = series.split('stage="', 1)[1].split('"', 1)[0]
+                    stages.setdefault(stage, {})[kind] = float(value)
+except OSError:
+    pass
+if stages:
+    print()
+    print("Agent flush stages over the whole run (mean per object): " + ", ".join(
+        f"{k} {v['sum'] / v['count'] * 1000:.1f} ms" for k, v in sorted(stages.items())
+        if v.get("count")) + ".")
 if sweep.split():
     print()
     print("| streams | msgs/s | objects/s | msgs/object | bucket requests/s | pub->ack p50 ms |")
