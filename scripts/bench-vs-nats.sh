@@ -152,6 +152,10 @@ alternate pub1k publish --clients "$CLIENTS" --streams "$STREAMS" --size 1024 \
 alternate lat128 publish --clients 1 --streams 1 --size 128 --inflight 1 \
     --duration "$LAT_DURATION" -q
 
+# Publish and consume at once: publish-to-receipt latency (pull consumers, deliver new).
+alternate e2e e2e --clients 2 --streams 4 --size 128 --inflight 1000 \
+    --duration "$LAT_DURATION" --batch "$BATCH" --ack -q
+
 # Objects per second should not depend on the number of streams (one object per window).
 for n in $SWEEP; do
     bench infinistream "sweep$n" 1 publish --clients "$CLIENTS" --streams "$n" --size 128 \
@@ -219,6 +223,7 @@ for name, label, side in [
     ("pub1k", "publish 1 KiB", "published"),
     ("lat128", "publish 128 B, 1 in flight", "published"),
     ("consume", "consume warm (pull, batch, ack)", "consumed"),
+    ("e2e", "e2e 128 B (publish + pull)", "consumed"),
 ]:
     n, a = load(name, "nats"), load(name, "infinistream")
     if not n and not a:
@@ -227,6 +232,10 @@ for name, label, side in [
     nb, ab = med(n, side, "mib_per_sec"), med(a, side, "mib_per_sec")
     rows.append((label, "msgs/s", fmt(nm), fmt(am), ratio(am, nm)))
     rows.append((label, "MiB/s", fmt(nb), fmt(ab), ratio(ab, nb)))
+    if name == "e2e":
+        for q in ("p50", "p99"):
+            nl, al = med(n, "e2e_latency_ms", q), med(a, "e2e_latency_ms", q)
+            rows.append((label, f"pub->recv {q} ms", fmt(nl), fmt(al), ratio(al, nl)))
     if side == "published":
         for q in ("p50", "p90", "p99", "max"):
             nl = med(n, "publish_ack_latency_ms", q)

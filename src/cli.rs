@@ -370,7 +370,7 @@ pub struct BenchPublishFlags {
     /// Use existing streams rather than create them.
     #[arg(long)]
     pub no_create: bool,
-    /// Storage of created streams: file or memory (nats-server honours it).
+    /// Storage of created streams: file or memory (nats-server honours it; existing streams keep theirs).
     #[arg(long, value_name = "KIND", default_value = "file")]
     pub stream_storage: crate::bench::StreamStorage,
 }
