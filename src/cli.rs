@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use clap::error::ErrorKind;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
+use crate::bench::{BenchCommand, ConsumeOptions, E2eOptions, Limit, PublishOptions};
 use crate::config::{
     self, AgentConfig, ConfigError, ConfigErrors, ControlPlaneConfig, PlaygroundConfig,
 };
@@ -56,7 +57,7 @@ pub enum CliCommand {
     /// Run the whole stack (control plane and one agent) in one process on a local directory.
     #[command(after_help = OPTIONS_FILE_HELP)]
     Playground(PlaygroundArgs),
-    /// Benchmark an agent (not implemented yet).
+    /// Benchmark any NATS JetStream server (an agent or nats-server) as a client would.
     Bench(BenchArgs),
 }
 
@@ -314,9 +315,175 @@ pub struct PlaygroundArgs {
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Accepted and ignored: bench is not implemented yet.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    pub rest: Vec<String>,
+    #[command(subcommand)]
+    pub workload: BenchWorkload,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchWorkload {
+    /// Publish to streams `bench-<i>` (subjects `bench.<i>.>`) and measure publish-to-ack.
+    Publish(BenchPublishArgs),
+    /// Read an existing stream with a pull consumer.
+    Consume(BenchConsumeArgs),
+    /// Publish and consume at once; measures publish-to-receipt latency.
+    E2e(BenchE2eArgs),
+}
+
+/// Flags of every bench workload.
+#[derive(Debug, Args)]
+pub struct BenchCommonArgs {
+    /// Server URL.
+    #[arg(long, value_name = "URL", default_value = "nats://127.0.0.1:4222")]
+    pub url: String,
+    /// An agent's Prometheus endpoint, to report objects written and bucket requests.
+    #[arg(long, value_name = "URL")]
+    pub metrics_url: Option<String>,
+    /// Print one JSON document on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress line on stderr.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+/// Flags of the publishing side (publish, e2e).
+#[derive(Debug, Args)]
+pub struct BenchPublishFlags {
+    /// Connections, each publishing its share of the messages.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub clients: usize,
+    /// Streams published to, round-robin.
+    #[arg(long, value_name = "M", default_value_t = 1)]
+    pub streams: usize,
+    /// Payload size; `128`, `1KiB`.
+    #[arg(long, value_name = "BYTES", default_value = "128", value_parser = parse_bench_size)]
+    pub size: usize,
+    /// Messages in total (split over the clients) [default: 100000].
+    #[arg(long, value_name = "K", conflicts_with = "duration")]
+    pub msgs: Option<u64>,
+    /// Publish for this long instead of a message count; a bare number is seconds.
+    #[arg(long, value_name = "SECS", value_parser = parse_bench_duration)]
+    pub duration: Option<std::time::Duration>,
+    /// Most unacknowledged publishes per client.
+    #[arg(long, value_name = "F", default_value_t = 256)]
+    pub inflight: usize,
+    /// Use existing streams rather than create them.
+    #[arg(long)]
+    pub no_create: bool,
+    /// Storage of created streams: file or memory (nats-server honours it; existing streams keep theirs).
+    #[arg(long, value_name = "KIND", default_value = "file")]
+    pub stream_storage: crate::bench::StreamStorage,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchPublishArgs {
+    #[command(flatten)]
+    pub publish: BenchPublishFlags,
+    #[command(flatten)]
+    pub common: BenchCommonArgs,
+}
+
+/// Acknowledgement flags of consumers.
+#[derive(Debug, Args)]
+pub struct BenchAckFlags {
+    /// Messages asked for per pull request.
+    #[arg(long, value_name = "B", default_value_t = 500)]
+    pub batch: usize,
+    /// Acknowledge every message (explicit ack policy; the default).
+    #[arg(long, overrides_with = "no_ack")]
+    pub ack: bool,
+    /// Ack policy none.
+    #[arg(long, overrides_with = "ack")]
+    pub no_ack: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchConsumeArgs {
+    /// Stream to read.
+    #[arg(long, value_name = "S", default_value = "bench-0")]
+    pub stream: String,
+    /// Messages to read.
+    #[arg(long, value_name = "K", default_value_t = 100_000)]
+    pub msgs: u64,
+    /// Durable consumer name [default: an ephemeral consumer, deleted at the end].
+    #[arg(long, value_name = "NAME")]
+    pub durable: Option<String>,
+    #[command(flatten)]
+    pub acks: BenchAckFlags,
+    #[command(flatten)]
+    pub common: BenchCommonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchE2eArgs {
+    #[command(flatten)]
+    pub publish: BenchPublishFlags,
+    #[command(flatten)]
+    pub acks: BenchAckFlags,
+    #[command(flatten)]
+    pub common: BenchCommonArgs,
+}
+
+fn parse_bench_size(s: &str) -> Result<usize, String> {
+    usize::try_from(config::parse_size(s)?).map_err(|_| "too large".to_owned())
+}
+
+fn parse_bench_duration(s: &str) -> Result<std::time::Duration, String> {
+    config::parse_duration(s, std::time::Duration::from_secs(1))
+}
+
+impl BenchPublishFlags {
+    fn options(&self, common: &BenchCommonArgs) -> PublishOptions {
+        PublishOptions {
+            url: common.url.clone(),
+            clients: self.clients,
+            streams: self.streams,
+            size: self.size,
+            limit: match (self.duration, self.msgs) {
+                (Some(d), _) => Limit::Duration(d),
+                (None, Some(n)) => Limit::Msgs(n),
+                (None, None) => Limit::Msgs(100_000),
+            },
+            inflight: self.inflight,
+            create: !self.no_create,
+            storage: self.stream_storage,
+            metrics_url: common.metrics_url.clone(),
+            progress: !common.quiet,
+        }
+    }
+}
+
+impl BenchArgs {
+    /// The workload to run and whether to print JSON.
+    pub fn command(&self) -> (BenchCommand, bool) {
+        match &self.workload {
+            BenchWorkload::Publish(a) => (
+                BenchCommand::Publish(a.publish.options(&a.common)),
+                a.common.json,
+            ),
+            BenchWorkload::Consume(a) => (
+                BenchCommand::Consume(ConsumeOptions {
+                    url: a.common.url.clone(),
+                    stream: a.stream.clone(),
+                    msgs: a.msgs,
+                    batch: a.acks.batch,
+                    ack: !a.acks.no_ack,
+                    durable: a.durable.clone(),
+                    metrics_url: a.common.metrics_url.clone(),
+                    progress: !a.common.quiet,
+                }),
+                a.common.json,
+            ),
+            BenchWorkload::E2e(a) => (
+                BenchCommand::E2e(E2eOptions {
+                    publish: a.publish.options(&a.common),
+                    batch: a.acks.batch,
+                    ack: !a.acks.no_ack,
+                }),
+                a.common.json,
+            ),
+        }
+    }
 }
 
 /// What `main` should run, fully validated.
@@ -331,6 +498,11 @@ pub enum Run {
     Agent(AgentConfig),
     ControlPlane(ControlPlaneConfig),
     Playground(PlaygroundConfig),
+    /// A benchmark workload; `json` prints the report as JSON.
+    Bench {
+        command: BenchCommand,
+        json: bool,
+    },
 }
 
 /// Why `main` stops before running anything.
@@ -432,7 +604,15 @@ pub fn parse(argv: &[String], env: &HashMap<String, String>) -> Result<Invocatio
                 run: Run::Playground(cfg),
             })
             .map_err(CliExit::Invalid),
-        BENCH => Err(CliExit::NotImplemented(BENCH)),
+        BENCH => {
+            let args = <BenchArgs as clap::FromArgMatches>::from_arg_matches(sub)
+                .map_err(|err| CliExit::Usage(err.render().to_string()))?;
+            let (command, json) = args.command();
+            Ok(Invocation {
+                log_format: LogFormat::default(),
+                run: Run::Bench { command, json },
+            })
+        }
         other => Err(CliExit::Usage(format!("error: unknown command {other:?}"))),
     }
 }
@@ -660,14 +840,118 @@ mod tests {
     }
 
     #[test]
-    fn bench_is_not_implemented() {
-        let exit = parse(
-            &s(&["infinistream", "bench", "--anything"]),
+    fn bench_publish_flags() {
+        let inv = parse(
+            &s(&[
+                "infinistream",
+                "bench",
+                "publish",
+                "--url",
+                "nats://h:1",
+                "--clients",
+                "4",
+                "--streams",
+                "10",
+                "--size",
+                "1KiB",
+                "--msgs",
+                "1000",
+                "--inflight",
+                "64",
+                "--stream-storage",
+                "memory",
+                "--json",
+            ]),
             &HashMap::new(),
         )
+        .unwrap();
+        let Run::Bench {
+            command: BenchCommand::Publish(o),
+            json,
+        } = inv.run
+        else {
+            panic!("not bench publish")
+        };
+        assert!(json);
+        assert_eq!(o.url, "nats://h:1");
+        assert_eq!(
+            (o.clients, o.streams, o.size, o.inflight),
+            (4, 10, 1024, 64)
+        );
+        assert_eq!(o.limit, Limit::Msgs(1000));
+        assert_eq!(o.storage, crate::bench::StreamStorage::Memory);
+        assert!(o.create && o.progress);
+    }
+
+    #[test]
+    fn bench_consume_and_e2e_flags() {
+        let env = HashMap::new();
+        let inv = parse(
+            &s(&[
+                "infinistream",
+                "bench",
+                "consume",
+                "--stream",
+                "S",
+                "--no-ack",
+                "-q",
+            ]),
+            &env,
+        )
+        .unwrap();
+        let Run::Bench {
+            command: BenchCommand::Consume(o),
+            json,
+        } = inv.run
+        else {
+            panic!("not bench consume")
+        };
+        assert!(!json && !o.ack && !o.progress);
+        assert_eq!((o.stream.as_str(), o.msgs, o.batch), ("S", 100_000, 500));
+        let inv = parse(
+            &s(&[
+                "infinistream",
+                "bench",
+                "e2e",
+                "--duration",
+                "3",
+                "--no-create",
+            ]),
+            &env,
+        )
+        .unwrap();
+        let Run::Bench {
+            command: BenchCommand::E2e(o),
+            ..
+        } = inv.run
+        else {
+            panic!("not bench e2e")
+        };
+        assert!(o.ack && !o.publish.create);
+        assert_eq!(
+            o.publish.limit,
+            Limit::Duration(std::time::Duration::from_secs(3))
+        );
+        let both = parse(
+            &s(&[
+                "infinistream",
+                "bench",
+                "publish",
+                "--msgs",
+                "1",
+                "--duration",
+                "1",
+            ]),
+            &env,
+        )
         .unwrap_err();
-        assert_eq!(exit.exit_code(), 2);
-        assert_eq!(exit.to_string(), "error: bench is not implemented yet");
+        assert_eq!(both.exit_code(), 2);
+        let bad = parse(
+            &s(&["infinistream", "bench", "publish", "--size", "x"]),
+            &env,
+        )
+        .unwrap_err();
+        assert_eq!(bad.exit_code(), 2);
     }
 
     #[test]

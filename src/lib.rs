@@ -5,6 +5,7 @@
 
 pub mod actors;
 pub mod agent;
+pub mod bench;
 pub mod bucket;
 pub mod budget;
 pub mod cache;

@@ -30,7 +30,10 @@ fn main() -> ExitCode {
         }
     };
 
-    infinistream::logging::init(invocation.log_format);
+    // The bench's stdout is its report (`--json`), so logs must not be written there.
+    if !matches!(invocation.run, Run::Bench { .. }) {
+        infinistream::logging::init(invocation.log_format);
+    }
 
     match run(invocation.run) {
         Ok(()) => ExitCode::SUCCESS,
@@ -56,6 +59,9 @@ fn run(run: Run) -> anyhow::Result<()> {
         Run::Playground(cfg) => {
             tracing::info!(config = ?cfg, "starting playground");
             infinistream::playground::run_blocking(cfg)?;
+        }
+        Run::Bench { command, json } => {
+            infinistream::bench::run_blocking(command, json)?;
         }
     }
     Ok(())
