@@ -171,10 +171,11 @@ fn unknown_flag_is_a_usage_error() {
 }
 
 #[test]
-fn bench_is_not_implemented() {
+fn bench_without_a_workload_is_a_usage_error() {
     let out = run(&["bench"], &[]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("bench is not implemented yet"));
+    let err = stderr(&out);
+    assert!(err.contains("publish") && err.contains("consume"), "{err}");
 }
 
 /// A valid configuration gets past validation (not exit 2), and neither the logged configuration

@@ -104,7 +104,10 @@ async fn graceful_shutdown_leaves_the_virtual_group() {
     // Both register when they start; wait for the control plane to list them.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while members(&stack).len() < 2 {
-        assert!(std::time::Instant::now() < deadline, "agents never registered");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "agents never registered"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let mut leaving = stack.agents.remove(1);
