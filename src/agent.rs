@@ -379,6 +379,7 @@ async fn start_with(
             window: config.batch_write,
             max_object_bytes: config.max_object_bytes,
             upload_deadline: tuning.upload_deadline,
+            max_uploading: tuning.uploaders.max(1),
         };
         let sequencer = sequencer.clone();
         Flusher::start_in_arbiter(&js_handle, move |_| {

@@ -533,3 +533,47 @@ async fn backpressure_bounds_what_the_agent_holds() {
         "an object held more than the in-flight budget: {per_object:?}"
     );
 }
+
+/// A bucket slower than the window (1 s per PUT, 50 ms windows, two uploaders, 3 s deadline):
+/// instead of sealing objects that queue behind the uploaders until their deadline, the agent
+/// merges windows into larger objects, and every publish is acked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_bucket_merges_windows_instead_of_failing() {
+    const N: usize = 200;
+    let stack = Stack::start_with(1, |_, _, t| {
+        t.uploaders = 2;
+        t.upload_deadline = Duration::from_secs(3);
+    });
+    let client = async_nats::connect(stack.url(0)).await.unwrap();
+    let js = jetstream::context::ContextBuilder::new()
+        .max_ack_inflight(10_000)
+        .build(client);
+    js.create_stream(stream_config("SLOW", &["slow.>"]))
+        .await
+        .expect("created");
+    stack.s3.set_put_delay(Duration::from_secs(1));
+    let puts_before = stack.s3.put_count();
+    let mut acks = Vec::with_capacity(N);
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    for i in 0..N {
+        tick.tick().await;
+        acks.push(
+            js.publish("slow.x", format!("{i}").into())
+                .await
+                .expect("sent"),
+        );
+    }
+    for (i, ack) in acks.into_iter().enumerate() {
+        let ack = timeout(Duration::from_secs(30), ack)
+            .await
+            .expect("answered in time")
+            .expect("acked, not failed");
+        assert_eq!(ack.sequence, i as u64 + 1);
+    }
+    stack.s3.set_put_delay(Duration::ZERO);
+    let objects = stack.s3.put_count() - puts_before;
+    assert!(
+        objects <= 10,
+        "{objects} objects for ~2 s of publishing with 1 s PUTs: windows were merged"
+    );
+}

@@ -42,6 +42,10 @@ pub struct FlusherSettings {
     pub max_object_bytes: usize,
     /// How long an upload may take, retries included, before its publishers get an error.
     pub upload_deadline: Duration,
+    /// Objects being built or uploaded at once (the uploader pool's size). While this many are
+    /// under way a due seal waits: windows merge into a larger object instead of queueing behind
+    /// slow PUTs until their deadline, and the in-flight budget pushes back on publishers.
+    pub max_uploading: usize,
 }
 
 pub struct Flusher {
@@ -53,6 +57,10 @@ pub struct Flusher {
     timer: Option<SpawnHandle>,
     opened: Option<Instant>,
     next_seal: u64,
+    /// Seals between drain and hand-over to the sequencer (building and uploading).
+    uploading: usize,
+    /// A seal came due while `max_uploading` objects were under way; done when one finishes.
+    seal_due: bool,
 }
 
 impl Flusher {
@@ -70,6 +78,8 @@ impl Flusher {
             timer: None,
             opened: None,
             next_seal: 0,
+            uploading: 0,
+            seal_due: false,
         }
     }
 
@@ -77,6 +87,11 @@ impl Flusher {
         if let Some(t) = self.timer.take() {
             ctx.cancel_future(t);
         }
+        if self.uploading >= self.settings.max_uploading.max(1) {
+            self.seal_due = true;
+            return;
+        }
+        self.seal_due = false;
         let dirty = std::mem::take(&mut self.dirty);
         self.bytes = 0;
         let opened = self.opened.take();
@@ -90,6 +105,7 @@ impl Flusher {
         }
         let seal_no = self.next_seal;
         self.next_seal += 1;
+        self.uploading += 1;
         let group_id = self.settings.group_id.clone();
         let deadline = self.settings.upload_deadline;
         let uploader = self.uploader.clone();
@@ -131,7 +147,13 @@ impl Flusher {
                     tracing::error!(seal_no, error = %e, "sequence client unreachable; publishers of this object get no answer");
                 }
             }
-            .into_actor(self),
+            .into_actor(self)
+            .map(|_, act, ctx| {
+                act.uploading -= 1;
+                if act.seal_due {
+                    act.seal(ctx);
+                }
+            }),
         );
     }
 }
