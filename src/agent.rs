@@ -15,12 +15,12 @@ use tokio::net::TcpListener;
 use crate::actors::connection::{Connection, ConnectionSettings};
 use crate::actors::flusher::SealNow;
 use crate::actors::flusher::{Flusher, FlusherSettings};
-use crate::actors::jetstream_api::{JsApi, StreamCatalog};
+use crate::actors::jetstream_api::{JsApi, Refresh, StreamCatalog};
 use crate::actors::membership::{
     Leave, Membership, MembershipSettings, Subscribe as SubscribeMembers, resolve_advertise_address,
 };
-use crate::actors::router::Router;
 use crate::actors::router::{BroadcastControl, ConnControl};
+use crate::actors::router::{GetStats, Router};
 pub use crate::actors::sequence_client::Committed;
 use crate::actors::sequence_client::{SequenceClient, SequenceSettings};
 use crate::actors::supervisor::{PeerSupervisor, SequenceSupervisor, SequenceSupervisorSettings};
@@ -433,21 +433,34 @@ async fn start_with(
     let reader = Reader::new(read_cache.clone(), store.clone());
     // JetStream consumers: pull requests and acks (state in the control plane), reading through
     // the same cache as every other read.
-    {
+    let consumers = {
         let cp = cp.clone();
         let router = router.clone();
         let reader = reader.clone();
         crate::actors::consumer::ConsumerManager::start_in_arbiter(&js_handle, move |_| {
             crate::actors::consumer::ConsumerManager::new(cp(), router, reader)
-        });
-    }
-    {
+        })
+    };
+    let js_api = {
         let cp = cp.clone();
         let router = router.clone();
         let reader = reader.clone();
+        let catalog = catalog.clone();
         JsApi::start_in_arbiter(&js_handle, move |_| {
             JsApi::new(cp(), router, catalog, reader)
-        });
+        })
+    };
+    // Ready before the first client: the JetStream responders are subscribed, and the streams
+    // that already exist are routable (bounded: a control plane that is down must not stop the
+    // agent from serving core NATS).
+    let _ = js_api.send(crate::actors::Ready).await;
+    let _ = consumers.send(crate::actors::Ready).await;
+    let _ = router.send(GetStats).await;
+    if actix_rt::time::timeout(Duration::from_secs(5), catalog.send(Refresh))
+        .await
+        .is_err()
+    {
+        tracing::warn!("streams not loaded at startup; the catalog keeps polling");
     }
 
     let mut arbiters: Vec<Arbiter> = (0..config.workers.max(1)).map(|_| Arbiter::new()).collect();

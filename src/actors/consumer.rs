@@ -596,3 +596,8 @@ impl Handler<InternalMsg> for ConsumerManager {
         self.add_request((stream.to_string(), consumer.to_string()), reply, req, ctx);
     }
 }
+
+impl Handler<crate::actors::Ready> for ConsumerManager {
+    type Result = ();
+    fn handle(&mut self, _: crate::actors::Ready, _: &mut Self::Context) {}
+}

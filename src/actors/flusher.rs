@@ -5,9 +5,9 @@
 //! messages between seals (batchers), putting objects (the `Uploader` pool), object ids, commits
 //! or acks (the `SequenceClient`).
 //!
-//! A window opens with the first message after an idle period and seals `window` later, or as soon
-//! as the pending bytes reach `max_object_bytes`. Sealing drains every dirty batcher, builds the
-//! object, uploads it, and hands the outcome to the SequenceClient, which commits in seal order:
+//! Windows tick on a fixed cadence (`window`); a window with data seals at its tick, or as soon as
+//! the pending bytes reach `max_object_bytes`. Sealing drains every dirty batcher, builds the
+//! object, uploads it, and hands the outcome to the sequencer, which commits in seal order:
 //! uploads of consecutive windows overlap, commits never reorder.
 
 use std::time::{Duration, Instant};
@@ -54,7 +54,6 @@ pub struct Flusher {
     sequencer: SequencerHandle,
     dirty: Vec<Recipient<Drain>>,
     bytes: usize,
-    timer: Option<SpawnHandle>,
     opened: Option<Instant>,
     next_seal: u64,
     /// Seals between drain and hand-over to the sequencer (building and uploading).
@@ -75,7 +74,6 @@ impl Flusher {
             sequencer: sequencer.into(),
             dirty: Vec::new(),
             bytes: 0,
-            timer: None,
             opened: None,
             next_seal: 0,
             uploading: 0,
@@ -84,9 +82,6 @@ impl Flusher {
     }
 
     fn seal(&mut self, ctx: &mut Context<Self>) {
-        if let Some(t) = self.timer.take() {
-            ctx.cancel_future(t);
-        }
         if self.uploading >= self.settings.max_uploading.max(1) {
             self.seal_due = true;
             return;
@@ -230,6 +225,17 @@ async fn upload_object(
 
 impl Actor for Flusher {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Windows run on a fixed cadence: a publish waits half a window on average (a window that
+        // opened at the first publish would make every lone publish wait a whole one), and under
+        // load there is still exactly one object per window.
+        ctx.run_interval(self.settings.window, |act, ctx| {
+            if !act.dirty.is_empty() || act.seal_due {
+                act.seal(ctx);
+            }
+        });
+    }
 }
 
 impl Handler<MarkDirty> for Flusher {
@@ -240,12 +246,8 @@ impl Handler<MarkDirty> for Flusher {
             self.dirty.push(m.batcher);
         }
         self.bytes += m.bytes;
-        if self.timer.is_none() {
+        if self.opened.is_none() {
             self.opened = Some(Instant::now());
-            self.timer = Some(ctx.run_later(self.settings.window, |act, ctx| {
-                act.timer = None;
-                act.seal(ctx);
-            }));
         }
         if self.bytes >= self.settings.max_object_bytes {
             self.seal(ctx);

@@ -142,19 +142,26 @@ impl Actor for StreamCatalog {
     }
 }
 
+impl StreamCatalog {
+    /// A poll that starts after now: a poll already under way may have read the control plane
+    /// before the change being waited for, so wait it out first.
+    fn fresh_poll(&mut self) -> ResponseActFuture<Self, ()> {
+        if !self.polling {
+            return self.poll();
+        }
+        Box::pin(
+            async { actix_rt::time::sleep(Duration::from_millis(5)).await }
+                .into_actor(self)
+                .then(|_, act, _| act.fresh_poll()),
+        )
+    }
+}
+
 impl Handler<Refresh> for StreamCatalog {
     type Result = ResponseActFuture<Self, ()>;
 
     fn handle(&mut self, _: Refresh, _: &mut Self::Context) -> Self::Result {
-        if !self.polling {
-            return self.poll();
-        }
-        // A poll is under way but may have started before the change; wait it out, then poll.
-        Box::pin(
-            async { actix_rt::time::sleep(Duration::from_millis(5)).await }
-                .into_actor(self)
-                .then(|_, act, _| act.poll()),
-        )
+        self.fresh_poll()
     }
 }
 
@@ -387,4 +394,9 @@ impl Handler<InternalMsg> for JsApi {
 
 fn status(code: u16, description: Option<&str>) -> Bytes {
     crate::protocol::headers::status_only(code, description)
+}
+
+impl Handler<crate::actors::Ready> for JsApi {
+    type Result = ();
+    fn handle(&mut self, _: crate::actors::Ready, _: &mut Self::Context) {}
 }

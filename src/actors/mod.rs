@@ -14,3 +14,9 @@ pub mod router;
 pub mod sequence_client;
 pub mod supervisor;
 pub mod uploader;
+
+/// Answered as soon as an actor has started: `send(Ready)` returns after its `started` ran (so,
+/// for example, the subscriptions it asked the router for are queued there).
+#[derive(actix::Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct Ready;
