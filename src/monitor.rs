@@ -147,6 +147,9 @@ impl Handler<GetJsz> for HealthProbe {
     }
 }
 
+/// Key under which `jsz_totals` hands over the per-stream details; never sent as such.
+const STREAM_DETAIL: &str = "stream_detail";
+
 /// `$JS.API.INFO` plus every page of `$JS.API.STREAM.LIST`, summed as nats-server's `/jsz` does.
 async fn jsz_totals(client: &ControlPlaneClient) -> Result<Value, String> {
     let info = client
@@ -165,6 +168,7 @@ async fn jsz_totals(client: &ControlPlaneClient) -> Result<Value, String> {
         streams: Vec<Value>,
     }
     let (mut streams, mut consumers, mut messages, mut bytes) = (0u64, 0u64, 0u64, 0u64);
+    let mut details = Vec::new();
     let mut offset = 0u64;
     loop {
         let body = serde_json::to_vec(&json!({ "offset": offset })).map_err(|e| e.to_string())?;
@@ -182,6 +186,14 @@ async fn jsz_totals(client: &ControlPlaneClient) -> Result<Value, String> {
             messages += state["messages"].as_u64().unwrap_or(0);
             bytes += state["bytes"].as_u64().unwrap_or(0);
             consumers += state["consumer_count"].as_u64().unwrap_or(0);
+            // nats-server's `StreamDetail`; `config` is dropped later unless asked for.
+            details.push(json!({
+                "name": s["config"]["name"],
+                "created": s["created"],
+                "cluster": s["cluster"],
+                "config": s["config"],
+                "state": s["state"],
+            }));
         }
         offset += page.streams.len() as u64;
         if offset >= page.total {
@@ -189,6 +201,7 @@ async fn jsz_totals(client: &ControlPlaneClient) -> Result<Value, String> {
         }
     }
     Ok(json!({
+        STREAM_DETAIL: details,
         "memory": info["memory"].as_u64().unwrap_or(0),
         "storage": info["storage"].as_u64().unwrap_or(0),
         "reserved_memory": info["reserved_memory"].as_u64().unwrap_or(0),
@@ -473,8 +486,19 @@ async fn subsz(state: web::Data<MonitorState>) -> HttpResponse {
     }))
 }
 
-async fn jsz(state: web::Data<MonitorState>) -> HttpResponse {
-    let totals = match state.sources.probe.send(GetJsz).await {
+/// `/jsz` query flags, as nats-server reads them (prometheus-nats-exporter's `-jsz=all` sends
+/// `accounts`, `streams` and `config`).
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct JszQuery {
+    accounts: bool,
+    streams: bool,
+    consumers: bool,
+    config: bool,
+}
+
+async fn jsz(state: web::Data<MonitorState>, query: web::Query<JszQuery>) -> HttpResponse {
+    let mut totals = match state.sources.probe.send(GetJsz).await {
         Ok(Ok(v)) => v,
         Ok(Err(e)) => {
             return HttpResponse::ServiceUnavailable()
@@ -498,6 +522,26 @@ async fn jsz(state: web::Data<MonitorState>) -> HttpResponse {
         "limits": {},
         "total": 1,
     });
+    let mut details = totals
+        .as_object_mut()
+        .and_then(|o| o.remove(STREAM_DETAIL))
+        .unwrap_or_else(|| json!([]));
+    if query.accounts || query.streams || query.consumers {
+        // One account, as nats-server names its default account.
+        let mut account = json!({"name": "$G", "id": "$G"});
+        merge(&mut account, totals.clone());
+        if query.streams || query.consumers {
+            if !query.config
+                && let Some(list) = details.as_array_mut()
+            {
+                for d in list.iter_mut().filter_map(Value::as_object_mut) {
+                    d.remove("config");
+                }
+            }
+            account[STREAM_DETAIL] = details;
+        }
+        body["account_details"] = json!([account]);
+    }
     merge(&mut body, totals);
     HttpResponse::Ok().json(body)
 }

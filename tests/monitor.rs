@@ -157,6 +157,27 @@ async fn endpoints_in_nats_server_shapes() {
     assert_eq!(jsz["messages"], 3);
     assert!(jsz["bytes"].as_u64().expect("bytes") > 0);
     assert!(jsz["api"]["total"].as_u64().is_some());
+    assert!(
+        jsz.get("account_details").is_none(),
+        "details only when asked"
+    );
+
+    // What prometheus-nats-exporter's `-jsz=all` asks for.
+    let (status, jsz) = get_json(http, "/jsz?accounts=true&streams=true&config=true").await;
+    assert_eq!(status, 200, "{jsz}");
+    let account = &jsz["account_details"][0];
+    assert_eq!(account["name"], "$G", "{jsz}");
+    assert_eq!(account["messages"], 3);
+    let detail = &account["stream_detail"][0];
+    assert_eq!(detail["state"]["messages"], 3, "{detail}");
+    assert!(detail["name"].is_string(), "{detail}");
+    assert!(detail["config"]["subjects"].is_array(), "{detail}");
+    let (_, jsz) = get_json(http, "/jsz?accounts=true&streams=true").await;
+    assert!(
+        jsz["account_details"][0]["stream_detail"][0]
+            .get("config")
+            .is_none()
+    );
 }
 
 #[tokio::test]
