@@ -11,7 +11,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::commit::{DiscardNewCheck, Rollup, Ttl, discard_new_refusal, parse_rollup};
 use super::{
-    AccountUsage, MetadataStore, StateDetail, StoreError, StreamView, file_store_msg_size,
+    AccountUsage, ConsumerPosition, ConsumerWrite, MetadataStore, PendingDelivery, StateDetail,
+    StoreError, StoredConsumer, StreamView, file_store_msg_size,
 };
 use crate::control_plane::model::{
     AgentInfo, AgentPorts, CommitBlockResult, CommitRequest, CommitResponse, LocateRequest,
@@ -83,6 +84,30 @@ CREATE TABLE IF NOT EXISTS agents (
     registered_at INTEGER NOT NULL,
     last_heartbeat INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS consumers (
+    stream TEXT NOT NULL,
+    name TEXT NOT NULL,
+    config TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    next_sseq INTEGER NOT NULL,
+    lps TEXT NOT NULL,
+    dseq INTEGER NOT NULL,
+    sseq INTEGER NOT NULL,
+    last_delivery INTEGER,
+    floor_cseq INTEGER NOT NULL,
+    floor_sseq INTEGER NOT NULL,
+    last_ack INTEGER,
+    PRIMARY KEY (stream, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS consumer_pending (
+    stream TEXT NOT NULL,
+    name TEXT NOT NULL,
+    sseq INTEGER NOT NULL,
+    cseq INTEGER NOT NULL,
+    deliveries INTEGER NOT NULL,
+    deadline INTEGER NOT NULL,
+    PRIMARY KEY (stream, name, sseq)
+) WITHOUT ROWID;
 ";
 
 const VERSION_KEY: &str = "streams_version";
@@ -993,6 +1018,12 @@ impl MetadataStore for SqliteStore {
             s.conn
                 .prepare_cached("DELETE FROM streams WHERE id = ?1")?
                 .execute(params![id])?;
+            s.conn
+                .prepare_cached("DELETE FROM consumer_pending WHERE stream = ?1")?
+                .execute(params![name])?;
+            s.conn
+                .prepare_cached("DELETE FROM consumers WHERE stream = ?1")?
+                .execute(params![name])?;
             s.bump_version()?;
             Ok(())
         })?;
@@ -1375,6 +1406,172 @@ impl MetadataStore for SqliteStore {
         seqs.sort_unstable();
         Ok(seqs)
     }
+
+    fn consumers(&mut self) -> Result<Vec<StoredConsumer>, StoreError> {
+        let mut out = Vec::new();
+        {
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT stream, name, config, created, next_sseq, lps, dseq, sseq, last_delivery, \
+                 floor_cseq, floor_sseq, last_ack FROM consumers ORDER BY stream, name",
+            )?;
+            let mut rows = stmt.query([])?;
+            while let Some(r) = rows.next()? {
+                let config: String = r.get(2)?;
+                let lps: String = r.get(5)?;
+                out.push(StoredConsumer {
+                    stream: r.get(0)?,
+                    name: r.get(1)?,
+                    config: serde_json::from_str(&config)?,
+                    created: r.get(3)?,
+                    position: ConsumerPosition {
+                        next_sseq: to_u64(r.get(4)?),
+                        lps: serde_json::from_str(&lps)?,
+                        dseq: to_u64(r.get(6)?),
+                        sseq: to_u64(r.get(7)?),
+                        last_delivery: r.get(8)?,
+                        ack_floor: (to_u64(r.get(9)?), to_u64(r.get(10)?)),
+                        last_ack: r.get(11)?,
+                    },
+                    pending: Vec::new(),
+                });
+            }
+        }
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT sseq, cseq, deliveries, deadline FROM consumer_pending \
+             WHERE stream = ?1 AND name = ?2 ORDER BY sseq",
+        )?;
+        for c in &mut out {
+            c.pending = stmt
+                .query_map(params![c.stream, c.name], |r| {
+                    Ok(PendingDelivery {
+                        sseq: to_u64(r.get(0)?),
+                        cseq: to_u64(r.get(1)?),
+                        deliveries: to_u64(r.get(2)?),
+                        deadline: r.get(3)?,
+                    })
+                })?
+                .collect::<Result<_, _>>()?;
+        }
+        Ok(out)
+    }
+
+    fn write_consumers(&mut self, writes: &[ConsumerWrite]) -> Result<(), StoreError> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        self.in_tx(|s| {
+            for w in writes {
+                write_consumer(&s.conn, w)?;
+            }
+            Ok(())
+        })
+    }
+}
+
+fn write_position(
+    conn: &Connection,
+    stream: &str,
+    name: &str,
+    p: &ConsumerPosition,
+) -> Result<(), StoreError> {
+    let lps = serde_json::to_string(&p.lps)?;
+    conn.prepare_cached(
+        "UPDATE consumers SET next_sseq = ?3, lps = ?4, dseq = ?5, sseq = ?6, last_delivery = ?7, \
+         floor_cseq = ?8, floor_sseq = ?9, last_ack = ?10 WHERE stream = ?1 AND name = ?2",
+    )?
+    .execute(params![
+        stream,
+        name,
+        to_i64(p.next_sseq),
+        lps,
+        to_i64(p.dseq),
+        to_i64(p.sseq),
+        p.last_delivery,
+        to_i64(p.ack_floor.0),
+        to_i64(p.ack_floor.1),
+        p.last_ack,
+    ])?;
+    Ok(())
+}
+
+fn delete_pending_of(conn: &Connection, stream: &str, name: &str) -> Result<(), StoreError> {
+    conn.prepare_cached("DELETE FROM consumer_pending WHERE stream = ?1 AND name = ?2")?
+        .execute(params![stream, name])?;
+    Ok(())
+}
+
+fn write_consumer(conn: &Connection, w: &ConsumerWrite) -> Result<(), StoreError> {
+    match w {
+        ConsumerWrite::Create {
+            stream,
+            name,
+            config,
+            created,
+            position,
+        } => {
+            delete_pending_of(conn, stream, name)?;
+            conn.prepare_cached(
+                "INSERT OR REPLACE INTO consumers (stream, name, config, created, next_sseq, lps, \
+                 dseq, sseq, floor_cseq, floor_sseq) VALUES (?1, ?2, ?3, ?4, 0, '[]', 0, 0, 0, 0)",
+            )?
+            .execute(params![
+                stream,
+                name,
+                serde_json::to_string(config)?,
+                created
+            ])?;
+            write_position(conn, stream, name, position)?;
+        }
+        ConsumerWrite::UpdateConfig {
+            stream,
+            name,
+            config,
+        } => {
+            conn.prepare_cached(
+                "UPDATE consumers SET config = ?3 WHERE stream = ?1 AND name = ?2",
+            )?
+            .execute(params![stream, name, serde_json::to_string(config)?])?;
+        }
+        ConsumerWrite::Position {
+            stream,
+            name,
+            position,
+        } => write_position(conn, stream, name, position)?,
+        ConsumerWrite::PutPending {
+            stream,
+            name,
+            entries,
+        } => {
+            let mut stmt = conn.prepare_cached(
+                "INSERT OR REPLACE INTO consumer_pending (stream, name, sseq, cseq, deliveries, \
+                 deadline) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for e in entries {
+                stmt.execute(params![
+                    stream,
+                    name,
+                    to_i64(e.sseq),
+                    to_i64(e.cseq),
+                    to_i64(e.deliveries),
+                    e.deadline
+                ])?;
+            }
+        }
+        ConsumerWrite::RemovePending { stream, name, seqs } => {
+            let mut stmt = conn.prepare_cached(
+                "DELETE FROM consumer_pending WHERE stream = ?1 AND name = ?2 AND sseq = ?3",
+            )?;
+            for seq in seqs {
+                stmt.execute(params![stream, name, to_i64(*seq)])?;
+            }
+        }
+        ConsumerWrite::Delete { stream, name } => {
+            delete_pending_of(conn, stream, name)?;
+            conn.prepare_cached("DELETE FROM consumers WHERE stream = ?1 AND name = ?2")?
+                .execute(params![stream, name])?;
+        }
+    }
+    Ok(())
 }
 
 const LOCATION_COLUMNS: &str = "m.seq, m.subject, m.ts, m.object_id, o.object_key, m.block_offset, m.block_len, m.idx, m.size, m.header_size";
