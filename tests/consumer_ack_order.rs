@@ -18,12 +18,7 @@ use tokio::time::timeout;
 const WAIT: Duration = Duration::from_secs(20);
 
 async fn fetch_one(c: &consumer::PullConsumer) -> jetstream::Message {
-    let mut batch = c
-        .fetch()
-        .max_messages(1)
-        .messages()
-        .await
-        .expect("fetch");
+    let mut batch = c.fetch().max_messages(1).messages().await.expect("fetch");
     timeout(WAIT, batch.next())
         .await
         .expect("in time")
