@@ -1,8 +1,10 @@
 //! `MetadataStore` on SQLite: a file under the data dir (WAL, `synchronous=FULL`) or `:memory:`.
 //!
 //! Owns: the schema, per-stream counters cached in memory (rebuilt from the tables on open and
-//! after any failed transaction), sequencing, limits, purges, lookups. Does not own: request
-//! validation that needs no state (`jetstream::config`), threading (`worker`).
+//! after any failed transaction), sequencing, limits, purges, lookups, and the rows of consumers
+//! (config, position, pending deliveries) that `consumers::Registry` writes through and loads on
+//! open. Does not own: request validation that needs no state (`jetstream::config`), threading
+//! (`worker`), consumer semantics (`consumers`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -1756,5 +1758,152 @@ fn compact(conn: &Connection, rt: &mut StreamRt, seq: u64) -> Result<u64, StoreE
         rt.last_seq = seq - 1;
         rt.first_ts = 0;
         Ok(purged)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jetstream::consumer::ConsumerConfig;
+
+    fn pending(sseq: u64, deliveries: u64) -> PendingDelivery {
+        PendingDelivery {
+            sseq,
+            cseq: sseq + 100,
+            deliveries,
+            deadline: i64::try_from(sseq).unwrap_or(0) * 7,
+        }
+    }
+
+    #[test]
+    fn consumer_writes_round_trip() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut s = SqliteStore::open(dir.path()).expect("store");
+        let stream: StreamConfig =
+            serde_json::from_str(r#"{"name":"S","subjects":["s.>"]}"#).expect("config");
+        s.create_stream(stream, 1).expect("stream");
+        let config = ConsumerConfig {
+            durable: "D".into(),
+            name: "D".into(),
+            description: "first".into(),
+            ..ConsumerConfig::default()
+        };
+        let position = ConsumerPosition {
+            next_sseq: 4,
+            lps: vec![1, 3],
+            dseq: 3,
+            sseq: 3,
+            last_delivery: Some(9),
+            ack_floor: (1, 1),
+            last_ack: None,
+        };
+        let (st, nm) = (String::from("S"), String::from("D"));
+        s.write_consumers(&[
+            ConsumerWrite::Create {
+                stream: st.clone(),
+                name: nm.clone(),
+                config: config.clone(),
+                created: 5,
+                position: position.clone(),
+            },
+            ConsumerWrite::PutPending {
+                stream: st.clone(),
+                name: nm.clone(),
+                entries: vec![pending(2, 1), pending(3, 1), pending(5, 1)],
+            },
+            ConsumerWrite::RemovePending {
+                stream: st.clone(),
+                name: nm.clone(),
+                seqs: vec![3],
+            },
+            ConsumerWrite::PutPending {
+                stream: st.clone(),
+                name: nm.clone(),
+                entries: vec![pending(2, 4)],
+            },
+            ConsumerWrite::UpdateConfig {
+                stream: st.clone(),
+                name: nm.clone(),
+                config: ConsumerConfig {
+                    description: "second".into(),
+                    ..config.clone()
+                },
+            },
+        ])
+        .expect("write");
+        drop(s);
+
+        let mut s = SqliteStore::open(dir.path()).expect("reopen");
+        let all = s.consumers().expect("consumers");
+        assert_eq!(all.len(), 1);
+        let c = &all[0];
+        assert_eq!(
+            (c.stream.as_str(), c.name.as_str(), c.created),
+            ("S", "D", 5)
+        );
+        assert_eq!(c.config.description, "second");
+        assert_eq!(c.position, position);
+        assert_eq!(c.pending, vec![pending(2, 4), pending(5, 1)]);
+
+        // Re-creating drops the old pending deliveries; a position update keeps them.
+        let moved = ConsumerPosition {
+            lps: Vec::new(),
+            last_ack: Some(11),
+            ..position.clone()
+        };
+        s.write_consumers(&[ConsumerWrite::Position {
+            stream: st.clone(),
+            name: nm.clone(),
+            position: moved.clone(),
+        }])
+        .expect("position");
+        let c = s.consumers().expect("consumers").remove(0);
+        assert_eq!((c.position, c.pending.len()), (moved, 2));
+        s.write_consumers(&[ConsumerWrite::Create {
+            stream: st.clone(),
+            name: nm.clone(),
+            config: config.clone(),
+            created: 6,
+            position: ConsumerPosition::default(),
+        }])
+        .expect("recreate");
+        let c = s.consumers().expect("consumers").remove(0);
+        assert!(c.pending.is_empty());
+        assert_eq!(c.created, 6);
+
+        // Deleting a consumer, and deleting a stream, remove the rows.
+        s.write_consumers(&[
+            ConsumerWrite::Delete {
+                stream: st.clone(),
+                name: nm.clone(),
+            },
+            ConsumerWrite::Create {
+                stream: st.clone(),
+                name: "E".into(),
+                config,
+                created: 7,
+                position: ConsumerPosition::default(),
+            },
+            ConsumerWrite::PutPending {
+                stream: st.clone(),
+                name: "E".into(),
+                entries: vec![pending(1, 1)],
+            },
+        ])
+        .expect("delete and create");
+        let names: Vec<String> = s
+            .consumers()
+            .expect("consumers")
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(names, vec!["E".to_string()]);
+        s.delete_stream("S").expect("delete stream");
+        assert!(s.consumers().expect("consumers").is_empty());
+        let left: i64 = s
+            .conn
+            .query_row("SELECT count(*) FROM consumer_pending", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(left, 0);
     }
 }
