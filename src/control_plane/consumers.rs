@@ -8,15 +8,20 @@
 //! consumer lease. Does not own: message bytes (agents read them from the bucket), waiting pull
 //! requests or delivery to clients (the agent's consumer actor).
 //!
-//! The state lives in memory on the store thread (next to `MetadataStore`); it is lost when the
-//! control plane restarts.
+//! The state lives in memory on the store thread (next to `MetadataStore`) and is written through
+//! to the store in the same call that changes it (one transaction per create, claim or ack
+//! batch), before the change is visible in memory or answered; `Registry::load` rebuilds it when
+//! the store opens. Waiting pull request counts, push leases and activity times are transient.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
 use super::model::MessageLocation;
-use super::store::{Backend, StateDetail, StoreError};
+use super::store::{
+    Backend, ConsumerPosition, ConsumerWrite, MetadataStore, PendingDelivery, StateDetail,
+    StoreError,
+};
 use crate::jetstream::consumer::*;
 use crate::jetstream::{ApiError, LIST_LIMIT, NAMES_LIMIT};
 
@@ -56,6 +61,28 @@ struct Consumer {
 }
 
 impl Consumer {
+    fn position(&self) -> ConsumerPosition {
+        ConsumerPosition {
+            next_sseq: self.next_sseq,
+            lps: self.lps.iter().copied().collect(),
+            dseq: self.dseq,
+            sseq: self.sseq,
+            last_delivery: self.last_delivery,
+            ack_floor: self.ack_floor,
+            last_ack: self.last_ack,
+        }
+    }
+
+    fn create_write(&self) -> ConsumerWrite {
+        ConsumerWrite::Create {
+            stream: self.stream.clone(),
+            name: self.name.clone(),
+            config: self.config.clone(),
+            created: self.created,
+            position: self.position(),
+        }
+    }
+
     fn update_floor(&mut self) {
         if self.config.ack_policy == AckPolicy::None {
             self.ack_floor = (self.dseq, self.sseq);
@@ -109,9 +136,62 @@ impl Consumer {
 #[derive(Debug, Default)]
 pub struct Registry {
     consumers: BTreeMap<(String, String), Consumer>,
+    /// Consumers swept from memory whose stored rows are still to be deleted (with the next
+    /// write, or the next consumer API call).
+    swept: Vec<(String, String)>,
 }
 
 impl Registry {
+    /// Rebuilds every consumer from the store. Ephemerals get a fresh inactivity window: their
+    /// last activity is not stored.
+    pub fn load(store: &mut dyn MetadataStore, now: i64) -> Result<Self, StoreError> {
+        let mut consumers = BTreeMap::new();
+        for s in store.consumers()? {
+            let p = s.position;
+            let c = Consumer {
+                stream: s.stream.clone(),
+                name: s.name.clone(),
+                config: s.config,
+                created: s.created,
+                next_sseq: p.next_sseq,
+                lps: p.lps.into_iter().collect(),
+                dseq: p.dseq,
+                sseq: p.sseq,
+                last_delivery: p.last_delivery,
+                pending: s
+                    .pending
+                    .into_iter()
+                    .map(|d| {
+                        (
+                            d.sseq,
+                            Pending {
+                                cseq: d.cseq,
+                                deliveries: d.deliveries,
+                                deadline: d.deadline,
+                            },
+                        )
+                    })
+                    .collect(),
+                ack_floor: p.ack_floor,
+                last_ack: p.last_ack,
+                last_seen: now,
+                waiting: 0,
+                lease: None,
+            };
+            consumers.insert((s.stream, s.name), c);
+        }
+        if !consumers.is_empty() {
+            tracing::info!(
+                consumers = consumers.len(),
+                "consumers loaded from the store"
+            );
+        }
+        Ok(Self {
+            consumers,
+            swept: Vec::new(),
+        })
+    }
+
     pub fn count(&self, stream: &str) -> usize {
         self.consumers.keys().filter(|(s, _)| s == stream).count()
     }
@@ -135,13 +215,83 @@ impl Registry {
 
     /// Removes ephemerals idle for longer than their inactive threshold.
     pub fn sweep(&mut self, now: i64) {
+        let swept = &mut self.swept;
         self.consumers.retain(|(s, n), c| {
             let keep = c.config.inactive_threshold <= 0
                 || now - c.last_seen <= c.config.inactive_threshold;
             if !keep {
                 tracing::debug!(stream = %s, consumer = %n, "inactive consumer removed");
+                swept.push((s.clone(), n.clone()));
             }
             keep
+        });
+    }
+}
+
+/// Writes `writes` (after the deletes of swept consumers) in one transaction. On failure the
+/// swept deletes are kept for the next attempt; the caller leaves memory unchanged.
+fn persist(backend: &mut Backend, writes: Vec<ConsumerWrite>) -> Result<(), StoreError> {
+    let swept = std::mem::take(&mut backend.consumers.swept);
+    if swept.is_empty() && writes.is_empty() {
+        return Ok(());
+    }
+    let mut all: Vec<ConsumerWrite> = swept
+        .iter()
+        .map(|(stream, name)| ConsumerWrite::Delete {
+            stream: stream.clone(),
+            name: name.clone(),
+        })
+        .collect();
+    all.extend(writes);
+    let r = backend.store.write_consumers(&all);
+    if r.is_err() {
+        backend.consumers.swept.extend(swept);
+    }
+    r
+}
+
+/// What changed between the stored (`before`) and the new state of one consumer.
+fn changes(before: &Consumer, after: &Consumer, out: &mut Vec<ConsumerWrite>) {
+    let position = after.position();
+    if position != before.position() {
+        out.push(ConsumerWrite::Position {
+            stream: after.stream.clone(),
+            name: after.name.clone(),
+            position,
+        });
+    }
+    let mut put = Vec::new();
+    let mut removed = Vec::new();
+    for (sseq, p) in &after.pending {
+        let same = before.pending.get(sseq).is_some_and(|b| {
+            b.cseq == p.cseq && b.deliveries == p.deliveries && b.deadline == p.deadline
+        });
+        if !same {
+            put.push(PendingDelivery {
+                sseq: *sseq,
+                cseq: p.cseq,
+                deliveries: p.deliveries,
+                deadline: p.deadline,
+            });
+        }
+    }
+    for sseq in before.pending.keys() {
+        if !after.pending.contains_key(sseq) {
+            removed.push(*sseq);
+        }
+    }
+    if !removed.is_empty() {
+        out.push(ConsumerWrite::RemovePending {
+            stream: after.stream.clone(),
+            name: after.name.clone(),
+            seqs: removed,
+        });
+    }
+    if !put.is_empty() {
+        out.push(ConsumerWrite::PutPending {
+            stream: after.stream.clone(),
+            name: after.name.clone(),
+            entries: put,
         });
     }
 }
@@ -363,6 +513,9 @@ pub fn handle(
     now: i64,
 ) -> Option<(Vec<u8>, bool)> {
     backend.consumers.sweep(now);
+    if let Err(e) = persist(backend, Vec::new()) {
+        tracing::error!(error = %e, "cannot delete swept consumers from the store");
+    }
     Some(match tokens {
         ["CREATE", stream] => info_response(
             CONSUMER_CREATE_RESPONSE,
@@ -500,8 +653,19 @@ fn create(
                     "can not update pull consumer to push based",
                 ));
             }
-            existing.config = candidate;
+            let write = ConsumerWrite::UpdateConfig {
+                stream: stream.to_string(),
+                name: name.clone(),
+                config: candidate.clone(),
+            };
+            persist(backend, vec![write]).map_err(store_err)?;
+            if let Some(existing) = backend.consumers.consumers.get_mut(&key) {
+                existing.config = candidate;
+            }
         }
+        let Some(existing) = backend.consumers.consumers.get_mut(&key) else {
+            return Err(ApiError::consumer_not_found());
+        };
         existing.last_seen = now;
         let c = existing.clone();
         let n = num_pending(backend, &c)?;
@@ -550,6 +714,7 @@ fn create(
     }
     let n = num_pending(backend, &c)?;
     let info = c.info(n, now, true);
+    persist(backend, vec![c.create_write()]).map_err(store_err)?;
     backend.consumers.consumers.insert(key, c);
     Ok(info)
 }
@@ -574,12 +739,24 @@ fn info(
 fn delete(backend: &mut Backend, stream: &str, name: &str) -> (Vec<u8>, bool) {
     let error = match backend.store.stream_config(stream) {
         Err(e) => Some(store_err(e)),
-        Ok(_) => backend
-            .consumers
-            .consumers
-            .remove(&(stream.to_string(), name.to_string()))
-            .is_none()
-            .then(ApiError::consumer_not_found),
+        Ok(_) => {
+            let key = (stream.to_string(), name.to_string());
+            if !backend.consumers.consumers.contains_key(&key) {
+                Some(ApiError::consumer_not_found())
+            } else {
+                let write = ConsumerWrite::Delete {
+                    stream: key.0.clone(),
+                    name: key.1.clone(),
+                };
+                match persist(backend, vec![write]) {
+                    Ok(()) => {
+                        backend.consumers.consumers.remove(&key);
+                        None
+                    }
+                    Err(e) => Some(store_err(e)),
+                }
+            }
+        }
     };
     let is_error = error.is_some();
     encode(
@@ -869,19 +1046,32 @@ pub fn claim(
         last_consumer_seq: c.dseq,
         max_waiting: c.config.max_waiting,
     };
+    let mut writes = Vec::new();
+    if let Some(before) = backend.consumers.consumers.get(&key) {
+        changes(before, &c, &mut writes);
+    }
+    persist(backend, writes).map_err(store_err)?;
     backend.consumers.consumers.insert(key, c);
     Ok(response)
 }
 
 /// Applies a batch of acks; acks of unknown consumers or sequences are ignored (as nats-server
-/// ignores stale acks).
+/// ignores stale acks). The whole batch is stored in one transaction; if that fails nothing is
+/// applied (the messages are redelivered after their ack wait).
 pub fn ack(backend: &mut Backend, batch: &AckBatch, now: i64) -> AckBatchResponse {
     let mut applied = 0;
-    let mut touched: HashMap<(String, String), ()> = HashMap::new();
+    // Working copies, so memory changes only once the batch is stored.
+    let mut touched: HashMap<(String, String), Consumer> = HashMap::new();
     for a in &batch.acks {
         let key = (a.stream.clone(), a.consumer.clone());
-        let Some(c) = backend.consumers.consumers.get_mut(&key) else {
-            continue;
+        let c = match touched.entry(key) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let Some(c) = backend.consumers.consumers.get(e.key()) else {
+                    continue;
+                };
+                e.insert(c.clone())
+            }
         };
         c.last_seen = now;
         let policy = c.config.ack_policy;
@@ -912,13 +1102,19 @@ pub fn ack(backend: &mut Backend, batch: &AckBatch, now: i64) -> AckBatchRespons
                 }
             }
         }
-        touched.insert(key, ());
     }
-    for key in touched.keys() {
-        if let Some(c) = backend.consumers.consumers.get_mut(key) {
-            c.update_floor();
+    let mut writes = Vec::new();
+    for (key, c) in touched.iter_mut() {
+        c.update_floor();
+        if let Some(before) = backend.consumers.consumers.get(key) {
+            changes(before, c, &mut writes);
         }
     }
+    if let Err(e) = persist(backend, writes) {
+        tracing::error!(error = %e, acks = batch.acks.len(), "cannot store consumer acks");
+        return AckBatchResponse { applied: 0 };
+    }
+    backend.consumers.consumers.extend(touched);
     AckBatchResponse { applied }
 }
 
@@ -993,5 +1189,175 @@ mod tests {
         assert_eq!(r["name"], "D", "{r}");
         let r = call(&mut b, "CONSUMER.DELETE.S.D", "");
         assert_eq!(r["success"], true, "{r}");
+    }
+
+    fn file_backend(dir: &std::path::Path) -> Backend {
+        let mut store: Box<dyn MetadataStore> = Box::new(SqliteStore::open(dir).expect("store"));
+        let consumers = Registry::load(store.as_mut(), 1).expect("load");
+        Backend {
+            store,
+            api_total: 0,
+            api_errors: 0,
+            consumers,
+        }
+    }
+
+    fn publish(b: &mut Backend, n: usize) {
+        use crate::control_plane::model::{CommitBlock, CommitMessage, CommitRequest};
+        let id = b.store.allocate_object_ids(1, 0).expect("ids")[0];
+        let messages = (0..n)
+            .map(|_| CommitMessage {
+                subject: "s.x".into(),
+                size: 10,
+                timestamp_nanos: 1,
+                ..CommitMessage::default()
+            })
+            .collect();
+        b.store
+            .commit(&CommitRequest {
+                agent_id: "a".into(),
+                object_id: id,
+                object_key: format!("objects/{id}"),
+                object_size: 100,
+                blocks: vec![CommitBlock {
+                    stream: "S".into(),
+                    block_offset: 0,
+                    block_len: 100,
+                    messages,
+                }],
+            })
+            .expect("commit");
+    }
+
+    fn claim_n(b: &mut Backend, name: &str, batch: u32, now: i64) -> Vec<Claimed> {
+        let req = ClaimRequest {
+            stream: "S".into(),
+            consumer: name.into(),
+            batch,
+            ..ClaimRequest::default()
+        };
+        claim(b, &req, now).expect("claim").messages
+    }
+
+    fn acks(name: &str, seqs: impl IntoIterator<Item = u64>, kind: AckKind) -> AckBatch {
+        AckBatch {
+            acks: seqs
+                .into_iter()
+                .map(|sseq| AckEntry {
+                    stream: "S".into(),
+                    consumer: name.into(),
+                    sseq,
+                    kind,
+                    delay: 0,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn delivery_state_survives_reopen() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut b = file_backend(dir.path());
+        call(
+            &mut b,
+            "STREAM.CREATE.S",
+            r#"{"name":"S","subjects":["s.>"]}"#,
+        );
+        publish(&mut b, 20);
+        let r = call(
+            &mut b,
+            "CONSUMER.CREATE.S.D",
+            r#"{"stream_name":"S","config":{"durable_name":"D","ack_policy":"explicit","ack_wait":1000000000,"description":"kept"}}"#,
+        );
+        assert_eq!(r["name"], "D", "{r}");
+        let now = 10_000_000_000;
+        let got = claim_n(&mut b, "D", 10, now);
+        assert_eq!(got.len(), 10);
+        let done = ack(&mut b, &acks("D", 1..=10, AckKind::Ack), now);
+        assert_eq!(done.applied, 10);
+        let got = claim_n(&mut b, "D", 5, now);
+        assert_eq!(
+            got.iter().map(|m| m.location.seq).collect::<Vec<_>>(),
+            vec![11, 12, 13, 14, 15]
+        );
+        // A nak and a term are stored too.
+        let got = claim_n(&mut b, "D", 2, now);
+        assert_eq!(got.len(), 2);
+        ack(&mut b, &acks("D", [16], AckKind::Term), now);
+        drop(b);
+
+        let mut b = file_backend(dir.path());
+        let r = call(&mut b, "CONSUMER.INFO.S.D", "");
+        assert_eq!(r["config"]["description"], "kept", "{r}");
+        assert_eq!(r["ack_floor"]["stream_seq"], 10, "{r}");
+        assert_eq!(r["ack_floor"]["consumer_seq"], 10, "{r}");
+        assert_eq!(r["delivered"]["stream_seq"], 17, "{r}");
+        assert_eq!(r["delivered"]["consumer_seq"], 17, "{r}");
+        assert_eq!(r["num_ack_pending"], 6, "{r}");
+        assert_eq!(r["num_pending"], 3, "{r}");
+        // After the ack wait: the unacked ones again (second delivery), then the rest once.
+        let later = now + 2_000_000_000;
+        let got = claim_n(&mut b, "D", 20, later);
+        let seqs: Vec<(u64, u64)> = got.iter().map(|m| (m.location.seq, m.deliveries)).collect();
+        assert_eq!(
+            seqs,
+            vec![
+                (11, 2),
+                (12, 2),
+                (13, 2),
+                (14, 2),
+                (15, 2),
+                (17, 2),
+                (18, 1),
+                (19, 1),
+                (20, 1)
+            ]
+        );
+        ack(&mut b, &acks("D", 11..=20, AckKind::Ack), later);
+        drop(b);
+
+        let mut b = file_backend(dir.path());
+        let r = call(&mut b, "CONSUMER.INFO.S.D", "");
+        assert_eq!(r["num_ack_pending"], 0, "{r}");
+        assert_eq!(r["ack_floor"]["stream_seq"], 20, "{r}");
+        assert!(claim_n(&mut b, "D", 20, later + 10_000_000_000).is_empty());
+        let r = call(&mut b, "CONSUMER.DELETE.S.D", "");
+        assert_eq!(r["success"], true, "{r}");
+        drop(b);
+
+        let mut b = file_backend(dir.path());
+        let r = call(&mut b, "CONSUMER.INFO.S.D", "");
+        assert_eq!(r["error"]["err_code"], 10014, "{r}");
+        call(
+            &mut b,
+            "CONSUMER.CREATE.S.E",
+            r#"{"stream_name":"S","config":{"durable_name":"E"}}"#,
+        );
+        call(&mut b, "STREAM.DELETE.S", "");
+        drop(b);
+        let mut b = file_backend(dir.path());
+        assert!(b.store.consumers().expect("consumers").is_empty());
+        assert_eq!(b.consumers.total(), 0);
+    }
+
+    #[test]
+    fn swept_ephemerals_are_deleted_from_the_store() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut b = file_backend(dir.path());
+        call(
+            &mut b,
+            "STREAM.CREATE.S",
+            r#"{"name":"S","subjects":["s.>"]}"#,
+        );
+        let r = call(
+            &mut b,
+            "CONSUMER.CREATE.S",
+            r#"{"stream_name":"S","config":{"inactive_threshold":1000}}"#,
+        );
+        let name = r["name"].as_str().expect("name").to_string();
+        assert_eq!(b.store.consumers().expect("consumers").len(), 1);
+        // Far past the threshold: the next consumer call sweeps it from memory and the store.
+        handle(&mut b, &["NAMES", "S"], b"", 1_000_000_000_000);
+        assert!(b.store.consumers().expect("consumers").is_empty(), "{name}");
     }
 }

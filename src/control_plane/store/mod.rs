@@ -2,7 +2,7 @@
 //! SQLite without touching the HTTP layer.
 //!
 //! Owns: the `MetadataStore` trait (streams, message index, commit, lookups, object ids, orphans,
-//! membership), its error type, and the dedicated thread (`StoreThread`/`StoreHandle`) that owns
+//! membership, durable consumer state), its error type, and the dedicated thread (`StoreThread`/`StoreHandle`) that owns
 //! the one store instance and runs requests in order. Does not own: HTTP, auth, JSON envelopes of
 //! the `$JS.API` (see `js_api`).
 
@@ -17,6 +17,7 @@ use crate::control_plane::model::{
     AgentInfo, CommitRequest, CommitResponse, LocateRequest, MessageLocation, Orphan,
     OrphanRequest, RegisterRequest, StreamsSnapshot,
 };
+use crate::jetstream::consumer::ConsumerConfig;
 use crate::jetstream::{ApiError, StreamConfig, StreamPurgeRequest, StreamState};
 
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +72,84 @@ pub struct AccountUsage {
     pub reserved_memory: u64,
     pub reserved_storage: u64,
     pub streams: usize,
+}
+
+/// A consumer's durable delivery position: everything but its pending deliveries. Transient
+/// state (waiting pull requests, push leases, last activity) is not stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConsumerPosition {
+    /// Next stream sequence to look at for new messages.
+    pub next_sseq: u64,
+    /// `last_per_subject` sequences still to deliver before `next_sseq`.
+    pub lps: Vec<u64>,
+    /// Last consumer sequence handed out.
+    pub dseq: u64,
+    /// Highest stream sequence delivered.
+    pub sseq: u64,
+    pub last_delivery: Option<i64>,
+    /// (consumer seq, stream seq).
+    pub ack_floor: (u64, u64),
+    pub last_ack: Option<i64>,
+}
+
+/// One delivery waiting for its ack (nak delays are folded into `deadline`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingDelivery {
+    pub sseq: u64,
+    pub cseq: u64,
+    pub deliveries: u64,
+    /// Unix nanos after which it is redelivered.
+    pub deadline: i64,
+}
+
+/// A consumer as stored, loaded when the store opens.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredConsumer {
+    pub stream: String,
+    pub name: String,
+    pub config: ConsumerConfig,
+    /// Unix nanos.
+    pub created: i64,
+    pub position: ConsumerPosition,
+    /// Ascending by stream sequence.
+    pub pending: Vec<PendingDelivery>,
+}
+
+/// One change to the stored consumers; a batch of them is applied in one transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConsumerWrite {
+    /// Creates (or replaces, dropping its pending deliveries) a consumer.
+    Create {
+        stream: String,
+        name: String,
+        config: ConsumerConfig,
+        created: i64,
+        position: ConsumerPosition,
+    },
+    UpdateConfig {
+        stream: String,
+        name: String,
+        config: ConsumerConfig,
+    },
+    Position {
+        stream: String,
+        name: String,
+        position: ConsumerPosition,
+    },
+    /// Inserts or replaces pending deliveries.
+    PutPending {
+        stream: String,
+        name: String,
+        entries: Vec<PendingDelivery>,
+    },
+    /// Removes pending deliveries by stream sequence (acked, terminated, given up on).
+    RemovePending {
+        stream: String,
+        name: String,
+        seqs: Vec<u64>,
+    },
+    /// Removes a consumer and its pending deliveries.
+    Delete { stream: String, name: String },
 }
 
 /// Every operation the control plane performs on its metadata. Implementations run one call at
@@ -147,6 +226,12 @@ pub trait MetadataStore {
         stream: &str,
         filters: &[String],
     ) -> Result<Vec<u64>, StoreError>;
+
+    /// Consumers: every stored consumer with its position and pending deliveries, sorted by
+    /// (stream, name). Deleting a stream deletes its consumers too.
+    fn consumers(&mut self) -> Result<Vec<StoredConsumer>, StoreError>;
+    /// Consumers: applies `writes` in order, in one transaction (all or nothing).
+    fn write_consumers(&mut self, writes: &[ConsumerWrite]) -> Result<(), StoreError>;
 }
 
 /// Stored size of a message as nats-server's file store counts it (`fileStoreMsgSize`).

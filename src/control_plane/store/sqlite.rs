@@ -1,8 +1,10 @@
 //! `MetadataStore` on SQLite: a file under the data dir (WAL, `synchronous=FULL`) or `:memory:`.
 //!
 //! Owns: the schema, per-stream counters cached in memory (rebuilt from the tables on open and
-//! after any failed transaction), sequencing, limits, purges, lookups. Does not own: request
-//! validation that needs no state (`jetstream::config`), threading (`worker`).
+//! after any failed transaction), sequencing, limits, purges, lookups, and the rows of consumers
+//! (config, position, pending deliveries) that `consumers::Registry` writes through and loads on
+//! open. Does not own: request validation that needs no state (`jetstream::config`), threading
+//! (`worker`), consumer semantics (`consumers`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -11,7 +13,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::commit::{DiscardNewCheck, Rollup, Ttl, discard_new_refusal, parse_rollup};
 use super::{
-    AccountUsage, MetadataStore, StateDetail, StoreError, StreamView, file_store_msg_size,
+    AccountUsage, ConsumerPosition, ConsumerWrite, MetadataStore, PendingDelivery, StateDetail,
+    StoreError, StoredConsumer, StreamView, file_store_msg_size,
 };
 use crate::control_plane::model::{
     AgentInfo, AgentPorts, CommitBlockResult, CommitRequest, CommitResponse, LocateRequest,
@@ -83,6 +86,30 @@ CREATE TABLE IF NOT EXISTS agents (
     registered_at INTEGER NOT NULL,
     last_heartbeat INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS consumers (
+    stream TEXT NOT NULL,
+    name TEXT NOT NULL,
+    config TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    next_sseq INTEGER NOT NULL,
+    lps TEXT NOT NULL,
+    dseq INTEGER NOT NULL,
+    sseq INTEGER NOT NULL,
+    last_delivery INTEGER,
+    floor_cseq INTEGER NOT NULL,
+    floor_sseq INTEGER NOT NULL,
+    last_ack INTEGER,
+    PRIMARY KEY (stream, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS consumer_pending (
+    stream TEXT NOT NULL,
+    name TEXT NOT NULL,
+    sseq INTEGER NOT NULL,
+    cseq INTEGER NOT NULL,
+    deliveries INTEGER NOT NULL,
+    deadline INTEGER NOT NULL,
+    PRIMARY KEY (stream, name, sseq)
+) WITHOUT ROWID;
 ";
 
 const VERSION_KEY: &str = "streams_version";
@@ -993,6 +1020,12 @@ impl MetadataStore for SqliteStore {
             s.conn
                 .prepare_cached("DELETE FROM streams WHERE id = ?1")?
                 .execute(params![id])?;
+            s.conn
+                .prepare_cached("DELETE FROM consumer_pending WHERE stream = ?1")?
+                .execute(params![name])?;
+            s.conn
+                .prepare_cached("DELETE FROM consumers WHERE stream = ?1")?
+                .execute(params![name])?;
             s.bump_version()?;
             Ok(())
         })?;
@@ -1383,6 +1416,172 @@ impl MetadataStore for SqliteStore {
         seqs.sort_unstable();
         Ok(seqs)
     }
+
+    fn consumers(&mut self) -> Result<Vec<StoredConsumer>, StoreError> {
+        let mut out = Vec::new();
+        {
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT stream, name, config, created, next_sseq, lps, dseq, sseq, last_delivery, \
+                 floor_cseq, floor_sseq, last_ack FROM consumers ORDER BY stream, name",
+            )?;
+            let mut rows = stmt.query([])?;
+            while let Some(r) = rows.next()? {
+                let config: String = r.get(2)?;
+                let lps: String = r.get(5)?;
+                out.push(StoredConsumer {
+                    stream: r.get(0)?,
+                    name: r.get(1)?,
+                    config: serde_json::from_str(&config)?,
+                    created: r.get(3)?,
+                    position: ConsumerPosition {
+                        next_sseq: to_u64(r.get(4)?),
+                        lps: serde_json::from_str(&lps)?,
+                        dseq: to_u64(r.get(6)?),
+                        sseq: to_u64(r.get(7)?),
+                        last_delivery: r.get(8)?,
+                        ack_floor: (to_u64(r.get(9)?), to_u64(r.get(10)?)),
+                        last_ack: r.get(11)?,
+                    },
+                    pending: Vec::new(),
+                });
+            }
+        }
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT sseq, cseq, deliveries, deadline FROM consumer_pending \
+             WHERE stream = ?1 AND name = ?2 ORDER BY sseq",
+        )?;
+        for c in &mut out {
+            c.pending = stmt
+                .query_map(params![c.stream, c.name], |r| {
+                    Ok(PendingDelivery {
+                        sseq: to_u64(r.get(0)?),
+                        cseq: to_u64(r.get(1)?),
+                        deliveries: to_u64(r.get(2)?),
+                        deadline: r.get(3)?,
+                    })
+                })?
+                .collect::<Result<_, _>>()?;
+        }
+        Ok(out)
+    }
+
+    fn write_consumers(&mut self, writes: &[ConsumerWrite]) -> Result<(), StoreError> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        self.in_tx(|s| {
+            for w in writes {
+                write_consumer(&s.conn, w)?;
+            }
+            Ok(())
+        })
+    }
+}
+
+fn write_position(
+    conn: &Connection,
+    stream: &str,
+    name: &str,
+    p: &ConsumerPosition,
+) -> Result<(), StoreError> {
+    let lps = serde_json::to_string(&p.lps)?;
+    conn.prepare_cached(
+        "UPDATE consumers SET next_sseq = ?3, lps = ?4, dseq = ?5, sseq = ?6, last_delivery = ?7, \
+         floor_cseq = ?8, floor_sseq = ?9, last_ack = ?10 WHERE stream = ?1 AND name = ?2",
+    )?
+    .execute(params![
+        stream,
+        name,
+        to_i64(p.next_sseq),
+        lps,
+        to_i64(p.dseq),
+        to_i64(p.sseq),
+        p.last_delivery,
+        to_i64(p.ack_floor.0),
+        to_i64(p.ack_floor.1),
+        p.last_ack,
+    ])?;
+    Ok(())
+}
+
+fn delete_pending_of(conn: &Connection, stream: &str, name: &str) -> Result<(), StoreError> {
+    conn.prepare_cached("DELETE FROM consumer_pending WHERE stream = ?1 AND name = ?2")?
+        .execute(params![stream, name])?;
+    Ok(())
+}
+
+fn write_consumer(conn: &Connection, w: &ConsumerWrite) -> Result<(), StoreError> {
+    match w {
+        ConsumerWrite::Create {
+            stream,
+            name,
+            config,
+            created,
+            position,
+        } => {
+            delete_pending_of(conn, stream, name)?;
+            conn.prepare_cached(
+                "INSERT OR REPLACE INTO consumers (stream, name, config, created, next_sseq, lps, \
+                 dseq, sseq, floor_cseq, floor_sseq) VALUES (?1, ?2, ?3, ?4, 0, '[]', 0, 0, 0, 0)",
+            )?
+            .execute(params![
+                stream,
+                name,
+                serde_json::to_string(config)?,
+                created
+            ])?;
+            write_position(conn, stream, name, position)?;
+        }
+        ConsumerWrite::UpdateConfig {
+            stream,
+            name,
+            config,
+        } => {
+            conn.prepare_cached(
+                "UPDATE consumers SET config = ?3 WHERE stream = ?1 AND name = ?2",
+            )?
+            .execute(params![stream, name, serde_json::to_string(config)?])?;
+        }
+        ConsumerWrite::Position {
+            stream,
+            name,
+            position,
+        } => write_position(conn, stream, name, position)?,
+        ConsumerWrite::PutPending {
+            stream,
+            name,
+            entries,
+        } => {
+            let mut stmt = conn.prepare_cached(
+                "INSERT OR REPLACE INTO consumer_pending (stream, name, sseq, cseq, deliveries, \
+                 deadline) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for e in entries {
+                stmt.execute(params![
+                    stream,
+                    name,
+                    to_i64(e.sseq),
+                    to_i64(e.cseq),
+                    to_i64(e.deliveries),
+                    e.deadline
+                ])?;
+            }
+        }
+        ConsumerWrite::RemovePending { stream, name, seqs } => {
+            let mut stmt = conn.prepare_cached(
+                "DELETE FROM consumer_pending WHERE stream = ?1 AND name = ?2 AND sseq = ?3",
+            )?;
+            for seq in seqs {
+                stmt.execute(params![stream, name, to_i64(*seq)])?;
+            }
+        }
+        ConsumerWrite::Delete { stream, name } => {
+            delete_pending_of(conn, stream, name)?;
+            conn.prepare_cached("DELETE FROM consumers WHERE stream = ?1 AND name = ?2")?
+                .execute(params![stream, name])?;
+        }
+    }
+    Ok(())
 }
 
 const LOCATION_COLUMNS: &str = "m.seq, m.subject, m.ts, m.object_id, o.object_key, m.block_offset, m.block_len, m.idx, m.size, m.header_size";
@@ -1567,5 +1766,152 @@ fn compact(conn: &Connection, rt: &mut StreamRt, seq: u64) -> Result<u64, StoreE
         rt.last_seq = seq - 1;
         rt.first_ts = 0;
         Ok(purged)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jetstream::consumer::ConsumerConfig;
+
+    fn pending(sseq: u64, deliveries: u64) -> PendingDelivery {
+        PendingDelivery {
+            sseq,
+            cseq: sseq + 100,
+            deliveries,
+            deadline: i64::try_from(sseq).unwrap_or(0) * 7,
+        }
+    }
+
+    #[test]
+    fn consumer_writes_round_trip() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut s = SqliteStore::open(dir.path()).expect("store");
+        let stream: StreamConfig =
+            serde_json::from_str(r#"{"name":"S","subjects":["s.>"]}"#).expect("config");
+        s.create_stream(stream, 1).expect("stream");
+        let config = ConsumerConfig {
+            durable: "D".into(),
+            name: "D".into(),
+            description: "first".into(),
+            ..ConsumerConfig::default()
+        };
+        let position = ConsumerPosition {
+            next_sseq: 4,
+            lps: vec![1, 3],
+            dseq: 3,
+            sseq: 3,
+            last_delivery: Some(9),
+            ack_floor: (1, 1),
+            last_ack: None,
+        };
+        let (st, nm) = (String::from("S"), String::from("D"));
+        s.write_consumers(&[
+            ConsumerWrite::Create {
+                stream: st.clone(),
+                name: nm.clone(),
+                config: config.clone(),
+                created: 5,
+                position: position.clone(),
+            },
+            ConsumerWrite::PutPending {
+                stream: st.clone(),
+                name: nm.clone(),
+                entries: vec![pending(2, 1), pending(3, 1), pending(5, 1)],
+            },
+            ConsumerWrite::RemovePending {
+                stream: st.clone(),
+                name: nm.clone(),
+                seqs: vec![3],
+            },
+            ConsumerWrite::PutPending {
+                stream: st.clone(),
+                name: nm.clone(),
+                entries: vec![pending(2, 4)],
+            },
+            ConsumerWrite::UpdateConfig {
+                stream: st.clone(),
+                name: nm.clone(),
+                config: ConsumerConfig {
+                    description: "second".into(),
+                    ..config.clone()
+                },
+            },
+        ])
+        .expect("write");
+        drop(s);
+
+        let mut s = SqliteStore::open(dir.path()).expect("reopen");
+        let all = s.consumers().expect("consumers");
+        assert_eq!(all.len(), 1);
+        let c = &all[0];
+        assert_eq!(
+            (c.stream.as_str(), c.name.as_str(), c.created),
+            ("S", "D", 5)
+        );
+        assert_eq!(c.config.description, "second");
+        assert_eq!(c.position, position);
+        assert_eq!(c.pending, vec![pending(2, 4), pending(5, 1)]);
+
+        // Re-creating drops the old pending deliveries; a position update keeps them.
+        let moved = ConsumerPosition {
+            lps: Vec::new(),
+            last_ack: Some(11),
+            ..position.clone()
+        };
+        s.write_consumers(&[ConsumerWrite::Position {
+            stream: st.clone(),
+            name: nm.clone(),
+            position: moved.clone(),
+        }])
+        .expect("position");
+        let c = s.consumers().expect("consumers").remove(0);
+        assert_eq!((c.position, c.pending.len()), (moved, 2));
+        s.write_consumers(&[ConsumerWrite::Create {
+            stream: st.clone(),
+            name: nm.clone(),
+            config: config.clone(),
+            created: 6,
+            position: ConsumerPosition::default(),
+        }])
+        .expect("recreate");
+        let c = s.consumers().expect("consumers").remove(0);
+        assert!(c.pending.is_empty());
+        assert_eq!(c.created, 6);
+
+        // Deleting a consumer, and deleting a stream, remove the rows.
+        s.write_consumers(&[
+            ConsumerWrite::Delete {
+                stream: st.clone(),
+                name: nm.clone(),
+            },
+            ConsumerWrite::Create {
+                stream: st.clone(),
+                name: "E".into(),
+                config,
+                created: 7,
+                position: ConsumerPosition::default(),
+            },
+            ConsumerWrite::PutPending {
+                stream: st.clone(),
+                name: "E".into(),
+                entries: vec![pending(1, 1)],
+            },
+        ])
+        .expect("delete and create");
+        let names: Vec<String> = s
+            .consumers()
+            .expect("consumers")
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(names, vec!["E".to_string()]);
+        s.delete_stream("S").expect("delete stream");
+        assert!(s.consumers().expect("consumers").is_empty());
+        let left: i64 = s
+            .conn
+            .query_row("SELECT count(*) FROM consumer_pending", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(left, 0);
     }
 }

@@ -1,7 +1,8 @@
 //! The one thread that owns the store (a rusqlite `Connection` is not `Sync`). Requests arrive
 //! as closures over a channel and run in arrival order; answers go back on oneshot channels.
 //!
-//! Owns: the thread's life (open, serve, stop, join) and the API counters kept beside the store.
+//! Owns: the thread's life (open and load the consumers, serve, stop, join) and the API counters
+//! kept beside the store.
 //! Does not own: what the closures do.
 
 use std::sync::mpsc;
@@ -10,6 +11,13 @@ use std::thread::JoinHandle;
 use tokio::sync::oneshot;
 
 use super::{MetadataStore, StoreError};
+use crate::control_plane::consumers::Registry;
+
+fn now_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
 
 /// What a request closure gets: the store and the `$JS.API` counters reported by account info.
 pub struct Backend {
@@ -17,7 +25,7 @@ pub struct Backend {
     pub api_total: u64,
     pub api_errors: u64,
     /// JetStream consumers and their delivery state (see `control_plane::consumers`).
-    pub consumers: crate::control_plane::consumers::Registry,
+    pub consumers: Registry,
 }
 
 type Job = Box<dyn FnOnce(&mut Backend) + Send>;
@@ -74,10 +82,14 @@ impl StoreThread {
         let join = std::thread::Builder::new()
             .name("cp-store".to_string())
             .spawn(move || {
-                let store = match open() {
-                    Ok(store) => {
+                let opened = open().and_then(|mut store| {
+                    let consumers = Registry::load(store.as_mut(), now_nanos())?;
+                    Ok((store, consumers))
+                });
+                let (store, consumers) = match opened {
+                    Ok(opened) => {
                         let _ = ready_tx.send(Ok(()));
-                        store
+                        opened
                     }
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
@@ -88,7 +100,7 @@ impl StoreThread {
                     store,
                     api_total: 0,
                     api_errors: 0,
-                    consumers: Default::default(),
+                    consumers,
                 };
                 while let Ok(msg) = rx.recv() {
                     match msg {
