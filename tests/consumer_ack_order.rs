@@ -27,7 +27,6 @@ async fn fetch_one(c: &consumer::PullConsumer) -> jetstream::Message {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the agent claims before flushing the same client's queued acks"]
 async fn nak_then_fetch_redelivers_the_nakd_message() {
     let stack = Stack::start(1);
     let client = async_nats::connect(stack.url(0)).await.expect("connect");

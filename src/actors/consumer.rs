@@ -67,6 +67,8 @@ pub struct ConsumerManager {
     known: HashSet<Key>,
     acks: Vec<PendingAck>,
     acks_in_flight: bool,
+    /// Consumers with acks in the flush under way.
+    acks_in_flight_keys: HashSet<Key>,
 }
 
 impl ConsumerManager {
@@ -83,6 +85,7 @@ impl ConsumerManager {
             known: HashSet::new(),
             acks: Vec::new(),
             acks_in_flight: false,
+            acks_in_flight_keys: HashSet::new(),
         }
     }
 
@@ -128,6 +131,18 @@ impl ConsumerManager {
             return;
         };
         if w.claiming {
+            return;
+        }
+        // A client's acks (a NAK above all) apply before its next pull, as in nats-server: while
+        // this consumer has acks queued or being flushed, the claim waits for the flush, whose
+        // completion pumps it again.
+        let key_has_acks = self.acks_in_flight_keys.contains(&key)
+            || self
+                .acks
+                .iter()
+                .any(|a| a.entry.stream == key.0 && a.entry.consumer == key.1);
+        if key_has_acks {
+            self.flush_acks(ctx);
             return;
         }
         // A request about to expire gets no messages: its client may be gone when they arrive,
@@ -397,6 +412,10 @@ impl ConsumerManager {
         let n = self.acks.len().min(ACK_BATCH_MAX);
         let batch: Vec<PendingAck> = self.acks.drain(..n).collect();
         self.acks_in_flight = true;
+        self.acks_in_flight_keys = batch
+            .iter()
+            .map(|a| (a.entry.stream.clone(), a.entry.consumer.clone()))
+            .collect();
         let body = AckBatch {
             acks: batch.iter().map(|a| a.entry.clone()).collect(),
         };
@@ -406,6 +425,7 @@ impl ConsumerManager {
                 .into_actor(self)
                 .map(move |res, act, ctx| {
                     act.acks_in_flight = false;
+                    act.acks_in_flight_keys.clear();
                     match res {
                         Ok(_) => {
                             // Acks free max_ack_pending room: waiting requests need not wait

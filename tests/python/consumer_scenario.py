@@ -74,10 +74,8 @@ async def main(url: str) -> None:
     await msgs[1].ack()
     await msgs[2].nak()
     await sync(nc)
-    # nats-server applies a client's acks before its next pull request. The agent batches acks
-    # (10 ms) and claims without waiting for that batch, so a pull right after a nak can be
-    # served first; tests/consumer_ack_order.rs (ignored) pins that down. Until it is fixed:
-    await asyncio.sleep(0.2)
+    # nats-server applies a client's acks before its next pull request; so does the agent.
+    await sync(nc)
     again = await psub.fetch(1, timeout=5)
     assert seqs(again) == [(7, 2)], seqs(again)
     await again[0].ack_sync()
