@@ -247,6 +247,10 @@ pub struct PushAssignment {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct LeaseResponse {
     pub assignments: Vec<PushAssignment>,
+    /// Deliver subjects of the push consumers not leased by another agent: the ones the agent
+    /// should check for local interest before its next lease request.
+    #[serde(default)]
+    pub push_subjects: Vec<String>,
 }
 
 fn store_err(e: StoreError) -> ApiError {
@@ -928,12 +932,16 @@ pub fn lease(backend: &mut Backend, req: &LeaseRequest, now: i64) -> LeaseRespon
     backend.consumers.sweep(now);
     let until = now + req.ttl_ms.max(1) * 1_000_000;
     let mut assignments = Vec::new();
+    let mut push_subjects = Vec::new();
     for c in backend.consumers.consumers.values_mut() {
         if !c.config.is_push() {
             continue;
         }
         let mine = c.lease.as_ref().is_some_and(|(a, _)| *a == req.agent_id);
         let free = c.lease.as_ref().is_none_or(|(_, end)| *end < now);
+        if mine || free {
+            push_subjects.push(c.config.deliver_subject.clone());
+        }
         let wants = req.deliver_subjects.contains(&c.config.deliver_subject);
         if wants && (mine || free) {
             c.lease = Some((req.agent_id.clone(), until));
@@ -948,7 +956,12 @@ pub fn lease(backend: &mut Backend, req: &LeaseRequest, now: i64) -> LeaseRespon
             c.lease = None;
         }
     }
-    LeaseResponse { assignments }
+    push_subjects.sort();
+    push_subjects.dedup();
+    LeaseResponse {
+        assignments,
+        push_subjects,
+    }
 }
 
 #[cfg(test)]
