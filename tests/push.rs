@@ -141,7 +141,7 @@ async fn ordered_consumer_with_filter_and_start_sequence() {
         .await
         .expect("ordered consumer");
     let mut messages = consumer.messages().await.expect("messages");
-    for i in [11, 13, 15, 17, 19] {
+    for i in [9, 11, 13, 15, 17, 19] {
         let m = timeout(WAIT, messages.next())
             .await
             .expect("delivered in time")
@@ -308,10 +308,14 @@ async fn heartbeats_and_flow_control_on_the_wire() {
     );
     let fc_reply = parts[3].to_string();
     // Delivery stalls below 300 messages until the request is answered.
-    tokio::time::sleep(Duration::from_millis(500)).await;
     let mut chunk = vec![0u8; 1 << 20];
-    while let Ok(Ok(n)) = timeout(Duration::from_millis(100), sock.read(&mut chunk)).await {
-        buf.extend_from_slice(&chunk[..n]);
+    let until = Instant::now() + Duration::from_millis(600);
+    while Instant::now() < until {
+        if let Ok(r) = timeout(Duration::from_millis(100), sock.read(&mut chunk)).await {
+            let n = r.expect("read");
+            assert!(n > 0, "closed");
+            buf.extend_from_slice(&chunk[..n]);
+        }
     }
     let count = |b: &[u8]| {
         b.windows(b"MSG h.a 2 $JS.ACK.H.HB.".len())

@@ -35,10 +35,13 @@ const LEASE_TTL_MS: i64 = 2_000;
 /// How often an idle push consumer polls for new messages.
 const POLL_INTERVAL: Duration = Duration::from_millis(25);
 const BATCH: u32 = 256;
-/// Bytes delivered before a flow control request (nats-server asks after about 1 MiB).
+/// Bytes claimed at once by a flow controlled consumer (nats-server asks for flow control after
+/// about 1 MiB).
 const FC_BYTES: u64 = 1 << 20;
+/// Bytes delivered before a flow control request.
+const FC_REQUEST_BYTES: u64 = FC_BYTES / 2;
 /// Bytes delivered past an unanswered flow control request before delivery pauses.
-const FC_STALL_BYTES: u64 = 2 << 20;
+const FC_STALL_BYTES: u64 = FC_BYTES / 2;
 const FC_PREFIX: &str = "$JS.FC.";
 
 type Key = (String, String);
@@ -195,7 +198,7 @@ impl PushManager {
             stream: key.0.clone(),
             consumer: key.1.clone(),
             batch: BATCH,
-            max_bytes: 0,
+            max_bytes: if d.flow_control { FC_BYTES } else { 0 },
             waiting: 0,
             agent_id: self.agent_id.clone(),
         };
@@ -291,7 +294,7 @@ impl PushManager {
             d.last_sseq = d.last_sseq.max(claim.last_stream_seq);
             d.last_dseq = d.last_dseq.max(claim.last_consumer_seq);
         }
-        if d.flow_control && d.fc.is_none() && d.since_fc >= FC_BYTES {
+        if d.flow_control && d.fc.is_none() && d.since_fc >= FC_REQUEST_BYTES {
             let fc = format!("{FC_PREFIX}{}.{}.{}", key.0, key.1, random_token());
             send(
                 &self.router,
@@ -303,7 +306,7 @@ impl PushManager {
             d.since_fc = 0;
             d.past_fc = 0;
         }
-        if got >= BATCH as usize {
+        if got >= BATCH as usize || (d.flow_control && got > 0) {
             self.pump(key, ctx);
         }
     }
