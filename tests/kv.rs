@@ -148,6 +148,14 @@ async fn history_is_limited_and_keys_listed() {
     assert_eq!(keys, vec!["x".to_string(), "y".to_string()]);
 }
 
+async fn next(w: &mut kv::Watch) -> kv::Entry {
+    timeout(WAIT, w.next())
+        .await
+        .expect("watched in time")
+        .expect("some")
+        .expect("ok")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_sees_updates_and_deletes() {
     let stack = Stack::start(1);
@@ -158,16 +166,6 @@ async fn watch_sees_updates_and_deletes() {
     kv.put("k.1", Bytes::from_static(b"a")).await.expect("put");
     kv.put("other", Bytes::from_static(b"b")).await.expect("put");
     kv.delete("k.1").await.expect("delete");
-    let next = |w: &mut kv::Watch| {
-        let f = w.next();
-        async move {
-            timeout(WAIT, f)
-                .await
-                .expect("watched in time")
-                .expect("some")
-                .expect("ok")
-        }
-    };
     let e = next(&mut all).await;
     assert_eq!((e.key.as_str(), e.operation), ("k.1", kv::Operation::Put));
     let e = next(&mut all).await;

@@ -23,13 +23,21 @@ async fn connect(url: &str) -> (async_nats::Client, jetstream::Context) {
 }
 
 async fn make_stream(js: &jetstream::Context, name: &str, subjects: &[&str]) -> stream::Stream {
-    js.create_stream(stream::Config {
+    let config = stream::Config {
         name: name.to_string(),
         subjects: subjects.iter().map(|s| s.to_string()).collect(),
         ..Default::default()
-    })
-    .await
-    .expect("stream created")
+    };
+    // A freshly started agent may not have subscribed `$JS.API.>` yet on a loaded machine.
+    for _ in 0..50 {
+        match js.create_stream(config.clone()).await {
+            Err(e) if e.kind() == stream::CreateStreamErrorKind::JetStreamUnavailable => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            r => return r.expect("stream created"),
+        }
+    }
+    panic!("jetstream never became available");
 }
 
 async fn publish(js: &jetstream::Context, subject: &str, from: usize, n: usize) {

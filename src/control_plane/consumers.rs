@@ -784,7 +784,13 @@ pub fn claim(
 
     // New messages.
     let filters = c.config.filters();
-    while out.len() < batch && !too_big && (ack_none || c.pending.len() < max_ack_pending) {
+    // Set when the next message does not fit in max_bytes: the claim is complete.
+    let mut bytes_full = false;
+    while out.len() < batch
+        && !too_big
+        && !bytes_full
+        && (ack_none || c.pending.len() < max_ack_pending)
+    {
         let room = (batch - out.len()).min(if ack_none {
             usize::MAX
         } else {
@@ -814,6 +820,7 @@ pub fn claim(
         for loc in locs {
             if !fits(bytes, &loc) {
                 too_big = out.is_empty();
+                bytes_full = true;
                 break;
             }
             bytes += wire_size(&loc);
