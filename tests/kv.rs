@@ -87,7 +87,9 @@ async fn create_update_delete_purge() {
     assert_eq!(kv.get("k").await.expect("get"), None);
     let e = kv.entry("k").await.expect("entry");
     assert!(
-        e.is_none() || e.as_ref().is_some_and(|e| e.operation == kv::Operation::Delete),
+        e.is_none()
+            || e.as_ref()
+                .is_some_and(|e| e.operation == kv::Operation::Delete),
         "{e:?}"
     );
     // A deleted key can be created again.
@@ -110,7 +112,9 @@ async fn history_is_limited_and_keys_listed() {
     let stack = Stack::start(1);
     let (_client, kv) = bucket(&stack.url(0), "H", 3).await;
     for i in 0..5 {
-        kv.put("x", Bytes::from(format!("x{i}"))).await.expect("put");
+        kv.put("x", Bytes::from(format!("x{i}")))
+            .await
+            .expect("put");
     }
     kv.put("y", Bytes::from_static(b"y")).await.expect("put");
     kv.put("z", Bytes::from_static(b"z")).await.expect("put");
@@ -160,28 +164,40 @@ async fn next(w: &mut kv::Watch) -> kv::Entry {
 async fn watch_sees_updates_and_deletes() {
     let stack = Stack::start(1);
     let (_client, kv) = bucket(&stack.url(0), "W", 1).await;
-    kv.put("before", Bytes::from_static(b"old")).await.expect("put");
+    kv.put("before", Bytes::from_static(b"old"))
+        .await
+        .expect("put");
     let mut all = kv.watch_all().await.expect("watch");
     let mut one = kv.watch("k.*").await.expect("watch");
     kv.put("k.1", Bytes::from_static(b"a")).await.expect("put");
-    kv.put("other", Bytes::from_static(b"b")).await.expect("put");
+    kv.put("other", Bytes::from_static(b"b"))
+        .await
+        .expect("put");
     kv.delete("k.1").await.expect("delete");
     let e = next(&mut all).await;
     assert_eq!((e.key.as_str(), e.operation), ("k.1", kv::Operation::Put));
     let e = next(&mut all).await;
     assert_eq!(e.key, "other");
     let e = next(&mut all).await;
-    assert_eq!((e.key.as_str(), e.operation), ("k.1", kv::Operation::Delete));
+    assert_eq!(
+        (e.key.as_str(), e.operation),
+        ("k.1", kv::Operation::Delete)
+    );
     let e = next(&mut one).await;
     assert_eq!((e.key.as_str(), e.value.as_ref()), ("k.1", &b"a"[..]));
     let e = next(&mut one).await;
-    assert_eq!((e.key.as_str(), e.operation), ("k.1", kv::Operation::Delete));
+    assert_eq!(
+        (e.key.as_str(), e.operation),
+        ("k.1", kv::Operation::Delete)
+    );
 
     // With history: the current values first, then live updates.
     let mut hist = kv.watch_with_history("before").await.expect("watch");
     let e = next(&mut hist).await;
     assert_eq!(e.value, Bytes::from_static(b"old"));
-    kv.put("before", Bytes::from_static(b"new")).await.expect("put");
+    kv.put("before", Bytes::from_static(b"new"))
+        .await
+        .expect("put");
     let e = next(&mut hist).await;
     assert_eq!(e.value, Bytes::from_static(b"new"));
 }

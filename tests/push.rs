@@ -31,7 +31,9 @@ async fn make_stream(js: &jetstream::Context, name: &str, subjects: &[&str]) -> 
     // A freshly started agent may not have subscribed `$JS.API.>` yet on a loaded machine.
     for _ in 0..50 {
         match js.create_stream(config.clone()).await {
-            Err(e) if e.kind() == stream::CreateStreamErrorKind::JetStreamUnavailable => {
+            Err(e)
+                if e.kind() == jetstream::context::CreateStreamErrorKind::JetStreamUnavailable =>
+            {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             r => return r.expect("stream created"),
@@ -200,10 +202,7 @@ async fn deliver_group_spreads_each_message_once() {
         assert!(seen.insert(m.payload.clone()), "delivered twice: {m:?}");
         from[who] += 1;
     }
-    assert!(
-        from[0] > 0 && from[1] > 0,
-        "both members receive: {from:?}"
-    );
+    assert!(from[0] > 0 && from[1] > 0, "both members receive: {from:?}");
     // Nothing more arrives: each message went to one member only.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
@@ -333,7 +332,10 @@ async fn heartbeats_and_flow_control_on_the_wire() {
     let before = count(&buf);
     assert!(before < 300, "stalled: {before}");
     let stalled = format!("Nats-Consumer-Stalled: {fc_reply}\r\n");
-    read_until(&mut sock, &mut buf, |b| find(b, stalled.as_bytes()).is_some()).await;
+    read_until(&mut sock, &mut buf, |b| {
+        find(b, stalled.as_bytes()).is_some()
+    })
+    .await;
     sock.write_all(format!("PUB {fc_reply} 0\r\n\r\n").as_bytes())
         .await
         .expect("fc reply");

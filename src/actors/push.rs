@@ -35,6 +35,8 @@ const LEASE_TTL_MS: i64 = 2_000;
 /// How often an idle push consumer polls for new messages.
 const POLL_INTERVAL: Duration = Duration::from_millis(25);
 const BATCH: u32 = 256;
+/// Pause after a failed claim.
+const CLAIM_RETRY: Duration = Duration::from_millis(500);
 /// Bytes claimed at once by a flow controlled consumer (nats-server asks for flow control after
 /// about 1 MiB).
 const FC_BYTES: u64 = 1 << 20;
@@ -60,6 +62,8 @@ struct Driver {
     fc: Option<String>,
     /// Bytes delivered since `fc` was sent.
     past_fc: u64,
+    /// After a failed claim: no new claim before this (the control plane may be down).
+    retry_at: Option<Instant>,
 }
 
 impl Driver {
@@ -76,6 +80,7 @@ impl Driver {
             since_fc: 0,
             fc: None,
             past_fc: 0,
+            retry_at: None,
         }
     }
 
@@ -126,11 +131,11 @@ impl PushManager {
         let agent_id = self.agent_id.clone();
         ctx.spawn(
             async move {
-                let checks = join_all(candidates.iter().map(|s| {
-                    router.send(HasInterest {
-                        subject: s.clone(),
-                    })
-                }))
+                let checks = join_all(
+                    candidates
+                        .iter()
+                        .map(|s| router.send(HasInterest { subject: s.clone() })),
+                )
                 .await;
                 let deliver_subjects: Vec<String> = candidates
                     .into_iter()
@@ -190,7 +195,7 @@ impl PushManager {
         let Some(d) = self.drivers.get_mut(&key) else {
             return;
         };
-        if d.claiming || d.stalled() {
+        if d.claiming || d.stalled() || d.retry_at.is_some_and(|t| t > Instant::now()) {
             return;
         }
         d.claiming = true;
@@ -228,6 +233,7 @@ impl PushManager {
         let (claim, reads) = match res {
             Err(e) => {
                 tracing::warn!(stream = %key.0, consumer = %key.1, error = %e, "push claim failed");
+                d.retry_at = Some(Instant::now() + CLAIM_RETRY);
                 return;
             }
             Ok(Err(api)) => {
