@@ -201,3 +201,30 @@ async fn watch_sees_updates_and_deletes() {
     let e = next(&mut hist).await;
     assert_eq!(e.value, Bytes::from_static(b"new"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_on_another_agent() {
+    let stack = Stack::start(2);
+    let (_c0, kv0) = bucket(&stack.url(0), "X", 1).await;
+    let c1 = async_nats::connect(stack.url(1)).await.expect("connect");
+    let kv1 = jetstream::new(c1).get_key_value("X").await.expect("bucket");
+    let mut w = kv1.watch_all().await.expect("watch");
+    for i in 0..10 {
+        kv0.put(format!("k{i}"), Bytes::from(format!("v{i}")))
+            .await
+            .expect("put");
+    }
+    for i in 0..10 {
+        let e = next(&mut w).await;
+        assert_eq!(e.key, format!("k{i}"));
+        assert_eq!(e.value, Bytes::from(format!("v{i}")));
+    }
+    let keys: Vec<String> = kv1
+        .keys()
+        .await
+        .expect("keys")
+        .try_collect()
+        .await
+        .expect("keys");
+    assert_eq!(keys.len(), 10);
+}

@@ -366,3 +366,63 @@ async fn heartbeats_and_flow_control_on_the_wire() {
     }
     drop(client);
 }
+
+/// Two agents with interest in the same deliver subject: one holds the lease and pushes, so each
+/// message reaches the group once; when its subscriber leaves, the other agent takes over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_agent_pushes_and_another_takes_over() {
+    let stack = Stack::start(2);
+    let (c0, js0) = connect(&stack.url(0)).await;
+    let (c1, _js1) = connect(&stack.url(1)).await;
+    let stream = make_stream(&js0, "T", &["t.>"]).await;
+    let mut s0 = c0
+        .queue_subscribe("deliver.t", "g".to_string())
+        .await
+        .expect("sub0");
+    let mut s1 = c1
+        .queue_subscribe("deliver.t", "g".to_string())
+        .await
+        .expect("sub1");
+    common::sync(&c0).await;
+    common::sync(&c1).await;
+    stream
+        .create_consumer(push::Config {
+            durable_name: Some("T".to_string()),
+            deliver_subject: "deliver.t".to_string(),
+            deliver_group: Some("g".to_string()),
+            ack_policy: AckPolicy::None,
+            ..Default::default()
+        })
+        .await
+        .expect("consumer");
+    publish(&js0, "t.a", 0, 100).await;
+    let mut seen = HashSet::new();
+    let mut from = [0usize; 2];
+    while seen.len() < 100 {
+        let (m, who) = timeout(WAIT, async {
+            tokio::select! {
+                m = s0.next() => (m, 0),
+                m = s1.next() => (m, 1),
+            }
+        })
+        .await
+        .expect("delivered in time");
+        assert!(seen.insert(m.expect("some").payload), "delivered twice");
+        from[who] += 1;
+    }
+    assert!(from[0] == 0 || from[1] == 0, "one agent pushes: {from:?}");
+    // The pushing agent's subscriber leaves; the other agent takes the lease over.
+    let (leaving, mut staying) = if from[0] > 0 { (s0, s1) } else { (s1, s0) };
+    drop(leaving);
+    let client = if from[0] > 0 { &c0 } else { &c1 };
+    common::sync(client).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    publish(&js0, "t.a", 100, 20).await;
+    for i in 100..120 {
+        let m = timeout(WAIT, staying.next())
+            .await
+            .expect("taken over in time")
+            .expect("some");
+        assert_eq!(m.payload, Bytes::from(format!("m{i}")));
+    }
+}
