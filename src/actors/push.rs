@@ -32,6 +32,9 @@ use crate::read::Reader;
 const LEASE_INTERVAL: Duration = Duration::from_millis(100);
 /// A lease outlives a few missed renewals, so a slow control plane does not bounce consumers.
 const LEASE_TTL_MS: i64 = 2_000;
+/// How long this agent trusts a renewed lease: less than its TTL, so it stops pushing before
+/// another agent may start.
+const LEASE_VALID: Duration = Duration::from_millis(1_500);
 /// How often an idle push consumer polls for new messages.
 const POLL_INTERVAL: Duration = Duration::from_millis(25);
 const BATCH: u32 = 256;
@@ -98,6 +101,9 @@ pub struct PushManager {
     /// Deliver subjects of push consumers not driven by another agent (last lease answer).
     candidates: Vec<String>,
     leasing: bool,
+    /// The drivers' leases run out at the control plane around this time (counted from when the
+    /// last successful renewal was sent, minus a margin): past it another agent may push them.
+    leased_until: Instant,
 }
 
 impl PushManager {
@@ -115,6 +121,7 @@ impl PushManager {
             drivers: HashMap::new(),
             candidates: Vec::new(),
             leasing: false,
+            leased_until: Instant::now(),
         }
     }
 
@@ -129,6 +136,7 @@ impl PushManager {
         let client = self.client.clone();
         let candidates = self.candidates.clone();
         let agent_id = self.agent_id.clone();
+        let sent = Instant::now();
         ctx.spawn(
             async move {
                 let checks = join_all(
@@ -154,13 +162,16 @@ impl PushManager {
                 (wanted, res)
             }
             .into_actor(self)
-            .map(|(wanted, res), act, ctx| {
+            .map(move |(wanted, res), act, ctx| {
                 act.leasing = false;
                 match res {
-                    Ok(r) => act.leased(r, wanted, ctx),
+                    Ok(r) => {
+                        act.leased_until = sent + LEASE_VALID;
+                        act.leased(r, wanted, ctx);
+                    }
                     Err(e) => {
-                        // Keep pushing until the lease would have run out anyway; the next
-                        // renewal retries.
+                        // Keep pushing until the lease would have run out (`tick` stops then);
+                        // the next renewal retries.
                         tracing::warn!(error = %e, "push consumer lease failed");
                     }
                 }
@@ -319,6 +330,13 @@ impl PushManager {
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
         let now = Instant::now();
+        if now > self.leased_until && !self.drivers.is_empty() {
+            tracing::warn!(
+                consumers = self.drivers.len(),
+                "push consumer leases not renewed in time, pausing them"
+            );
+            self.drivers.clear();
+        }
         let mut to_pump = Vec::new();
         for (key, d) in &mut self.drivers {
             if let Some(hb) = d.heartbeat
