@@ -426,3 +426,52 @@ async fn one_agent_pushes_and_another_takes_over() {
         assert_eq!(m.payload, Bytes::from(format!("m{i}")));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_respects_max_ack_pending() {
+    let stack = Stack::start(1);
+    let (client, js) = connect(&stack.url(0)).await;
+    let stream = make_stream(&js, "A", &["a.>"]).await;
+    publish(&js, "a.x", 0, 30).await;
+    let mut sub = client.subscribe("deliver.a").await.expect("sub");
+    common::sync(&client).await;
+    stream
+        .create_consumer(push::Config {
+            durable_name: Some("A".to_string()),
+            deliver_subject: "deliver.a".to_string(),
+            ack_policy: AckPolicy::Explicit,
+            max_ack_pending: 10,
+            ack_wait: Duration::from_secs(30),
+            ..Default::default()
+        })
+        .await
+        .expect("consumer");
+    let mut got = Vec::new();
+    for _ in 0..10 {
+        got.push(
+            timeout(WAIT, sub.next())
+                .await
+                .expect("delivered in time")
+                .expect("some"),
+        );
+    }
+    assert!(
+        timeout(Duration::from_millis(400), sub.next())
+            .await
+            .is_err(),
+        "no more than max_ack_pending outstanding"
+    );
+    for m in &got {
+        client
+            .publish(m.reply.clone().expect("ack subject"), Bytes::new())
+            .await
+            .expect("ack");
+    }
+    for i in 10..20 {
+        let m = timeout(WAIT, sub.next())
+            .await
+            .expect("delivered after acks")
+            .expect("some");
+        assert_eq!(m.payload, Bytes::from(format!("m{i}")));
+    }
+}
