@@ -36,7 +36,7 @@ const LEASE_TTL_MS: i64 = 2_000;
 /// another agent may start.
 const LEASE_VALID: Duration = Duration::from_millis(1_500);
 /// How often an idle push consumer polls for new messages.
-const POLL_INTERVAL: Duration = Duration::from_millis(25);
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
 const BATCH: u32 = 256;
 /// Pause after a failed claim.
 const CLAIM_RETRY: Duration = Duration::from_millis(500);
