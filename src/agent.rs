@@ -441,6 +441,17 @@ async fn start_with(
             crate::actors::consumer::ConsumerManager::new(cp(), router, reader)
         })
     };
+    // Push consumers whose deliver subjects have local interest, under a control-plane lease so
+    // exactly one agent pushes each consumer.
+    {
+        let cp = cp.clone();
+        let router = router.clone();
+        let reader = reader.clone();
+        let agent_id = agent_id.clone();
+        crate::actors::push::PushManager::start_in_arbiter(&js_handle, move |_| {
+            crate::actors::push::PushManager::new(cp(), router, reader, agent_id)
+        });
+    }
     let js_api = {
         let cp = cp.clone();
         let router = router.clone();

@@ -460,15 +460,15 @@ impl ConsumerManager {
     }
 }
 
-type ReadResult = Result<crate::format::Record, crate::read::ReadError>;
-type ClaimOutcome = Result<
+pub(crate) type ReadResult = Result<crate::format::Record, crate::read::ReadError>;
+pub(crate) type ClaimOutcome = Result<
     Result<(ClaimResponse, Vec<ReadResult>), crate::jetstream::ApiError>,
     crate::control_plane::CpError,
 >;
 
 /// Reads every claimed message, one block read per block (through the read cache and the zone's
 /// peers): messages published together share a block, and a batch usually spans few blocks.
-async fn read_all(reader: &Reader, claim: &ClaimResponse) -> Vec<ReadResult> {
+pub(crate) async fn read_all(reader: &Reader, claim: &ClaimResponse) -> Vec<ReadResult> {
     let mut blocks: Vec<(&MessageLocation, Vec<usize>)> = Vec::new();
     let mut by_block: HashMap<(&str, u64, u64), usize> = HashMap::new();
     for (i, m) in claim.messages.iter().enumerate() {

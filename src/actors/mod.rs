@@ -10,6 +10,7 @@ pub mod consumer;
 pub mod flusher;
 pub mod jetstream_api;
 pub mod membership;
+pub mod push;
 pub mod router;
 pub mod sequence_client;
 pub mod supervisor;

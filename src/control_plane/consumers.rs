@@ -397,6 +397,10 @@ pub struct PushAssignment {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct LeaseResponse {
     pub assignments: Vec<PushAssignment>,
+    /// Deliver subjects of the push consumers not leased by another agent: the ones the agent
+    /// should check for local interest before its next lease request.
+    #[serde(default)]
+    pub push_subjects: Vec<String>,
 }
 
 fn store_err(e: StoreError) -> ApiError {
@@ -957,7 +961,13 @@ pub fn claim(
 
     // New messages.
     let filters = c.config.filters();
-    while out.len() < batch && !too_big && (ack_none || c.pending.len() < max_ack_pending) {
+    // Set when the next message does not fit in max_bytes: the claim is complete.
+    let mut bytes_full = false;
+    while out.len() < batch
+        && !too_big
+        && !bytes_full
+        && (ack_none || c.pending.len() < max_ack_pending)
+    {
         let room = (batch - out.len()).min(if ack_none {
             usize::MAX
         } else {
@@ -987,6 +997,7 @@ pub fn claim(
         for loc in locs {
             if !fits(bytes, &loc) {
                 too_big = out.is_empty();
+                bytes_full = true;
                 break;
             }
             bytes += wire_size(&loc);
@@ -1124,12 +1135,16 @@ pub fn lease(backend: &mut Backend, req: &LeaseRequest, now: i64) -> LeaseRespon
     backend.consumers.sweep(now);
     let until = now + req.ttl_ms.max(1) * 1_000_000;
     let mut assignments = Vec::new();
+    let mut push_subjects = Vec::new();
     for c in backend.consumers.consumers.values_mut() {
         if !c.config.is_push() {
             continue;
         }
         let mine = c.lease.as_ref().is_some_and(|(a, _)| *a == req.agent_id);
         let free = c.lease.as_ref().is_none_or(|(_, end)| *end < now);
+        if mine || free {
+            push_subjects.push(c.config.deliver_subject.clone());
+        }
         let wants = req.deliver_subjects.contains(&c.config.deliver_subject);
         if wants && (mine || free) {
             c.lease = Some((req.agent_id.clone(), until));
@@ -1144,7 +1159,12 @@ pub fn lease(backend: &mut Backend, req: &LeaseRequest, now: i64) -> LeaseRespon
             c.lease = None;
         }
     }
-    LeaseResponse { assignments }
+    push_subjects.sort();
+    push_subjects.dedup();
+    LeaseResponse {
+        assignments,
+        push_subjects,
+    }
 }
 
 #[cfg(test)]
