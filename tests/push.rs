@@ -28,18 +28,8 @@ async fn make_stream(js: &jetstream::Context, name: &str, subjects: &[&str]) -> 
         subjects: subjects.iter().map(|s| s.to_string()).collect(),
         ..Default::default()
     };
-    // A freshly started agent may not have subscribed `$JS.API.>` yet on a loaded machine.
-    for _ in 0..50 {
-        match js.create_stream(config.clone()).await {
-            Err(e)
-                if e.kind() == jetstream::context::CreateStreamErrorKind::JetStreamUnavailable =>
-            {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            r => return r.expect("stream created"),
-        }
-    }
-    panic!("jetstream never became available");
+    // The agent answers `$JS.API` from the moment it accepts connections.
+    js.create_stream(config).await.expect("stream created")
 }
 
 async fn publish(js: &jetstream::Context, subject: &str, from: usize, n: usize) {

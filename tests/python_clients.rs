@@ -54,3 +54,9 @@ fn nats_py_consumer_scenario() {
     let stack = common::Stack::start(1);
     run_scenario("consumer_scenario.py", &stack.url(0));
 }
+
+#[test]
+fn nats_py_kv_scenario() {
+    let stack = common::Stack::start(1);
+    run_scenario("kv_scenario.py", &stack.url(0));
+}
