@@ -21,4 +21,6 @@ pub mod playground;
 pub mod protocol;
 pub mod read;
 pub mod subject;
+#[cfg(test)]
+mod test_support;
 pub mod workers;

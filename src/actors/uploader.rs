@@ -463,18 +463,11 @@ impl Drop for PendingGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use futures::stream::BoxStream;
     use object_store::memory::InMemory;
-    use object_store::{
-        CopyOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStoreExt,
-        PutMultipartOptions, PutResult,
-    };
+    use object_store::{GetResult, ObjectStoreExt, PutResult};
     use std::fmt;
-    use std::pin::Pin;
     use std::sync::atomic::AtomicU32;
     use tokio::sync::watch;
-
-    type BoxFut<'a, T> = Pin<Box<dyn Future<Output = object_store::Result<T>> + Send + 'a>>;
 
     /// Wraps InMemory: fails the first `fail_first` puts, optionally stores the first put and
     /// then reports a failure (a lost response), optionally holds puts at a gate, and tracks
@@ -561,89 +554,17 @@ mod tests {
         }
     }
 
-    // Written out by hand because the trait uses async_trait, which is not a dependency here.
-    impl ObjectStore for TestStore {
-        fn put_opts<'l0, 'l1, 'at>(
-            &'l0 self,
-            location: &'l1 Path,
-            payload: PutPayload,
-            opts: PutOptions,
-        ) -> BoxFut<'at, PutResult>
-        where
-            'l0: 'at,
-            'l1: 'at,
-            Self: 'at,
-        {
-            Box::pin(self.do_put(location, payload, opts))
-        }
-
-        fn put_multipart_opts<'l0, 'l1, 'at>(
-            &'l0 self,
-            location: &'l1 Path,
-            opts: PutMultipartOptions,
-        ) -> BoxFut<'at, Box<dyn MultipartUpload>>
-        where
-            'l0: 'at,
-            'l1: 'at,
-            Self: 'at,
-        {
-            self.inner.put_multipart_opts(location, opts)
-        }
-
-        fn get_opts<'l0, 'l1, 'at>(
-            &'l0 self,
-            location: &'l1 Path,
+    impl TestStore {
+        async fn do_get(
+            &self,
+            location: &Path,
             options: GetOptions,
-        ) -> BoxFut<'at, GetResult>
-        where
-            'l0: 'at,
-            'l1: 'at,
-            Self: 'at,
-        {
-            self.inner.get_opts(location, options)
-        }
-
-        fn delete_stream(
-            &self,
-            locations: BoxStream<'static, object_store::Result<Path>>,
-        ) -> BoxStream<'static, object_store::Result<Path>> {
-            self.inner.delete_stream(locations)
-        }
-
-        fn list(
-            &self,
-            prefix: Option<&Path>,
-        ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-            self.inner.list(prefix)
-        }
-
-        fn list_with_delimiter<'l0, 'l1, 'at>(
-            &'l0 self,
-            prefix: Option<&'l1 Path>,
-        ) -> BoxFut<'at, ListResult>
-        where
-            'l0: 'at,
-            'l1: 'at,
-            Self: 'at,
-        {
-            self.inner.list_with_delimiter(prefix)
-        }
-
-        fn copy_opts<'l0, 'l1, 'l2, 'at>(
-            &'l0 self,
-            from: &'l1 Path,
-            to: &'l2 Path,
-            options: CopyOptions,
-        ) -> BoxFut<'at, ()>
-        where
-            'l0: 'at,
-            'l1: 'at,
-            'l2: 'at,
-            Self: 'at,
-        {
-            self.inner.copy_opts(from, to, options)
+        ) -> object_store::Result<GetResult> {
+            self.inner.get_opts(location, options).await
         }
     }
+
+    crate::test_support::delegating_object_store!(TestStore);
 
     fn fast_policy() -> RetryPolicy {
         RetryPolicy {

@@ -276,18 +276,10 @@ mod tests {
     use crate::format::{ObjectBuilder, Record};
     use crate::read::{Reader, read_record};
     use bytestring::ByteString;
-    use futures::stream::BoxStream;
     use object_store::memory::InMemory;
     use object_store::path::Path;
-    use object_store::{
-        CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta,
-        ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult,
-    };
-    use std::pin::Pin;
+    use object_store::{GetOptions, GetResult, ObjectStoreExt, PutOptions, PutPayload, PutResult};
     use std::sync::atomic::{AtomicU64, Ordering};
-
-    type BoxFut<'a, T> =
-        Pin<Box<dyn std::future::Future<Output = object_store::Result<T>> + Send + 'a>>;
 
     /// Counts GETs and delays them, so coalescing is observable.
     #[derive(Debug, Default)]
@@ -315,89 +307,18 @@ mod tests {
         }
     }
 
-    // Written out by hand because the trait uses async_trait, which is not a dependency here.
-    impl ObjectStore for Counting {
-        fn put_opts<'l0, 'l1, 'at>(
-            &'l0 self,
-            location: &'l1 Path,
+    impl Counting {
+        async fn do_put(
+            &self,
+            location: &Path,
             payload: PutPayload,
             opts: PutOptions,
-        ) -> BoxFut<'at, PutResult>
-        where
-            'l0: 'at,
-            'l1: 'at,
-            Self: 'at,
-        {
-            self.inner.put_opts(location, payload, opts)
-        }
-
-        fn put_multipart_opts<'l0, 'l1, 'at>(
-            &'l0 self,
-            location: &'l1 Path,
-            opts: PutMultipartOptions,
-        ) -> BoxFut<'at, Box<dyn MultipartUpload>>
-        where
-            'l0: 'at,
-            'l1: 'at,
-            Self: 'at,
-        {
-            self.inner.put_multipart_opts(location, opts)
-        }
-
-        fn get_opts<'l0, 'l1, 'at>(
-            &'l0 self,
-            location: &'l1 Path,
-            options: GetOptions,
-        ) -> BoxFut<'at, GetResult>
-        where
-            'l0: 'at,
-            'l1: 'at,
-            Self: 'at,
-        {
-            Box::pin(self.do_get(location, options))
-        }
-
-        fn delete_stream(
-            &self,
-            locations: BoxStream<'static, object_store::Result<Path>>,
-        ) -> BoxStream<'static, object_store::Result<Path>> {
-            self.inner.delete_stream(locations)
-        }
-
-        fn list(
-            &self,
-            prefix: Option<&Path>,
-        ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-            self.inner.list(prefix)
-        }
-
-        fn list_with_delimiter<'l0, 'l1, 'at>(
-            &'l0 self,
-            prefix: Option<&'l1 Path>,
-        ) -> BoxFut<'at, ListResult>
-        where
-            'l0: 'at,
-            'l1: 'at,
-            Self: 'at,
-        {
-            self.inner.list_with_delimiter(prefix)
-        }
-
-        fn copy_opts<'l0, 'l1, 'l2, 'at>(
-            &'l0 self,
-            from: &'l1 Path,
-            to: &'l2 Path,
-            options: CopyOptions,
-        ) -> BoxFut<'at, ()>
-        where
-            'l0: 'at,
-            'l1: 'at,
-            'l2: 'at,
-            Self: 'at,
-        {
-            self.inner.copy_opts(from, to, options)
+        ) -> object_store::Result<PutResult> {
+            self.inner.put_opts(location, payload, opts).await
         }
     }
+
+    crate::test_support::delegating_object_store!(Counting);
 
     fn record(payload: &str) -> Record {
         Record {
