@@ -159,6 +159,8 @@ pub async fn start_in_process_with(
             .configure(server::configure)
     })
     .workers(options.workers.max(1))
+    // Commit responses are large single writes; Nagle would hold their tail for a delayed ACK.
+    .tcp_nodelay(true)
     .disable_signals()
     .shutdown_timeout(options.shutdown_timeout.as_secs())
     .bind(config.listen)

@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS messages (
     stream_id INTEGER NOT NULL,
     seq INTEGER NOT NULL,
     subject TEXT NOT NULL,
+    subject_hash INTEGER NOT NULL,
     ts INTEGER NOT NULL,
     object_id INTEGER NOT NULL,
     block_offset INTEGER NOT NULL,
@@ -53,7 +54,7 @@ CREATE TABLE IF NOT EXISTS messages (
     expires INTEGER NOT NULL,
     PRIMARY KEY (stream_id, seq)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS messages_by_subject ON messages (stream_id, subject, seq);
+CREATE INDEX IF NOT EXISTS messages_by_subject_hash ON messages (stream_id, subject_hash, seq);
 CREATE INDEX IF NOT EXISTS messages_by_expiry ON messages (stream_id, expires) WHERE expires > 0;
 CREATE TABLE IF NOT EXISTS objects (
     object_id INTEGER PRIMARY KEY,
@@ -179,6 +180,19 @@ fn is_literal(pattern: &str) -> bool {
     !pattern.split('.').any(|t| t == "*" || t == ">")
 }
 
+/// Indexes subjects by this integer, not their text: an index on the text cost about 2 µs per
+/// stored message (most of a commit), one on the hash about 0.3 µs. FNV-1a, because the value is
+/// persisted and must not change between builds; collisions only cost a look at the row, since
+/// every query also compares the text.
+fn subject_hash(subject: &str) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in subject.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h as i64
+}
+
 fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
@@ -222,6 +236,7 @@ impl SqliteStore {
     }
 
     fn init(conn: Connection) -> Result<Self, StoreError> {
+        migrate_subject_hash(&conn)?;
         conn.execute_batch(SCHEMA)?;
         conn.set_prepared_statement_cache_capacity(64);
         let mut store = Self {
@@ -435,6 +450,38 @@ impl SqliteStore {
     }
 }
 
+/// Databases written before `subject_hash` existed: add and fill the column, replace the index on
+/// the subject text. A no-op on new or already migrated databases.
+fn migrate_subject_hash(conn: &Connection) -> Result<(), StoreError> {
+    let columns: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_table_info('messages')")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    if columns.is_empty() || columns.iter().any(|c| c == "subject_hash") {
+        return Ok(());
+    }
+    tracing::info!("migrating the message index to subject hashes");
+    conn.execute_batch(
+        "BEGIN IMMEDIATE;
+         DROP INDEX IF EXISTS messages_by_subject;
+         ALTER TABLE messages ADD COLUMN subject_hash INTEGER NOT NULL DEFAULT 0;",
+    )?;
+    let rows: Vec<(i64, i64, String)> = conn
+        .prepare("SELECT stream_id, seq, subject FROM messages")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    {
+        let mut update = conn.prepare(
+            "UPDATE messages SET subject_hash = ?3 WHERE stream_id = ?1 AND seq = ?2",
+        )?;
+        for (stream_id, seq, subject) in rows {
+            update.execute(params![stream_id, seq, subject_hash(&subject)])?;
+        }
+    }
+    conn.execute_batch("COMMIT")?;
+    Ok(())
+}
+
 fn meta_get(conn: &Connection, key: &str) -> Result<i64, StoreError> {
     Ok(conn
         .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
@@ -532,9 +579,9 @@ fn oldest_of_subject(
 ) -> Result<Option<(u64, u64)>, StoreError> {
     Ok(conn
         .prepare_cached(
-            "SELECT seq, stored FROM messages WHERE stream_id = ?1 AND subject = ?2 ORDER BY seq LIMIT 1",
+            "SELECT seq, stored FROM messages WHERE stream_id = ?1 AND subject_hash = ?3 AND subject = ?2 ORDER BY seq LIMIT 1",
         )?
-        .query_row(params![rt.id, subj], |r| {
+        .query_row(params![rt.id, subj, subject_hash(subj)], |r| {
             Ok((to_u64(r.get(0)?), to_u64(r.get(1)?)))
         })
         .optional()?)
@@ -545,9 +592,11 @@ fn last_seq_for(conn: &Connection, rt: &StreamRt, pattern: &str) -> Result<u64, 
     if is_literal(pattern) {
         return Ok(conn
             .prepare_cached(
-                "SELECT seq FROM messages WHERE stream_id = ?1 AND subject = ?2 ORDER BY seq DESC LIMIT 1",
+                "SELECT seq FROM messages WHERE stream_id = ?1 AND subject_hash = ?3 AND subject = ?2 ORDER BY seq DESC LIMIT 1",
             )?
-            .query_row(params![rt.id, pattern], |r| r.get::<_, i64>(0))
+            .query_row(params![rt.id, pattern, subject_hash(pattern)], |r| {
+                r.get::<_, i64>(0)
+            })
             .optional()?
             .map(to_u64)
             .unwrap_or(0));
@@ -587,9 +636,9 @@ fn next_seq_for(
     if is_literal(pattern) {
         return Ok(conn
             .prepare_cached(
-                "SELECT seq FROM messages WHERE stream_id = ?1 AND subject = ?2 AND seq >= ?3 ORDER BY seq LIMIT 1",
+                "SELECT seq FROM messages WHERE stream_id = ?1 AND subject_hash = ?4 AND subject = ?2 AND seq >= ?3 ORDER BY seq LIMIT 1",
             )?
-            .query_row(params![rt.id, pattern, to_i64(from)], |r| {
+            .query_row(params![rt.id, pattern, to_i64(from), subject_hash(pattern)], |r| {
                 r.get::<_, i64>(0)
             })
             .optional()?
@@ -703,9 +752,12 @@ fn remove_matching_except(
     let seqs: Vec<i64> = match pattern {
         Some(p) => conn
             .prepare_cached(
-                "SELECT seq FROM messages WHERE stream_id = ?1 AND subject = ?2 AND seq <> ?3",
+                "SELECT seq FROM messages WHERE stream_id = ?1 AND subject_hash = ?4 AND subject = ?2 AND seq <> ?3",
             )?
-            .query_map(params![rt.id, p, to_i64(keep_seq)], |r| r.get(0))?
+            .query_map(
+                params![rt.id, p, to_i64(keep_seq), subject_hash(p)],
+                |r| r.get(0),
+            )?
             .collect::<Result<_, _>>()?,
         None => conn
             .prepare_cached("SELECT seq FROM messages WHERE stream_id = ?1 AND seq <> ?2")?
@@ -836,7 +888,7 @@ fn process_message(
         _ => 0,
     };
     conn.prepare_cached(
-        "INSERT INTO messages (stream_id, seq, subject, ts, object_id, block_offset, block_len, idx, size, header_size, stored, expires) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        "INSERT INTO messages (stream_id, seq, subject, ts, object_id, block_offset, block_len, idx, size, header_size, stored, expires, subject_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )?
     .execute(params![
         rt.id,
@@ -851,6 +903,7 @@ fn process_message(
         to_i64(header_size),
         to_i64(stored),
         expires,
+        subject_hash(&m.subject),
     ])?;
     if rt.msgs == 0 {
         rt.first_seq = seq;
@@ -1373,10 +1426,13 @@ impl MetadataStore for SqliteStore {
             .collect();
         let mut total = 0;
         let mut stmt = self.conn.prepare_cached(
-            "SELECT count(*) FROM messages WHERE stream_id = ?1 AND subject = ?2 AND seq >= ?3",
+            "SELECT count(*) FROM messages WHERE stream_id = ?1 AND subject_hash = ?4 AND subject = ?2 AND seq >= ?3",
         )?;
         for subj in subjects {
-            let n: i64 = stmt.query_row(params![rt.id, subj, to_i64(from)], |r| r.get(0))?;
+            let n: i64 = stmt.query_row(
+                params![rt.id, subj, to_i64(from), subject_hash(subj)],
+                |r| r.get(0),
+            )?;
             total += to_u64(n);
         }
         Ok(total)
@@ -1606,10 +1662,16 @@ fn scan_locations(
         let rows: Vec<MessageLocation> = if let Some(subj) = literal {
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {LOCATION_COLUMNS} FROM messages m JOIN objects o ON o.object_id = m.object_id \
-                 WHERE m.stream_id = ?1 AND m.subject = ?2 AND m.seq >= ?3 ORDER BY m.seq LIMIT ?4"
+                 WHERE m.stream_id = ?1 AND m.subject_hash = ?5 AND m.subject = ?2 AND m.seq >= ?3 ORDER BY m.seq LIMIT ?4"
             ))?;
             stmt.query_map(
-                params![rt.id, subj, to_i64(next), to_i64(limit as u64)],
+                params![
+                    rt.id,
+                    subj,
+                    to_i64(next),
+                    to_i64(limit as u64),
+                    subject_hash(subj)
+                ],
                 |r| location_from_row(rt, r),
             )?
             .collect::<Result<_, _>>()?
@@ -1703,9 +1765,9 @@ fn purge_ex(
     let upper = if seq >= 1 { seq - 1 } else { u64::MAX };
     let candidates: Vec<(i64, String)> = if is_literal(filter) {
         conn.prepare_cached(
-            "SELECT seq, subject FROM messages WHERE stream_id = ?1 AND subject = ?2 AND seq <= ?3 ORDER BY seq",
+            "SELECT seq, subject FROM messages WHERE stream_id = ?1 AND subject_hash = ?4 AND subject = ?2 AND seq <= ?3 ORDER BY seq",
         )?
-        .query_map(params![rt.id, filter, to_i64(upper)], |r| {
+        .query_map(params![rt.id, filter, to_i64(upper), subject_hash(filter)], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })?
         .collect::<Result<_, _>>()?
