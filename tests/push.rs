@@ -465,3 +465,49 @@ async fn push_respects_max_ack_pending() {
         assert_eq!(m.payload, Bytes::from(format!("m{i}")));
     }
 }
+
+/// CONSUMER.INFO reports `"push_bound":true` while something subscribes to the deliver subject
+/// and leaves the field out otherwise, as nats-server 2.15.1 does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_bound_follows_interest_in_the_deliver_subject() {
+    let stack = Stack::start(1);
+    let (client, js) = connect(&stack.url(0)).await;
+    let stream = make_stream(&js, "PB", &["pb.>"]).await;
+    let _ = stream
+        .create_consumer(push::Config {
+            durable_name: Some("D".to_string()),
+            deliver_subject: "dlv.pb".to_string(),
+            ack_policy: AckPolicy::Explicit,
+            ..Default::default()
+        })
+        .await
+        .expect("push consumer");
+    let bound = async || -> Option<serde_json::Value> {
+        let r = client
+            .request("$JS.API.CONSUMER.INFO.PB.D", Bytes::new())
+            .await
+            .expect("info");
+        let v: serde_json::Value = serde_json::from_slice(&r.payload).expect("json");
+        assert_eq!(v["name"], "D", "{v}");
+        v.get("push_bound").cloned()
+    };
+    let wait_for = async |want: Option<serde_json::Value>| {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let got = bound().await;
+            if got == want {
+                return;
+            }
+            assert!(Instant::now() < deadline, "push_bound stayed {got:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(bound().await, None, "nothing subscribes yet");
+    let mut sub = client.subscribe("dlv.pb").await.expect("subscribe");
+    common::sync(&client).await;
+    wait_for(Some(serde_json::Value::Bool(true))).await;
+    sub.unsubscribe().await.expect("unsubscribe");
+    common::sync(&client).await;
+    wait_for(None).await;
+}

@@ -19,7 +19,7 @@ use crate::actors::router::{DeliverTo, InternalMsg, NatsMsg, Publish, Router, Su
 use crate::control_plane::client::ControlPlaneClient;
 use crate::control_plane::consumers::{AckBatch, AckEntry, AckKind, ClaimRequest, ClaimResponse};
 use crate::control_plane::model::MessageLocation;
-use crate::jetstream::consumer::{AckSubject, PullRequest, ack_subject};
+use crate::jetstream::consumer::{AckSubject, PullLimits, PullRequest, ack_subject};
 use crate::protocol::headers::{Headers, status_only};
 use crate::read::{BlockLocation, ReadSource, Reader};
 
@@ -34,6 +34,10 @@ type Key = (String, String);
 
 struct Waiting {
     reply: ByteString,
+    /// The request as sent, until the control plane checked it against the consumer's limits.
+    unchecked: Option<PullRequest>,
+    /// Acks received before this request (ids below this) apply before it claims anything.
+    acks_before: u64,
     remaining: u64,
     /// Bytes the request still accepts; None = no limit.
     bytes_left: Option<u64>,
@@ -48,10 +52,16 @@ struct Waiters {
     queue: VecDeque<Waiting>,
     claiming: bool,
     max_waiting: Option<i64>,
+    /// The consumer's pull limits as of the last claim.
+    limits: Option<PullLimits>,
+    /// (consumer, stream) sequence last delivered, for idle heartbeats.
+    last: (u64, u64),
 }
 
 /// A buffered ack and who waits for its confirmation.
 struct PendingAck {
+    /// Arrival order: a pull request waits for the acks that arrived before it.
+    id: u64,
     entry: AckEntry,
     reply: Option<ByteString>,
     /// `+NXT`: a pull request to start once the ack is applied.
@@ -67,8 +77,11 @@ pub struct ConsumerManager {
     known: HashSet<Key>,
     acks: Vec<PendingAck>,
     acks_in_flight: bool,
-    /// Consumers with acks in the flush under way.
-    acks_in_flight_keys: HashSet<Key>,
+    /// Id of the next ack received.
+    next_ack_id: u64,
+    /// Every ack with a smaller id has been applied by the control plane (acks are flushed in
+    /// arrival order, one flush at a time, failed ones retried first).
+    acks_applied_below: u64,
 }
 
 impl ConsumerManager {
@@ -85,7 +98,8 @@ impl ConsumerManager {
             known: HashSet::new(),
             acks: Vec::new(),
             acks_in_flight: false,
-            acks_in_flight_keys: HashSet::new(),
+            next_ack_id: 0,
+            acks_applied_below: 0,
         }
     }
 
@@ -102,6 +116,10 @@ impl ConsumerManager {
     ) {
         let now = Instant::now();
         let w = self.waiters.entry(key.clone()).or_default();
+        if let Some(refused) = w.limits.and_then(|l| l.refusal(&req)) {
+            self.status(&reply, 409, &refused);
+            return;
+        }
         let max_waiting = w
             .max_waiting
             .unwrap_or(crate::jetstream::consumer::DEFAULT_MAX_WAITING);
@@ -111,8 +129,11 @@ impl ConsumerManager {
         }
         let expires = (req.expires > 0)
             .then(|| now + Duration::from_nanos(u64::try_from(req.expires).unwrap_or(0)));
+        let acks_before = self.next_ack_id;
         w.queue.push_back(Waiting {
             reply,
+            unchecked: Some(req.clone()),
+            acks_before,
             remaining: u64::try_from(req.batch.max(1)).unwrap_or(1),
             bytes_left: u64::try_from(req.max_bytes).ok().filter(|b| *b > 0),
             // A no-wait request without expiry is answered by the first claim.
@@ -133,15 +154,14 @@ impl ConsumerManager {
         if w.claiming {
             return;
         }
-        // A client's acks (a NAK above all) apply before its next pull, as in nats-server: while
-        // this consumer has acks queued or being flushed, the claim waits for the flush, whose
-        // completion pumps it again.
-        let key_has_acks = self.acks_in_flight_keys.contains(&key)
-            || self
-                .acks
-                .iter()
-                .any(|a| a.entry.stream == key.0 && a.entry.consumer == key.1);
-        if key_has_acks {
+        // A client's acks (a NAK above all) apply before its next pull, as in nats-server: a
+        // request claims only once every ack received before it is applied; the flush's
+        // completion pumps it again. Acks received after it do not hold it back (under steady
+        // consumption they never stop arriving).
+        if w.queue
+            .front()
+            .is_some_and(|r| r.acks_before > self.acks_applied_below)
+        {
             self.flush_acks(ctx);
             return;
         }
@@ -154,10 +174,7 @@ impl ConsumerManager {
             }
             let r = w.queue.pop_front();
             if let Some(r) = r {
-                let mut h = Headers::with_status(408, Some("Request Timeout"));
-                h.insert("Nats-Pending-Messages", r.remaining.to_string());
-                h.insert("Nats-Pending-Bytes", r.bytes_left.unwrap_or(0).to_string());
-                send_headers(&self.router, &r.reply, h.encode());
+                send_headers(&self.router, &r.reply, r.ended(408, "Request Timeout"));
             }
         }
         let Some(front) = w.queue.front() else {
@@ -171,6 +188,7 @@ impl ConsumerManager {
             max_bytes: front.bytes_left.unwrap_or(0),
             waiting: w.queue.len() as u64,
             agent_id: String::new(),
+            pull: front.unchecked.clone(),
         };
         let client = self.client.clone();
         let reader = self.reader.clone();
@@ -229,9 +247,22 @@ impl ConsumerManager {
         };
         self.known.insert(key.clone());
         w.max_waiting = Some(claim.max_waiting).filter(|m| *m > 0);
+        w.limits = Some(claim.limits);
+        if let Some(refused) = &claim.refused {
+            if let Some(r) = w.queue.pop_front() {
+                self.status(&r.reply, 409, refused);
+            }
+            self.pump(key, ctx);
+            return;
+        }
+        w.last = (
+            w.last.0.max(claim.last_consumer_seq),
+            w.last.1.max(claim.last_stream_seq),
+        );
         let Some(front) = w.queue.front_mut() else {
             return;
         };
+        front.unchecked = None;
         let mut sent = 0u64;
         for (m, rec) in claim.messages.iter().zip(reads) {
             let rec = match rec {
@@ -265,6 +296,9 @@ impl ConsumerManager {
                 m.location.timestamp_nanos,
                 m.pending,
             );
+            // What nats-server counts against max_bytes: subject, reply, headers, payload.
+            let size =
+                u64::from(m.location.size) + m.location.subject.len() as u64 + reply.len() as u64;
             self.router.do_send(DeliverTo {
                 to: front.reply.clone(),
                 msg: NatsMsg {
@@ -276,8 +310,7 @@ impl ConsumerManager {
             });
             sent += 1;
             if let Some(left) = front.bytes_left.as_mut() {
-                *left = left
-                    .saturating_sub(u64::from(m.location.size) + m.location.subject.len() as u64);
+                *left = left.saturating_sub(size);
             }
         }
         let got = claim.messages.len() as u64;
@@ -291,7 +324,7 @@ impl ConsumerManager {
             send_headers(
                 &self.router,
                 &front.reply,
-                status_only(409, Some("Message Size Exceeds MaxBytes")),
+                front.ended(409, "Message Size Exceeds MaxBytes"),
             );
             done = true;
         } else if !done && front.bytes_left == Some(0) {
@@ -327,10 +360,7 @@ impl ConsumerManager {
                     return true;
                 }
                 if r.expires.is_some_and(|e| e <= now) {
-                    let mut h = Headers::with_status(408, Some("Request Timeout"));
-                    h.insert("Nats-Pending-Messages", r.remaining.to_string());
-                    h.insert("Nats-Pending-Bytes", r.bytes_left.unwrap_or(0).to_string());
-                    send_headers(&router, &r.reply, h.encode());
+                    send_headers(&router, &r.reply, r.ended(408, "Request Timeout"));
                     return false;
                 }
                 true
@@ -339,7 +369,10 @@ impl ConsumerManager {
                 if let Some(hb) = r.heartbeat
                     && now.duration_since(r.last_sent) >= hb
                 {
-                    send_headers(&router, &r.reply, status_only(100, Some("Idle Heartbeat")));
+                    let mut h = Headers::with_status(100, Some("Idle Heartbeat"));
+                    h.insert("Nats-Last-Consumer", w.last.0.to_string());
+                    h.insert("Nats-Last-Stream", w.last.1.to_string());
+                    send_headers(&router, &r.reply, h.encode());
                     r.last_sent = now;
                 }
             }
@@ -389,7 +422,10 @@ impl ConsumerManager {
         } else {
             msg.reply.clone()
         };
+        let id = self.next_ack_id;
+        self.next_ack_id += 1;
         self.acks.push(PendingAck {
+            id,
             entry: AckEntry {
                 stream: subject.stream,
                 consumer: subject.consumer,
@@ -412,10 +448,6 @@ impl ConsumerManager {
         let n = self.acks.len().min(ACK_BATCH_MAX);
         let batch: Vec<PendingAck> = self.acks.drain(..n).collect();
         self.acks_in_flight = true;
-        self.acks_in_flight_keys = batch
-            .iter()
-            .map(|a| (a.entry.stream.clone(), a.entry.consumer.clone()))
-            .collect();
         let body = AckBatch {
             acks: batch.iter().map(|a| a.entry.clone()).collect(),
         };
@@ -425,14 +457,18 @@ impl ConsumerManager {
                 .into_actor(self)
                 .map(move |res, act, ctx| {
                     act.acks_in_flight = false;
-                    act.acks_in_flight_keys.clear();
                     match res {
                         Ok(_) => {
-                            // Acks free max_ack_pending room: waiting requests need not wait
-                            // for the next poll.
-                            let keys: HashSet<Key> = batch
+                            if let Some(last) = batch.last() {
+                                act.acks_applied_below = last.id + 1;
+                            }
+                            // Acks free max_ack_pending room, and requests may have waited for
+                            // these acks: pump them now rather than at the next poll.
+                            let keys: Vec<Key> = act
+                                .waiters
                                 .iter()
-                                .map(|a| (a.entry.stream.clone(), a.entry.consumer.clone()))
+                                .filter(|(_, w)| !w.queue.is_empty() && !w.claiming)
+                                .map(|(k, _)| k.clone())
                                 .collect();
                             for key in keys {
                                 act.pump(key, ctx);
@@ -484,18 +520,40 @@ pub(crate) async fn read_all(reader: &Reader, claim: &ClaimResponse) -> Vec<Read
     }
     let fetched = join_all(blocks.iter().map(|(loc, members)| async move {
         match reader.read_block(&BlockLocation::of(loc)).await {
-            Ok(block) => members
-                .iter()
-                .map(|i| {
-                    let loc = &claim.messages[*i].location;
-                    crate::format::decode_record(block.clone(), loc.index).map_err(|e| {
-                        crate::read::ReadError::Corrupt {
-                            key: loc.object_key.clone(),
-                            message: e.to_string(),
-                        }
+            // One checksum and one table parse per block, however many of its records a claim
+            // takes (decoding record by record would redo both for each: quadratic in the
+            // block's size).
+            Ok(block) => match crate::format::decode_block(block) {
+                Ok(records) => members
+                    .iter()
+                    .map(|i| {
+                        let loc = &claim.messages[*i].location;
+                        usize::try_from(loc.index)
+                            .ok()
+                            .and_then(|idx| records.get(idx).cloned())
+                            .ok_or_else(|| crate::read::ReadError::Corrupt {
+                                key: loc.object_key.clone(),
+                                message: format!(
+                                    "record {} out of range ({} records)",
+                                    loc.index,
+                                    records.len()
+                                ),
+                            })
                     })
-                })
-                .collect::<Vec<_>>(),
+                    .collect::<Vec<_>>(),
+                Err(e) => {
+                    let key = loc.object_key.clone();
+                    members
+                        .iter()
+                        .map(|_| {
+                            Err(crate::read::ReadError::Corrupt {
+                                key: key.clone(),
+                                message: e.to_string(),
+                            })
+                        })
+                        .collect()
+                }
+            },
             Err(e) => members.iter().map(|_| Err(e.clone())).collect(),
         }
     }))
@@ -516,6 +574,20 @@ pub(crate) async fn read_all(reader: &Reader, claim: &ClaimResponse) -> Vec<Read
             })
         })
         .collect()
+}
+
+impl Waiting {
+    /// A status that ends this request, with what it still wanted (as nats-server sends 408 and
+    /// `409 Message Size Exceeds MaxBytes`).
+    fn ended(&self, code: u16, description: &str) -> Bytes {
+        let mut h = Headers::with_status(code, Some(description));
+        h.insert("Nats-Pending-Messages", self.remaining.to_string());
+        h.insert(
+            "Nats-Pending-Bytes",
+            self.bytes_left.unwrap_or(0).to_string(),
+        );
+        h.encode()
+    }
 }
 
 fn split_ack(body: &[u8]) -> (&[u8], &[u8]) {

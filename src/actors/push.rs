@@ -217,6 +217,7 @@ impl PushManager {
             max_bytes: if d.flow_control { FC_BYTES } else { 0 },
             waiting: 0,
             agent_id: self.agent_id.clone(),
+            pull: None,
         };
         let client = self.client.clone();
         let reader = self.reader.clone();

@@ -127,6 +127,10 @@ impl Consumer {
             num_redelivered: self.pending.values().filter(|p| p.deliveries > 1).count() as u64,
             num_waiting: self.waiting,
             num_pending,
+            // The lease is held only by an agent with interest in the deliver subject, and
+            // released (or left to expire) when that interest goes.
+            push_bound: self.config.is_push()
+                && self.lease.as_ref().is_some_and(|(_, end)| *end >= now),
             ts: now,
         }
     }
@@ -312,6 +316,11 @@ pub struct ClaimRequest {
     /// Push consumers: the agent driving it (must hold the lease).
     #[serde(default)]
     pub agent_id: String,
+    /// A pull request not yet checked against the consumer's limits: refused (nothing claimed)
+    /// when the consumer is push based or the request exceeds `max_batch`, `max_expires` or
+    /// `max_bytes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull: Option<PullRequest>,
 }
 
 /// One claimed delivery.
@@ -329,7 +338,8 @@ pub struct ClaimResponse {
     pub messages: Vec<Claimed>,
     /// Messages left for the consumer after this claim.
     pub num_pending: u64,
-    /// The next message alone is larger than `max_bytes`.
+    /// The next message does not fit in what is left of `max_bytes` (nats-server then ends the
+    /// pull request with `409 Message Size Exceeds MaxBytes`).
     #[serde(default)]
     pub too_big: bool,
     #[serde(default)]
@@ -342,6 +352,12 @@ pub struct ClaimResponse {
     /// Pull requests the consumer allows at once.
     #[serde(default)]
     pub max_waiting: i64,
+    /// What the consumer allows a pull request (agents check later requests themselves).
+    #[serde(default)]
+    pub limits: PullLimits,
+    /// The 409 description when `pull` was refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -876,8 +892,31 @@ fn list(backend: &mut Backend, stream: &str, body: &[u8], now: i64) -> (Vec<u8>,
     )
 }
 
-fn wire_size(loc: &MessageLocation) -> u64 {
-    u64::from(loc.size) + loc.subject.len() as u64
+/// The size nats-server counts against a pull request's `max_bytes`: subject, ack reply,
+/// headers and payload. `pending` is the ack reply's last token.
+fn wire_size(c: &Consumer, loc: &MessageLocation, deliveries: u64, cseq: u64, pending: u64) -> u64 {
+    let reply = ack_subject_len(
+        &c.stream,
+        &c.name,
+        deliveries,
+        loc.seq,
+        cseq,
+        loc.timestamp_nanos,
+        pending,
+    );
+    u64::from(loc.size) + loc.subject.len() as u64 + reply as u64
+}
+
+fn ack_subject_len(
+    stream: &str,
+    consumer: &str,
+    deliveries: u64,
+    sseq: u64,
+    cseq: u64,
+    ts: i64,
+    pending: u64,
+) -> usize {
+    ack_subject(stream, consumer, deliveries, sseq, cseq, ts, pending).len()
 }
 
 /// Picks the next messages for a consumer: expired pending deliveries first (redeliveries,
@@ -893,6 +932,15 @@ pub fn claim(
     let Some(mut c) = backend.consumers.consumers.get(&key).cloned() else {
         return Err(ApiError::consumer_not_found());
     };
+    let limits = PullLimits::of(&c.config);
+    if let Some(refused) = req.pull.as_ref().and_then(|p| limits.refusal(p)) {
+        return Ok(ClaimResponse {
+            limits,
+            refused: Some(refused),
+            max_waiting: c.config.max_waiting,
+            ..ClaimResponse::default()
+        });
+    }
     c.last_seen = now;
     c.waiting = req.waiting;
     let batch = req.batch.max(1) as usize;
@@ -905,9 +953,14 @@ pub fn claim(
     let mut out: Vec<(MessageLocation, u64, u64)> = Vec::new();
     let mut bytes = 0u64;
     let mut too_big = false;
-    let fits = |bytes: u64, loc: &MessageLocation| {
-        req.max_bytes == 0 || bytes + wire_size(loc) <= req.max_bytes
+    // The ack reply's pending token, exact for what this claim hands out: redeliveries come
+    // first and see everything still to deliver, the i-th new message sees `before - i - 1`.
+    let pending_before = if req.max_bytes > 0 {
+        num_pending(backend, &c)?
+    } else {
+        0
     };
+    let mut new_count = 0u64;
 
     // Redeliveries whose ack wait (or nak delay) ran out.
     if !ack_none {
@@ -940,13 +993,14 @@ pub fn claim(
                 }
                 Err(e) => return Err(store_err(e)),
             };
-            if !fits(bytes, &loc) {
-                too_big = out.is_empty();
+            let deliveries = p.deliveries + 1;
+            let size = wire_size(&c, &loc, deliveries, c.dseq + 1, pending_before);
+            if req.max_bytes > 0 && bytes + size > req.max_bytes {
+                too_big = true;
                 break;
             }
-            bytes += wire_size(&loc);
+            bytes += size;
             c.dseq += 1;
-            let deliveries = p.deliveries + 1;
             c.pending.insert(
                 sseq,
                 Pending {
@@ -995,12 +1049,15 @@ pub fn claim(
             break;
         }
         for loc in locs {
-            if !fits(bytes, &loc) {
-                too_big = out.is_empty();
+            let pending = pending_before.saturating_sub(new_count + 1);
+            let size = wire_size(&c, &loc, 1, c.dseq + 1, pending);
+            if req.max_bytes > 0 && bytes + size > req.max_bytes {
+                too_big = true;
                 bytes_full = true;
                 break;
             }
-            bytes += wire_size(&loc);
+            bytes += size;
+            new_count += 1;
             if c.lps.front() == Some(&loc.seq) {
                 c.lps.pop_front();
             } else {
@@ -1056,6 +1113,8 @@ pub fn claim(
         last_stream_seq: c.sseq,
         last_consumer_seq: c.dseq,
         max_waiting: c.config.max_waiting,
+        limits,
+        refused: None,
     };
     let mut writes = Vec::new();
     if let Some(before) = backend.consumers.consumers.get(&key) {

@@ -303,6 +303,9 @@ pub struct ConsumerInfo {
     pub num_redelivered: u64,
     pub num_waiting: u64,
     pub num_pending: u64,
+    /// Push consumers: something has interest in the deliver subject.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub push_bound: bool,
     #[serde(with = "go_time")]
     pub ts: i64,
 }
@@ -359,7 +362,7 @@ pub struct ConsumerListRequest {
 }
 
 /// `CONSUMER.MSG.NEXT` body: `{"batch":…}` or a bare batch number; null fields accepted.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PullRequest {
     #[serde(default, deserialize_with = "null_default")]
     pub batch: i64,
@@ -399,6 +402,90 @@ impl PullRequest {
         }
         Ok(r)
     }
+}
+
+/// What a consumer allows a pull request (its `max_batch`, `max_expires`, `max_bytes`, and whether
+/// it is a push consumer, which takes no pull requests at all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PullLimits {
+    #[serde(default)]
+    pub push: bool,
+    #[serde(default)]
+    pub max_batch: i64,
+    #[serde(default)]
+    pub max_expires: i64,
+    #[serde(default)]
+    pub max_bytes: i64,
+}
+
+impl PullLimits {
+    pub fn of(cfg: &ConsumerConfig) -> Self {
+        Self {
+            push: cfg.is_push(),
+            max_batch: cfg.max_request_batch,
+            max_expires: cfg.max_request_expires,
+            max_bytes: cfg.max_request_max_bytes,
+        }
+    }
+
+    /// The description of nats-server's 409 for a pull request these limits refuse, checked in
+    /// nats-server's order (checked against nats-server 2.15.1).
+    pub fn refusal(&self, req: &PullRequest) -> Option<String> {
+        if self.push {
+            return Some("Consumer is push based".to_string());
+        }
+        if self.max_batch > 0 && req.batch > self.max_batch {
+            return Some(format!("Exceeded MaxRequestBatch of {}", self.max_batch));
+        }
+        if self.max_expires > 0 && req.expires > self.max_expires {
+            return Some(format!(
+                "Exceeded MaxRequestExpires of {}",
+                go_duration(self.max_expires)
+            ));
+        }
+        if self.max_bytes > 0 && req.max_bytes > self.max_bytes {
+            return Some(format!("Exceeded MaxRequestMaxBytes of {}", self.max_bytes));
+        }
+        None
+    }
+}
+
+/// Nanoseconds as Go's `time.Duration.String` prints them (`1.5s`, `1m30s`, `1.234567ms`), the
+/// form nats-server puts in status descriptions.
+pub fn go_duration(nanos: i64) -> String {
+    if nanos == 0 {
+        return "0s".to_string();
+    }
+    let sign = if nanos < 0 { "-" } else { "" };
+    let u = nanos.unsigned_abs();
+    // An integer part and a fraction of `digits` decimals, trailing zeros dropped.
+    let frac = |int: u64, rem: u64, digits: usize| {
+        if rem == 0 {
+            int.to_string()
+        } else {
+            let f = format!("{rem:0digits$}");
+            format!("{int}.{}", f.trim_end_matches('0'))
+        }
+    };
+    let body = if u < 1_000 {
+        format!("{u}ns")
+    } else if u < 1_000_000 {
+        format!("{}\u{b5}s", frac(u / 1_000, u % 1_000, 3))
+    } else if u < 1_000_000_000 {
+        format!("{}ms", frac(u / 1_000_000, u % 1_000_000, 6))
+    } else {
+        let secs = u / 1_000_000_000;
+        let s = frac(secs % 60, u % 1_000_000_000, 9);
+        let (h, m) = (secs / 3600, (secs / 60) % 60);
+        if h > 0 {
+            format!("{h}h{m}m{s}s")
+        } else if m > 0 {
+            format!("{m}m{s}s")
+        } else {
+            format!("{s}s")
+        }
+    };
+    format!("{sign}{body}")
 }
 
 /// The v1 ack reply subject of one delivery.
@@ -605,7 +692,8 @@ impl ConsumerConfig {
                 "consumer ack wait needs to be positive",
             ));
         }
-        if self.backoff.iter().any(|b| *b <= 0) {
+        // nats-server 2.15.1 accepts a zero backoff, not a negative one.
+        if self.backoff.iter().any(|b| *b < 0) {
             return Err(ApiError::new(
                 400,
                 10184,
@@ -617,15 +705,17 @@ impl ConsumerConfig {
             self.max_deliver = -1;
         }
         if self.ack_policy != AckPolicy::None && self.ack_wait == 0 {
-            self.ack_wait = if self.backoff.is_empty() {
-                DEFAULT_ACK_WAIT
-            } else {
-                self.backoff[0]
-            };
+            self.ack_wait = DEFAULT_ACK_WAIT;
         }
+        // With a backoff the first delay is the ack wait, whatever was configured (and whatever
+        // the ack policy): what nats-server 2.15.1 reports.
+        if let Some(first) = self.backoff.first() {
+            self.ack_wait = *first;
+        }
+        // The text says ">", but nats-server accepts as many deliveries as backoff values.
         if !self.backoff.is_empty()
             && self.max_deliver != -1
-            && self.max_deliver <= i64::try_from(self.backoff.len()).unwrap_or(i64::MAX)
+            && self.max_deliver < i64::try_from(self.backoff.len()).unwrap_or(i64::MAX)
         {
             return Err(ApiError::new(
                 400,
@@ -777,6 +867,93 @@ mod tests {
         assert_eq!(PullRequest::parse(b"7").map(|r| r.batch), Ok(7));
         let r = PullRequest::parse(br#"{"batch":5,"expires":null,"no_wait":true}"#).unwrap();
         assert_eq!((r.batch, r.expires, r.no_wait), (5, 0, true));
+    }
+
+    #[test]
+    fn backoff_rules_match_nats_server() {
+        let cfg = |backoff: Vec<i64>, max_deliver, ack_wait, ack_policy| {
+            ConsumerConfig {
+                durable: "D".into(),
+                ack_policy,
+                backoff,
+                max_deliver,
+                ack_wait,
+                ..Default::default()
+            }
+            .checked()
+        };
+        let s = 1_000_000_000;
+        let e = AckPolicy::Explicit;
+        // As many deliveries as backoff values is enough; fewer is refused.
+        assert!(cfg(vec![s, 2 * s], 2, 0, e).is_ok());
+        for md in [1, 2] {
+            let err = cfg(vec![s, 2 * s, 3 * s], md, 0, e).unwrap_err();
+            assert_eq!(err.err_code, 10116);
+            assert_eq!(
+                err.description,
+                "max deliver is required to be > length of backoff values"
+            );
+        }
+        // The first backoff replaces any ack wait, even with ack policy none.
+        assert_eq!(cfg(vec![s, 2 * s], -1, 5 * s, e).unwrap().ack_wait, s);
+        assert_eq!(cfg(vec![s], 3, 0, AckPolicy::None).unwrap().ack_wait, s);
+        assert_eq!(cfg(vec![0], -1, 0, e).unwrap().ack_wait, 0);
+        assert_eq!(cfg(vec![-1], -1, 0, e).unwrap_err().err_code, 10184);
+        assert_eq!(cfg(vec![], -1, 0, AckPolicy::None).unwrap().ack_wait, 0);
+    }
+
+    #[test]
+    fn go_durations() {
+        for (n, want) in [
+            (0, "0s"),
+            (2_000_000_000, "2s"),
+            (1_500_000_000, "1.5s"),
+            (1_234_567, "1.234567ms"),
+            (90_000_000_000, "1m30s"),
+            (3_600_000_000_000, "1h0m0s"),
+            (1_500, "1.5\u{b5}s"),
+            (999, "999ns"),
+            (-2_000_000_000, "-2s"),
+        ] {
+            assert_eq!(go_duration(n), want, "{n}");
+        }
+    }
+
+    #[test]
+    fn pull_limits_refusals_in_nats_server_order() {
+        let l = PullLimits {
+            push: false,
+            max_batch: 5,
+            max_expires: 2_000_000_000,
+            max_bytes: 1000,
+        };
+        let req = |batch, expires, max_bytes| PullRequest {
+            batch,
+            expires,
+            max_bytes,
+            ..PullRequest::default()
+        };
+        assert_eq!(
+            l.refusal(&req(10, 9_000_000_000, 5000)).as_deref(),
+            Some("Exceeded MaxRequestBatch of 5")
+        );
+        assert_eq!(
+            l.refusal(&req(1, 9_000_000_000, 5000)).as_deref(),
+            Some("Exceeded MaxRequestExpires of 2s")
+        );
+        assert_eq!(
+            l.refusal(&req(1, 0, 5000)).as_deref(),
+            Some("Exceeded MaxRequestMaxBytes of 1000")
+        );
+        assert_eq!(l.refusal(&req(5, 2_000_000_000, 1000)), None);
+        let push = PullLimits {
+            push: true,
+            ..PullLimits::default()
+        };
+        assert_eq!(
+            push.refusal(&req(1, 0, 0)).as_deref(),
+            Some("Consumer is push based")
+        );
     }
 
     #[test]

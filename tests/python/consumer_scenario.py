@@ -7,7 +7,7 @@ import time
 import nats
 from nats.errors import NoRespondersError, TimeoutError as NatsTimeoutError
 from nats.js import api
-from nats.js.errors import NotFoundError
+from nats.js.errors import BadRequestError, NotFoundError
 
 
 async def sync(nc) -> None:
@@ -127,6 +127,56 @@ async def main(url: str) -> None:
         await js.consumer_info("PYCONS", "PYWAIT")
         raise AssertionError("consumer should be gone")
     except NotFoundError:
+        pass
+
+    # headers_only: the headers and Nats-Msg-Size (the payload's size), no body.
+    await js.add_consumer(
+        "PYCONS",
+        durable_name="PYHO",
+        ack_policy=api.AckPolicy.EXPLICIT,
+        headers_only=True,
+        filter_subject="py.c.h",
+    )
+    await js.publish("py.c.h", b"hello world", headers={"X-A": "1"})
+    hsub = await js.pull_subscribe_bind("PYHO", stream="PYCONS")
+    (h,) = await hsub.fetch(1, timeout=5)
+    assert h.data == b"", h.data
+    assert h.headers == {"X-A": "1", "Nats-Msg-Size": "11"}, h.headers
+
+    # backoff: fewer deliveries than backoff values is refused; redeliveries follow the list.
+    try:
+        await js.add_consumer(
+            "PYCONS",
+            durable_name="PYBADBO",
+            ack_policy=api.AckPolicy.EXPLICIT,
+            backoff=[1, 2, 3],
+            max_deliver=2,
+        )
+        raise AssertionError("backoff longer than max_deliver accepted")
+    except BadRequestError as e:
+        assert e.err_code == 10116, e
+    ci = await js.add_consumer(
+        "PYCONS",
+        durable_name="PYBO",
+        ack_policy=api.AckPolicy.EXPLICIT,
+        backoff=[0.3, 0.9],
+        max_deliver=3,
+        filter_subject="py.c.bo",
+    )
+    assert ci.config.ack_wait == 0.3, ci.config
+    await js.publish("py.c.bo", b"x")
+    bsub = await js.pull_subscribe_bind("PYBO", stream="PYCONS")
+    at = []
+    while len(at) < 3:
+        (m,) = await bsub.fetch(1, timeout=5)
+        assert m.metadata.num_delivered == len(at) + 1, m.metadata
+        at.append(time.monotonic())
+    gaps = [b - a for a, b in zip(at, at[1:])]
+    assert 0.25 <= gaps[0] <= 0.8 and 0.85 <= gaps[1] <= 1.6, gaps
+    try:
+        await bsub.fetch(1, timeout=1.5)
+        raise AssertionError("delivered past max_deliver")
+    except NatsTimeoutError:
         pass
 
     await js.delete_stream("PYCONS")
