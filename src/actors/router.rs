@@ -127,6 +127,12 @@ pub struct Publish {
     pub permit: Option<BudgetPermit>,
 }
 
+/// Routes many messages, in order: the acks and core copies of one committed object. One mailbox
+/// message instead of two per publish.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PublishBatch(pub Vec<Publish>);
+
 /// Adds an internal subscriber for `pattern`.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -478,6 +484,15 @@ impl Handler<Publish> for Router {
     type Result = ();
     fn handle(&mut self, m: Publish, _: &mut Self::Context) {
         self.route(m.origin, m.msg, m.capture, m.permit);
+    }
+}
+
+impl Handler<PublishBatch> for Router {
+    type Result = ();
+    fn handle(&mut self, m: PublishBatch, _: &mut Self::Context) {
+        for p in m.0 {
+            self.route(p.origin, p.msg, p.capture, p.permit);
+        }
     }
 }
 

@@ -18,7 +18,7 @@ use actix::prelude::*;
 use bytes::Bytes;
 
 use crate::actors::batcher::StreamBatch;
-use crate::actors::router::{NatsMsg, Publish, Router};
+use crate::actors::router::{NatsMsg, Publish, PublishBatch, Router};
 use crate::control_plane::client::{ControlPlaneClient, CpError};
 use crate::control_plane::model::{
     CommitBlock, CommitMessage, CommitRequest, CommitResponse, OrphanRequest,
@@ -197,7 +197,9 @@ pub fn answer_publishers(
     batches: Vec<StreamBatch>,
     response: CommitResponse,
 ) {
+    let mut out = Vec::with_capacity(2 * batches.iter().map(|b| b.pending.len()).sum::<usize>());
     for (batch, result) in batches.into_iter().zip(response.blocks) {
+        let plain = PlainAcks::new(&result.stream);
         for (pending, ack) in batch.pending.into_iter().zip(result.acks) {
             let stored = !ack.is_error() && !is_duplicate(&ack);
             if ack.is_error() {
@@ -205,44 +207,88 @@ pub fn answer_publishers(
             }
             if stored {
                 // Core subscribers see a stream's messages once they are stored.
-                router.do_send(Publish {
+                out.push(Publish {
                     origin: pending.origin,
                     msg: pending.msg.clone(),
                     capture: false,
                     permit: None,
                 });
             }
-            reply(router, &pending.msg, &ack);
+            if let Some(reply) = reply_to(&pending.msg, plain.encode(&ack)) {
+                out.push(reply);
+            }
             metrics::PUBLISH_ACK_LATENCY.observe(pending.received.elapsed().as_secs_f64());
             // Dropping `pending` returns its share of the in-flight budget.
         }
+    }
+    if !out.is_empty() {
+        router.do_send(PublishBatch(out));
     }
 }
 
 /// Answers every publisher of an object that was not committed with a JetStream error.
 pub fn fail_publishers(router: &Addr<Router>, batches: Vec<StreamBatch>, error: &str) {
+    let mut out = Vec::new();
     for batch in batches {
         let ack = PubAckResponse::error(&batch.stream, ApiError::stream_store_failed(error));
+        let payload = Bytes::from(ack.to_nats_bytes());
         for pending in batch.pending {
             metrics::JS_PUBLISH_ERRORS.inc();
-            reply(router, &pending.msg, &ack);
+            out.extend(reply_to(&pending.msg, payload.clone()));
         }
+    }
+    if !out.is_empty() {
+        router.do_send(PublishBatch(out));
     }
 }
 
-fn reply(router: &Addr<Router>, msg: &NatsMsg, ack: &PubAckResponse) {
-    if let Some(reply) = &msg.reply {
-        router.do_send(Publish {
-            origin: None,
-            msg: NatsMsg {
-                subject: reply.clone(),
-                reply: None,
-                headers: None,
-                payload: Bytes::from(ack.to_nats_bytes()),
-            },
-            capture: false,
-            permit: None,
-        });
+fn reply_to(msg: &NatsMsg, payload: Bytes) -> Option<Publish> {
+    msg.reply.as_ref().map(|reply| Publish {
+        origin: None,
+        msg: NatsMsg {
+            subject: reply.clone(),
+            reply: None,
+            headers: None,
+            payload,
+        },
+        capture: false,
+        permit: None,
+    })
+}
+
+/// Encodes a block's acks; plain ones (this stream, no domain, not duplicates) from a prefix
+/// built once, byte for byte what `PubAckResponse::to_nats_bytes` writes.
+struct PlainAcks<'a> {
+    stream: &'a str,
+    prefix: Vec<u8>,
+}
+
+impl<'a> PlainAcks<'a> {
+    fn new(stream: &'a str) -> Self {
+        let prefix = match PubAckResponse::ack(stream, 0).to_nats_bytes().strip_suffix(b"0}") {
+            Some(p) => p.to_vec(),
+            None => Vec::new(),
+        };
+        Self { stream, prefix }
+    }
+
+    fn encode(&self, ack: &PubAckResponse) -> Bytes {
+        match ack {
+            PubAckResponse::Ack(a)
+                if !self.prefix.is_empty()
+                    && !a.duplicate
+                    && a.domain.is_empty()
+                    && a.stream == self.stream =>
+            {
+                use std::io::Write as _;
+                let mut out = Vec::with_capacity(self.prefix.len() + 21);
+                out.extend_from_slice(&self.prefix);
+                // Writing to a Vec cannot fail.
+                let _ = write!(out, "{}}}", a.seq);
+                Bytes::from(out)
+            }
+            other => Bytes::from(other.to_nats_bytes()),
+        }
     }
 }
 
@@ -421,5 +467,27 @@ impl Handler<Crash> for SequenceClient {
             panic!("sequence client crash requested (test hook)");
         }
         ctx.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_ack_fast_path_writes_what_nats_server_writes() {
+        for stream in ["orders", "we\"ird\\name", "ünï"] {
+            let plain = PlainAcks::new(stream);
+            let acks = [
+                PubAckResponse::ack(stream, 1),
+                PubAckResponse::ack(stream, u64::MAX),
+                PubAckResponse::duplicate(stream, 7),
+                PubAckResponse::ack("other", 3),
+                PubAckResponse::error(stream, ApiError::stream_not_found()),
+            ];
+            for ack in &acks {
+                assert_eq!(plain.encode(ack).as_ref(), ack.to_nats_bytes().as_slice());
+            }
+        }
     }
 }

@@ -171,11 +171,90 @@ pub struct CommitRequest {
 }
 
 /// Per block (same order as the request), per message, the PubAck for the publisher.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+///
+/// On the wire, runs of plain acks of this stream with consecutive sequences are sent as
+/// `[first_seq, count]` and anything else as the PubAck object itself: a commit answers thousands
+/// of publishes, and one JSON object per message was a large part of its cost on both ends.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(from = "WireBlockResult")]
 pub struct CommitBlockResult {
     pub stream: String,
     pub acks: Vec<PubAckResponse>,
 }
+
+#[derive(Deserialize)]
+struct WireBlockResult {
+    stream: String,
+    acks: Vec<WireAck>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum WireAck {
+    Run(u64, u64),
+    One(PubAckResponse),
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum WireAckRef<'a> {
+    Run(u64, u64),
+    One(&'a PubAckResponse),
+}
+
+/// A plain ack of `stream` (no domain, not a duplicate): its sequence.
+fn plain_seq(ack: &PubAckResponse, stream: &str) -> Option<u64> {
+    match ack {
+        PubAckResponse::Ack(a) if !a.duplicate && a.domain.is_empty() && a.stream == stream => {
+            Some(a.seq)
+        }
+        _ => None,
+    }
+}
+
+impl Serialize for CommitBlockResult {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut wire: Vec<WireAckRef<'_>> = Vec::new();
+        for ack in &self.acks {
+            match (plain_seq(ack, &self.stream), wire.last_mut()) {
+                (Some(seq), Some(WireAckRef::Run(first, count))) if *first + *count == seq => {
+                    *count += 1;
+                }
+                (Some(seq), _) => wire.push(WireAckRef::Run(seq, 1)),
+                (None, _) => wire.push(WireAckRef::One(ack)),
+            }
+        }
+        let mut st = serializer.serialize_struct("CommitBlockResult", 2)?;
+        st.serialize_field("stream", &self.stream)?;
+        st.serialize_field("acks", &wire)?;
+        st.end()
+    }
+}
+
+impl From<WireBlockResult> for CommitBlockResult {
+    fn from(w: WireBlockResult) -> Self {
+        let mut acks = Vec::new();
+        for a in w.acks {
+            match a {
+                // Bounded by the request: a run longer than the block fails check_shape.
+                WireAck::Run(first, count) => acks.extend(
+                    (0..count.min(MAX_RUN))
+                        .map(|i| PubAckResponse::ack(&w.stream, first.saturating_add(i))),
+                ),
+                WireAck::One(ack) => acks.push(ack),
+            }
+        }
+        Self {
+            stream: w.stream,
+            acks,
+        }
+    }
+}
+
+/// No block holds more messages than this (an object is at most a few MiB of at least one byte
+/// per message); guards the expansion of a hostile run.
+const MAX_RUN: u64 = 16 * 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct CommitResponse {
@@ -300,4 +379,42 @@ pub type StreamStateResult = ApiResult<StreamState>;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub error: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_results_compress_runs_and_keep_everything_else() {
+        let acks = vec![
+            PubAckResponse::ack("s", 5),
+            PubAckResponse::ack("s", 6),
+            PubAckResponse::ack("s", 7),
+            PubAckResponse::duplicate("s", 2),
+            PubAckResponse::ack("s", 8),
+            PubAckResponse::error("s", ApiError::wrong_last_sequence(8)),
+            PubAckResponse::ack("s", 10),
+            PubAckResponse::ack("other", 11),
+        ];
+        let block = CommitBlockResult {
+            stream: "s".into(),
+            acks,
+        };
+        let json = serde_json::to_string(&block).expect("serialize");
+        assert!(json.starts_with(r#"{"stream":"s","acks":[[5,3],{"#), "{json}");
+        assert!(json.contains("[8,1]") && json.contains("[10,1]"), "{json}");
+        let back: CommitBlockResult = serde_json::from_str(&json).expect("deserialize");
+        assert_eq!(back, block);
+    }
+
+    #[test]
+    fn block_results_in_the_old_form_still_read() {
+        let json = r#"{"stream":"s","acks":[{"stream":"s","seq":1},{"stream":"s","seq":2}]}"#;
+        let back: CommitBlockResult = serde_json::from_str(json).expect("deserialize");
+        assert_eq!(
+            back.acks,
+            vec![PubAckResponse::ack("s", 1), PubAckResponse::ack("s", 2)]
+        );
+    }
 }

@@ -227,6 +227,9 @@ impl SqliteStore {
         let conn = Connection::open(dir.join("control-plane.sqlite3"))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
+        // The default 2 MiB page cache made every commit re-read index pages from the OS once
+        // the message index outgrew it (a commit took twice as long in a long run as in a short one).
+        conn.pragma_update(None, "cache_size", -32 * 1024)?;
         Self::init(conn)
     }
 
