@@ -265,7 +265,10 @@ struct PlainAcks<'a> {
 
 impl<'a> PlainAcks<'a> {
     fn new(stream: &'a str) -> Self {
-        let prefix = match PubAckResponse::ack(stream, 0).to_nats_bytes().strip_suffix(b"0}") {
+        let prefix = match PubAckResponse::ack(stream, 0)
+            .to_nats_bytes()
+            .strip_suffix(b"0}")
+        {
             Some(p) => p.to_vec(),
             None => Vec::new(),
         };

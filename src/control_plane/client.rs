@@ -26,12 +26,14 @@ fn nodelay_connector() -> impl actix_service::Service<
 > + Clone {
     use actix_service::ServiceExt;
     let tcp = actix_tls::connect::Connector::new(actix_tls::connect::Resolver::default()).service();
-    tcp.map(|conn: actix_tls::connect::Connection<awc::http::Uri, actix_rt::net::TcpStream>| {
-        if let Err(e) = conn.io_ref().set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set tcp_nodelay on a control plane connection");
-        }
-        conn
-    })
+    tcp.map(
+        |conn: actix_tls::connect::Connection<awc::http::Uri, actix_rt::net::TcpStream>| {
+            if let Err(e) = conn.io_ref().set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set tcp_nodelay on a control plane connection");
+            }
+            conn
+        },
+    )
 }
 
 /// Largest response body accepted.

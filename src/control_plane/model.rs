@@ -402,7 +402,10 @@ mod tests {
             acks,
         };
         let json = serde_json::to_string(&block).expect("serialize");
-        assert!(json.starts_with(r#"{"stream":"s","acks":[[5,3],{"#), "{json}");
+        assert!(
+            json.starts_with(r#"{"stream":"s","acks":[[5,3],{"#),
+            "{json}"
+        );
         assert!(json.contains("[8,1]") && json.contains("[10,1]"), "{json}");
         let back: CommitBlockResult = serde_json::from_str(&json).expect("deserialize");
         assert_eq!(back, block);

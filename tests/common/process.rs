@@ -16,6 +16,11 @@ pub struct AgentProcess {
 
 impl AgentProcess {
     pub fn start(bucket_url: &str, control_plane_url: &str) -> Self {
+        Self::start_with_env(bucket_url, control_plane_url, &[])
+    }
+
+    /// Like `start`, with extra `INFINISTREAM_*` (or other) environment variables.
+    pub fn start_with_env(bucket_url: &str, control_plane_url: &str, env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_infinistream"))
             .args([
                 "agent",
@@ -39,6 +44,7 @@ impl AgentProcess {
             .env("INFINISTREAM_BUCKET_NAME", bucket_url)
             .env("INFINISTREAM_CONTROL_PLANE_URL", control_plane_url)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -74,6 +80,19 @@ impl AgentProcess {
             url: format!("nats://127.0.0.1:{port}"),
             child,
         }
+    }
+}
+
+impl AgentProcess {
+    /// A `/proc/<pid>/status` field in KiB (`VmRSS:`, `VmHWM:`), 0 when unreadable.
+    #[allow(dead_code)]
+    pub fn status_kib(&self, field: &str) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
     }
 }
 

@@ -135,6 +135,9 @@ struct StreamRt {
     last_ts: i64,
     last_msg_id: String,
     subjects: HashMap<String, u64>,
+    /// The oldest `dedupe` row's timestamp (or older), None when it has none: expiring ids is
+    /// then skipped, rather than run as a DELETE for every touched stream on every commit.
+    dedupe_oldest: Option<i64>,
 }
 
 impl StreamRt {
@@ -287,6 +290,7 @@ impl SqliteStore {
                 last_ts,
                 last_msg_id,
                 subjects: HashMap::new(),
+                dedupe_oldest: dedupe_oldest(&self.conn, id)?,
             };
             {
                 let mut stmt = self.conn.prepare(
@@ -425,10 +429,12 @@ impl SqliteStore {
                 if rt.needs_expiry() {
                     expire(conn, rt, now_max)?;
                 }
-                if rt.config.duplicate_window > 0 {
-                    // Wall clock only: one agent's skewed timestamps must not drop others' ids.
+                // Wall clock only: one agent's skewed timestamps must not drop others' ids.
+                let cutoff = wall_now - rt.config.duplicate_window;
+                if rt.dedupe_oldest.is_some_and(|oldest| oldest <= cutoff) {
                     conn.prepare_cached("DELETE FROM dedupe WHERE stream_id = ?1 AND ts <= ?2")?
-                        .execute(params![rt.id, wall_now - rt.config.duplicate_window])?;
+                        .execute(params![rt.id, cutoff])?;
+                    rt.dedupe_oldest = dedupe_oldest(conn, rt.id)?;
                 }
                 persist_rt(conn, rt)?;
             }
@@ -474,15 +480,20 @@ fn migrate_subject_hash(conn: &Connection) -> Result<(), StoreError> {
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<Result<_, _>>()?;
     {
-        let mut update = conn.prepare(
-            "UPDATE messages SET subject_hash = ?3 WHERE stream_id = ?1 AND seq = ?2",
-        )?;
+        let mut update = conn
+            .prepare("UPDATE messages SET subject_hash = ?3 WHERE stream_id = ?1 AND seq = ?2")?;
         for (stream_id, seq, subject) in rows {
             update.execute(params![stream_id, seq, subject_hash(&subject)])?;
         }
     }
     conn.execute_batch("COMMIT")?;
     Ok(())
+}
+
+fn dedupe_oldest(conn: &Connection, stream_id: i64) -> Result<Option<i64>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT min(ts) FROM dedupe WHERE stream_id = ?1")?
+        .query_row(params![stream_id], |r| r.get(0))?)
 }
 
 fn meta_get(conn: &Connection, key: &str) -> Result<i64, StoreError> {
@@ -925,6 +936,10 @@ fn process_message(
             "INSERT INTO dedupe (stream_id, msg_id, seq, ts) VALUES (?1, ?2, ?3, ?4) ON CONFLICT(stream_id, msg_id) DO UPDATE SET seq = excluded.seq, ts = excluded.ts",
         )?
         .execute(params![rt.id, id, to_i64(seq), m.timestamp_nanos])?;
+        rt.dedupe_oldest = Some(
+            rt.dedupe_oldest
+                .map_or(m.timestamp_nanos, |o| o.min(m.timestamp_nanos)),
+        );
     }
     match rollup {
         Some(Rollup::Subject) => remove_matching_except(conn, rt, Some(&m.subject), seq)?,
@@ -1025,6 +1040,7 @@ impl MetadataStore for SqliteStore {
             last_ts: 0,
             last_msg_id: String::new(),
             subjects: HashMap::new(),
+            dedupe_oldest: None,
         };
         let view = rt.view();
         self.streams.insert(config.name.clone(), rt);
@@ -1846,6 +1862,72 @@ mod tests {
             deliveries,
             deadline: i64::try_from(sseq).unwrap_or(0) * 7,
         }
+    }
+
+    fn commit_subjects(s: &mut SqliteStore, object_id: u64, subjects: &[&str]) {
+        let request = CommitRequest {
+            agent_id: "a".into(),
+            object_id,
+            object_key: format!("k{object_id}"),
+            object_size: 1,
+            blocks: vec![crate::control_plane::model::CommitBlock {
+                stream: "S".into(),
+                block_offset: 0,
+                block_len: 1,
+                messages: subjects
+                    .iter()
+                    .map(|subject| crate::control_plane::model::CommitMessage {
+                        subject: subject.to_string(),
+                        size: 1,
+                        timestamp_nanos: 1,
+                        ..Default::default()
+                    })
+                    .collect(),
+            }],
+        };
+        s.commit(&request).expect("commit");
+    }
+
+    #[test]
+    fn databases_indexed_by_subject_text_are_migrated_to_hashes() {
+        let dir = tempfile::tempdir().expect("dir");
+        {
+            let mut s = SqliteStore::open(dir.path()).expect("store");
+            let stream = crate::jetstream::config::StreamConfigRequest::parse(
+                br#"{"name":"S","subjects":["s.>"]}"#,
+            )
+            .expect("request")
+            .config
+            .checked(false)
+            .expect("config");
+            s.create_stream(stream, 1).expect("stream");
+            commit_subjects(&mut s, 1, &["s.a", "s.b", "s.a"]);
+            let filter = vec!["s.a".to_string()];
+            assert_eq!(s.last_per_subject("S", &filter).expect("lps"), vec![3]);
+        }
+        {
+            // Turn the file back into the schema of earlier releases.
+            let conn = Connection::open(dir.path().join("control-plane.sqlite3")).expect("open");
+            conn.execute_batch(
+                "DROP INDEX messages_by_subject_hash;
+                 ALTER TABLE messages DROP COLUMN subject_hash;
+                 CREATE INDEX messages_by_subject ON messages (stream_id, subject, seq);",
+            )
+            .expect("old schema");
+        }
+        let mut s = SqliteStore::open(dir.path()).expect("migrated store");
+        let filter = |f: &str| vec![f.to_string()];
+        assert_eq!(
+            s.last_per_subject("S", &filter("s.a")).expect("lps"),
+            vec![3]
+        );
+        assert_eq!(s.count_from("S", 1, &filter("s.b")).expect("count"), 1);
+        commit_subjects(&mut s, 2, &["s.b"]);
+        assert_eq!(s.count_from("S", 1, &filter("s.b")).expect("count"), 2);
+        assert_eq!(
+            s.last_per_subject("S", &filter("s.b")).expect("lps"),
+            vec![4]
+        );
     }
 
     #[test]
