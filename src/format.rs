@@ -395,6 +395,12 @@ impl ObjectBuilder {
     ///
     /// If a block holds more than `u32::MAX` records or its table exceeds 4 GiB; batch limits
     /// keep real blocks many orders of magnitude below that.
+    /// Where the records' bytes (subject, headers, payload of each, back to back) start in the
+    /// object, for a block added with records totalling `data_len` bytes.
+    pub fn data_start(block: &BlockRef, data_len: usize) -> usize {
+        (block.offset + block.len) as usize - BLOCK_CRC_LEN - data_len
+    }
+
     pub fn add_block(&mut self, stream: &str, records: &[Record]) -> BlockRef {
         let count = u32::try_from(records.len()).expect("block record count fits in u32");
         self.scratch.clear();

@@ -107,7 +107,7 @@ impl Flusher {
         let sequencer = self.sequencer.clone();
         ctx.spawn(
             async move {
-                let batches: Vec<StreamBatch> = join_all(dirty.iter().map(|b| b.send(Drain)))
+                let mut batches: Vec<StreamBatch> = join_all(dirty.iter().map(|b| b.send(Drain)))
                     .await
                     .into_iter()
                     .filter_map(|r| match r {
@@ -126,7 +126,7 @@ impl Flusher {
                 let object = if batches.is_empty() {
                     Err("nothing to write".to_string())
                 } else {
-                    upload_object(&group_id, &batches, deadline, &uploader, &sequencer).await
+                    upload_object(&group_id, &mut batches, deadline, &uploader, &sequencer).await
                 };
                 // Send, not do_send: the sequencer's backlog is bounded by the in-flight budget,
                 // but waiting here keeps the flusher from outrunning it.
@@ -155,7 +155,7 @@ impl Flusher {
 
 async fn upload_object(
     group_id: &str,
-    batches: &[StreamBatch],
+    batches: &mut [StreamBatch],
     deadline: Duration,
     uploader: &UploaderPool,
     sequencer: &SequencerHandle,
@@ -174,7 +174,8 @@ async fn upload_object(
     let mut builder = ObjectBuilder::with_capacity(capacity);
     let mut blocks = Vec::with_capacity(batches.len());
     let mut records = Vec::new();
-    for batch in batches {
+    let mut data_starts = Vec::with_capacity(batches.len());
+    for batch in batches.iter() {
         records.clear();
         records.extend(batch.pending.iter().map(|p| Record {
             subject: p.msg.subject.clone(),
@@ -182,9 +183,19 @@ async fn upload_object(
             payload: p.msg.payload.clone(),
             timestamp_nanos: p.timestamp_nanos,
         }));
-        blocks.push(builder.add_block(&batch.stream, &records));
+        let block = builder.add_block(&batch.stream, &records);
+        let data_len: usize = records
+            .iter()
+            .map(|r| r.subject.len() + r.headers.as_ref().map_or(0, |h| h.len()) + r.payload.len())
+            .sum();
+        data_starts.push(ObjectBuilder::data_start(&block, data_len));
+        blocks.push(block);
     }
+    drop(records);
     let bytes = builder.finish();
+    for (batch, start) in batches.iter_mut().zip(data_starts) {
+        rebase_on_object(batch, &bytes, start);
+    }
     let size = bytes.len() as u64;
     let key = format::object_key(group_id, object_id);
     metrics::OBJECT_BYTES.observe(size as f64);
@@ -219,6 +230,32 @@ async fn upload_object(
                 .observe(elapsed);
             tracing::warn!(object_key = %key, error = %e, "object upload failed");
             Err(format!("object upload failed: {e}"))
+        }
+    }
+}
+
+/// Points the waiting messages at their copies in the object. They were slices of the
+/// connections' read buffers, which stayed allocated until the last message in them was acked:
+/// with a slow bucket that held the in-flight data twice, once in read buffers and once in objects.
+/// The reply subject is copied out for the same reason.
+fn rebase_on_object(batch: &mut StreamBatch, object: &bytes::Bytes, mut pos: usize) {
+    for p in &mut batch.pending {
+        let msg = &mut p.msg;
+        let subject_end = pos + msg.subject.len();
+        if let Ok(subject) = bytestring::ByteString::try_from(object.slice(pos..subject_end)) {
+            msg.subject = subject;
+        }
+        pos = subject_end;
+        if let Some(h) = &msg.headers {
+            let end = pos + h.len();
+            msg.headers = Some(object.slice(pos..end));
+            pos = end;
+        }
+        let end = pos + msg.payload.len();
+        msg.payload = object.slice(pos..end);
+        pos = end;
+        if let Some(reply) = &msg.reply {
+            msg.reply = Some(bytestring::ByteString::from(reply.to_string()));
         }
     }
 }
@@ -260,5 +297,96 @@ impl Handler<SealNow> for Flusher {
 
     fn handle(&mut self, _: SealNow, ctx: &mut Self::Context) {
         self.seal(ctx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actors::batcher::Pending;
+    use crate::actors::router::NatsMsg;
+    use bytes::Bytes;
+
+    fn pending(
+        subject: &str,
+        reply: Option<&str>,
+        headers: Option<&str>,
+        payload: &str,
+    ) -> Pending {
+        Pending {
+            origin: None,
+            msg: NatsMsg {
+                subject: subject.into(),
+                reply: reply.map(Into::into),
+                headers: headers.map(|h| Bytes::copy_from_slice(h.as_bytes())),
+                payload: Bytes::copy_from_slice(payload.as_bytes()),
+            },
+            permit: None,
+            received: Instant::now(),
+            timestamp_nanos: 1,
+        }
+    }
+
+    #[test]
+    fn messages_are_rebased_onto_their_bytes_in_the_object() {
+        let batches = vec![
+            StreamBatch {
+                stream: "A".into(),
+                pending: vec![
+                    pending("a.1", Some("_INBOX.1"), None, "one"),
+                    pending("a.2", None, Some("NATS/1.0\r\nX: y\r\n\r\n"), ""),
+                ],
+            },
+            StreamBatch {
+                stream: "B".into(),
+                pending: vec![pending("b", Some("r"), Some("NATS/1.0\r\n\r\n"), "three")],
+            },
+        ];
+        let before: Vec<NatsMsg> = batches
+            .iter()
+            .flat_map(|b| b.pending.iter().map(|p| p.msg.clone()))
+            .collect();
+        let mut batches = batches;
+        let mut builder = ObjectBuilder::with_capacity(1024);
+        let mut starts = Vec::new();
+        for batch in &batches {
+            let records: Vec<Record> = batch
+                .pending
+                .iter()
+                .map(|p| Record {
+                    subject: p.msg.subject.clone(),
+                    headers: p.msg.headers.clone(),
+                    payload: p.msg.payload.clone(),
+                    timestamp_nanos: 1,
+                })
+                .collect();
+            let block = builder.add_block(&batch.stream, &records);
+            let len = records
+                .iter()
+                .map(|r| {
+                    r.subject.len() + r.headers.as_ref().map_or(0, |h| h.len()) + r.payload.len()
+                })
+                .sum();
+            starts.push(ObjectBuilder::data_start(&block, len));
+        }
+        let object = builder.finish();
+        for (batch, start) in batches.iter_mut().zip(starts) {
+            rebase_on_object(batch, &object, start);
+        }
+        let range = object.as_ptr() as usize..object.as_ptr() as usize + object.len();
+        let after: Vec<NatsMsg> = batches
+            .iter()
+            .flat_map(|b| b.pending.iter().map(|p| p.msg.clone()))
+            .collect();
+        for (a, b) in after.iter().zip(&before) {
+            assert_eq!(a.subject, b.subject);
+            assert_eq!(a.reply, b.reply);
+            assert_eq!(a.headers, b.headers);
+            assert_eq!(a.payload, b.payload);
+            if !a.payload.is_empty() {
+                assert!(range.contains(&(a.payload.as_ptr() as usize)));
+            }
+            assert!(range.contains(&(a.subject.as_bytes().as_ptr() as usize)));
+        }
     }
 }
