@@ -178,12 +178,15 @@ impl ControlPlaneClient {
         path: &str,
         value: &T,
     ) -> Result<R, CpError> {
+        decode(&self.post_raw(path, value).await?)
+    }
+
+    async fn post_raw<T: Serialize>(&self, path: &str, value: &T) -> Result<Bytes, CpError> {
         let json = serde_json::to_vec(value).map_err(|e| CpError::Encode(e.to_string()))?;
         let req = self
             .request(awc::http::Method::POST, path)
             .insert_header((awc::http::header::CONTENT_TYPE, "application/json"));
-        let body = self.send(req, Bytes::from(json)).await?;
-        decode(&body)
+        self.send(req, Bytes::from(json)).await
     }
 
     /// Relays one `$JS.API.<api>` request payload; returns nats-server's response payload.
@@ -262,10 +265,11 @@ impl ControlPlaneClient {
         stream: &str,
         request: &LocateRequest,
     ) -> Result<Result<MessageLocation, ApiError>, CpError> {
-        let r: ApiResult<MessageLocation> = self
-            .post(&format!("/v1/streams/{}/locate", segment(stream)), request)
-            .await?;
-        Ok(r.into())
+        decode_api(
+            &self
+                .post_raw(&format!("/v1/streams/{}/locate", segment(stream)), request)
+                .await?,
+        )
     }
 
     /// A stream's state; the inner error is a JetStream error (10059).
@@ -281,9 +285,7 @@ impl ControlPlaneClient {
         &self,
         request: &super::consumers::ClaimRequest,
     ) -> Result<Result<super::consumers::ClaimResponse, ApiError>, CpError> {
-        let r: ApiResult<super::consumers::ClaimResponse> =
-            self.post("/v1/consumers/claim", request).await?;
-        Ok(r.into())
+        decode_api(&self.post_raw("/v1/consumers/claim", request).await?)
     }
 
     /// Applies a batch of consumer acks.
@@ -319,6 +321,25 @@ fn decode<R: DeserializeOwned>(body: &[u8]) -> Result<R, CpError> {
     serde_json::from_slice(body).map_err(|e| CpError::Decode(e.to_string()))
 }
 
+/// An `ApiResult<R>` body. Not through its untagged `Deserialize`: serde buffers an untagged
+/// value whole before trying each variant, which made decoding a claim of hundreds of messages
+/// the largest cost of pulling them. The control plane writes errors as `{"error":…}`.
+fn decode_api<R: DeserializeOwned>(body: &[u8]) -> Result<Result<R, ApiError>, CpError> {
+    #[derive(serde::Deserialize)]
+    struct ErrorOnly {
+        error: ApiError,
+    }
+    let is_error = body
+        .trim_ascii_start()
+        .strip_prefix(b"{")
+        .is_some_and(|rest| rest.trim_ascii_start().starts_with(b"\"error\""));
+    if is_error {
+        decode::<ErrorOnly>(body).map(|e| Err(e.error))
+    } else {
+        decode(body).map(Ok)
+    }
+}
+
 fn error_message(body: &[u8]) -> String {
     serde_json::from_slice::<ErrorBody>(body)
         .map(|b| b.error)
@@ -333,5 +354,24 @@ fn map_send_error(e: SendRequestError) -> CpError {
             other => CpError::Connect(other.to_string()),
         },
         other => CpError::Send(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_results_decode_without_untagged_buffering() {
+        let ok: Result<StreamState, ApiError> =
+            decode_api(br#"{"messages":2,"bytes":3,"first_seq":1,"first_ts":"1970-01-01T00:00:00Z","last_seq":2,"last_ts":"1970-01-01T00:00:00Z","consumer_count":0}"#)
+                .expect("decodes");
+        assert_eq!(ok.expect("ok").messages, 2);
+        let err: Result<StreamState, ApiError> = decode_api(
+            br#" { "error":{"code":404,"err_code":10059,"description":"stream not found"}}"#,
+        )
+        .expect("decodes");
+        assert_eq!(err.expect_err("api error"), ApiError::stream_not_found());
+        assert!(decode_api::<StreamState>(b"[]").is_err());
     }
 }
