@@ -102,25 +102,41 @@ METRICS=http://127.0.0.1:$AGENT_HTTP/metrics
 
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
-# bench TARGET NAME REP ARGS... : one run, its JSON report in $OUT/NAME.TARGET.REP.json
+# CPU seconds (user + system) a process has used so far.
+cpu_secs() {
+    awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat"
+}
+
+# bench TARGET NAME REP ARGS... : one run, its JSON report in $OUT/NAME.TARGET.REP.json and the
+# CPU seconds the server and the bench client used in $OUT/NAME.TARGET.REP.cpu ("server client").
 bench() {
     local target=$1 name=$2 rep=$3 workload=$4
     shift 4
-    local url extra=()
+    local url extra=() server_pid before
     if [[ $target == nats ]]; then
         url=$NATS_URL
+        server_pid=$NATS_PID
     else
         url=$AGENT_URL
+        server_pid=$AGENT_PID
         extra=(--metrics-url "$METRICS")
     fi
     say "[$name #$rep] $target"
-    # A failed run (say, pull consumers not served yet) is reported and left out of the table.
-    if ! "$INFINISTREAM_BIN" bench "$workload" --url "$url" "${extra[@]}" --json "$@" \
+    before=$(cpu_secs "$server_pid")
+    # A failed run is reported and left out of the table.
+    local timer=()
+    # GNU time gives the client's CPU; without it that column is left empty.
+    if [[ -x /usr/bin/time ]]; then
+        timer=(/usr/bin/time -f "%U %S" -o "$OUT/$name.$target.$rep.time")
+    fi
+    if ! "${timer[@]}" "$INFINISTREAM_BIN" bench "$workload" --url "$url" "${extra[@]}" --json "$@" \
         >"$OUT/$name.$target.$rep.json" 2>"$OUT/$name.$target.$rep.err"; then
         say "  failed: $(tail -n 1 "$OUT/$name.$target.$rep.err")"
         echo "$name $target: $(tail -n 1 "$OUT/$name.$target.$rep.err")" >>"$OUT/failures.txt"
         rm -f "$OUT/$name.$target.$rep.json"
     fi
+    echo "$(cpu_secs "$server_pid") $before $(tail -n 1 "$OUT/$name.$target.$rep.time" 2>/dev/null)" |
+        awk '{printf "%.2f %s\n", $1 - $2, (NF >= 4 ? $3 + $4 : "nan")}' >"$OUT/$name.$target.$rep.cpu"
 }
 
 # alternate NAME WORKLOAD ARGS... : REPS runs on each target, the first target alternating.
@@ -218,6 +234,23 @@ def fmt(v, unit=""):
 def ratio(a, n):
     return f"{a / n:.2f}x" if a and n else "n/a"
 
+def cpu_per_msg(name, target, side):
+    """Median CPU microseconds per message of the server and of the bench client."""
+    server, client = [], []
+    for rep in range(1, reps + 1):
+        try:
+            with open(os.path.join(out, f"{name}.{target}.{rep}.cpu")) as f:
+                s, c = (float(x) for x in f.read().split())
+            with open(os.path.join(out, f"{name}.{target}.{rep}.json")) as f:
+                msgs = json.load(f)[side]["msgs"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if msgs:
+            server.append(s / msgs * 1e6)
+            client.append(c / msgs * 1e6)
+    med = lambda v: statistics.median(v) if v else None
+    return med(server), med(client)
+
 rows = []
 for name, label, side in [
     ("pub128", "publish 128 B", "published"),
@@ -233,6 +266,9 @@ for name, label, side in [
     nb, ab = med(n, side, "mib_per_sec"), med(a, side, "mib_per_sec")
     rows.append((label, "msgs/s", fmt(nm), fmt(am), ratio(am, nm)))
     rows.append((label, "MiB/s", fmt(nb), fmt(ab), ratio(ab, nb)))
+    (ns, nc), (as_, ac) = cpu_per_msg(name, "nats", side), cpu_per_msg(name, "infinistream", side)
+    rows.append((label, "server CPU µs/msg", fmt(ns), fmt(as_), ratio(as_, ns)))
+    rows.append((label, "bench client CPU µs/msg", fmt(nc), fmt(ac), ratio(ac, nc)))
     if name == "e2e":
         for q in ("p50", "p99"):
             nl, al = med(n, "e2e_latency_ms", q), med(a, "e2e_latency_ms", q)
