@@ -158,10 +158,13 @@ impl ConsumerManager {
         // request claims only once every ack received before it is applied; the flush's
         // completion pumps it again. Acks received after it do not hold it back (under steady
         // consumption they never stop arriving).
-        if w.queue
+        let needs_acks = w
+            .queue
             .front()
-            .is_some_and(|r| r.acks_before > self.acks_applied_below)
-        {
+            .is_some_and(|r| r.acks_before > self.acks_applied_below);
+        if needs_acks && (self.acks_in_flight || self.acks.len() > ACK_BATCH_MAX) {
+            // A flush under way (its completion pumps again), or more acks than one claim
+            // should carry: flush first.
             self.flush_acks(ctx);
             return;
         }
@@ -181,6 +184,13 @@ impl ConsumerManager {
             return;
         };
         w.claiming = true;
+        // The acks this request must see applied ride on the claim: one round trip, not two.
+        let carried: Vec<PendingAck> = if needs_acks {
+            self.acks_in_flight = true;
+            std::mem::take(&mut self.acks)
+        } else {
+            Vec::new()
+        };
         let request = ClaimRequest {
             stream: key.0.clone(),
             consumer: key.1.clone(),
@@ -189,6 +199,7 @@ impl ConsumerManager {
             waiting: w.queue.len() as u64,
             agent_id: String::new(),
             pull: front.unchecked.clone(),
+            acks: carried.iter().map(|a| a.entry.clone()).collect(),
         };
         let client = self.client.clone();
         let reader = self.reader.clone();
@@ -207,7 +218,18 @@ impl ConsumerManager {
             }
             .into_actor(self)
             .map(move |(request, res), act, ctx| {
+                if carried.is_empty() {
+                    act.claimed(key, request, res, ctx);
+                    return;
+                }
+                // The control plane applied the acks if it answered at all.
+                let applied = res.is_ok();
+                act.acks_in_flight = false;
+                if applied && let Some(last) = carried.last() {
+                    act.acks_applied_below = act.acks_applied_below.max(last.id + 1);
+                }
                 act.claimed(key, request, res, ctx);
+                act.ack_batch_done(carried, applied, ctx);
             }),
         );
     }
@@ -457,42 +479,46 @@ impl ConsumerManager {
                 .into_actor(self)
                 .map(move |res, act, ctx| {
                     act.acks_in_flight = false;
-                    match res {
-                        Ok(_) => {
-                            if let Some(last) = batch.last() {
-                                act.acks_applied_below = last.id + 1;
-                            }
-                            // Acks free max_ack_pending room, and requests may have waited for
-                            // these acks: pump them now rather than at the next poll.
-                            let keys: Vec<Key> = act
-                                .waiters
-                                .iter()
-                                .filter(|(_, w)| !w.queue.is_empty() && !w.claiming)
-                                .map(|(k, _)| k.clone())
-                                .collect();
-                            for key in keys {
-                                act.pump(key, ctx);
-                            }
-                            for a in batch {
-                                if let Some(reply) = a.reply {
-                                    send_headers_or_empty(&act.router, &reply);
-                                }
-                                if let Some((reply, req)) = a.next {
-                                    let key = (a.entry.stream.clone(), a.entry.consumer.clone());
-                                    act.add_request(key, reply, req, ctx);
-                                }
-                            }
-                        }
-                        Err(e) => {
-                            // Keep them, in order, ahead of newer acks; the next flush retries.
-                            tracing::warn!(error = %e, acks = batch.len(), "consumer ack flush failed");
-                            let newer = std::mem::take(&mut act.acks);
-                            act.acks = batch;
-                            act.acks.extend(newer);
-                        }
+                    if let Err(e) = &res {
+                        tracing::warn!(error = %e, acks = batch.len(), "consumer ack flush failed");
+                    } else if let Some(last) = batch.last() {
+                        act.acks_applied_below = act.acks_applied_below.max(last.id + 1);
                     }
+                    act.ack_batch_done(batch, res.is_ok(), ctx);
                 }),
         );
+    }
+
+    /// After a batch of acks reached the control plane (`applied`), alone or with a claim: answer
+    /// AckSync requests, start `+NXT` requests and pump requests that waited for them. A batch
+    /// that did not get through goes back, in order, ahead of newer acks for the next flush.
+    fn ack_batch_done(&mut self, batch: Vec<PendingAck>, applied: bool, ctx: &mut Context<Self>) {
+        if !applied {
+            let newer = std::mem::take(&mut self.acks);
+            self.acks = batch;
+            self.acks.extend(newer);
+            return;
+        }
+        // Acks free max_ack_pending room, and requests may have waited for these acks: pump
+        // them now rather than at the next poll.
+        let keys: Vec<Key> = self
+            .waiters
+            .iter()
+            .filter(|(_, w)| !w.queue.is_empty() && !w.claiming)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in keys {
+            self.pump(key, ctx);
+        }
+        for a in batch {
+            if let Some(reply) = a.reply {
+                send_headers_or_empty(&self.router, &reply);
+            }
+            if let Some((reply, req)) = a.next {
+                let key = (a.entry.stream.clone(), a.entry.consumer.clone());
+                self.add_request(key, reply, req, ctx);
+            }
+        }
     }
 }
 

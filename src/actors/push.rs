@@ -218,6 +218,7 @@ impl PushManager {
             waiting: 0,
             agent_id: self.agent_id.clone(),
             pull: None,
+            acks: Vec::new(),
         };
         let client = self.client.clone();
         let reader = self.reader.clone();

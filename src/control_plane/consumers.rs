@@ -321,6 +321,11 @@ pub struct ClaimRequest {
     /// `max_bytes`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pull: Option<PullRequest>,
+    /// Acks to apply before claiming (any consumers'), as `POST /v1/consumers/ack` would: a
+    /// client's acks apply before its next pull, and sending them with the claim makes that one
+    /// round trip instead of two.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acks: Vec<AckEntry>,
 }
 
 /// One claimed delivery.

@@ -469,14 +469,22 @@ async fn consumer_claim(
     body: web::Bytes,
 ) -> HttpResponse {
     auth!(req, state);
-    let request: ClaimRequest = match parse_body(&body) {
+    let mut request: ClaimRequest = match parse_body(&body) {
         Ok(r) => r,
         Err(resp) => return *resp,
     };
     let now = now_nanos();
     match state
         .store
-        .call(move |b| consumers::claim(b, &request, now))
+        .call(move |b| {
+            if !request.acks.is_empty() {
+                let acks = consumers::AckBatch {
+                    acks: std::mem::take(&mut request.acks),
+                };
+                consumers::ack(b, &acks, now);
+            }
+            consumers::claim(b, &request, now)
+        })
         .await
     {
         Ok(r) => json(&ApiResult::from(r)),
