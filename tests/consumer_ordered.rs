@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::connect;
+
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::{pull, push};
@@ -18,11 +20,6 @@ use serde_json::Value;
 use tokio::time::timeout;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-async fn connect(url: &str) -> (async_nats::Client, jetstream::Context) {
-    let client = async_nats::connect(url).await.expect("connect");
-    (client.clone(), jetstream::new(client))
-}
 
 async fn publish(js: &jetstream::Context, from: usize, n: usize) {
     for i in from..from + n {

@@ -4,10 +4,12 @@
 
 mod common;
 
+use common::{connect, make_stream};
+
 use std::time::{Duration, Instant};
 
+use async_nats::jetstream;
 use async_nats::jetstream::consumer::{self, AckPolicy, pull, push};
-use async_nats::jetstream::{self, stream};
 use bytes::Bytes;
 use common::Stack;
 use futures::StreamExt;
@@ -17,21 +19,6 @@ use tokio::net::TcpStream;
 use tokio::time::timeout;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-async fn connect(url: &str) -> (async_nats::Client, jetstream::Context) {
-    let client = async_nats::connect(url).await.expect("connect");
-    (client.clone(), jetstream::new(client))
-}
-
-async fn make_stream(js: &jetstream::Context, name: &str, subjects: &[&str]) -> stream::Stream {
-    js.create_stream(stream::Config {
-        name: name.to_string(),
-        subjects: subjects.iter().map(|s| s.to_string()).collect(),
-        ..Default::default()
-    })
-    .await
-    .expect("stream created")
-}
 
 async fn publish_n(js: &jetstream::Context, subject: &str, body: &'static [u8], n: usize) {
     for _ in 0..n {

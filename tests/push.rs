@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::connect;
+
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
@@ -16,11 +18,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::timeout;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-async fn connect(url: &str) -> (async_nats::Client, jetstream::Context) {
-    let client = async_nats::connect(url).await.expect("connect");
-    (client.clone(), jetstream::new(client))
-}
 
 async fn make_stream(js: &jetstream::Context, name: &str, subjects: &[&str]) -> stream::Stream {
     let config = stream::Config {

@@ -36,3 +36,24 @@ pub async fn sync(client: &async_nats::Client) {
         other => panic!("sync expected no responders, got {other:?}"),
     }
 }
+
+/// An async-nats client and its JetStream context.
+pub async fn connect(url: &str) -> (async_nats::Client, async_nats::jetstream::Context) {
+    let client = async_nats::connect(url).await.expect("connect");
+    (client.clone(), async_nats::jetstream::new(client))
+}
+
+/// A stream with these subjects and otherwise default settings.
+pub async fn make_stream(
+    js: &async_nats::jetstream::Context,
+    name: &str,
+    subjects: &[&str],
+) -> async_nats::jetstream::stream::Stream {
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: name.to_string(),
+        subjects: subjects.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    })
+    .await
+    .expect("stream created")
+}
