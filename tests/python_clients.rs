@@ -13,6 +13,10 @@ fn python() -> String {
 }
 
 fn run_scenario(script: &str, url: &str) {
+    run_scenario_with(script, &[url]);
+}
+
+fn run_scenario_with(script: &str, args: &[&str]) {
     let py = python();
     let has_nats = Command::new(&py)
         .args(["-c", "import nats"])
@@ -25,7 +29,7 @@ fn run_scenario(script: &str, url: &str) {
     let path = format!("{}/tests/python/{script}", env!("CARGO_MANIFEST_DIR"));
     let out = Command::new(&py)
         .arg(&path)
-        .arg(url)
+        .args(args)
         .output()
         .expect("python runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -59,4 +63,19 @@ fn nats_py_consumer_scenario() {
 fn nats_py_kv_scenario() {
     let stack = common::Stack::start(1);
     run_scenario("kv_scenario.py", &stack.url(0));
+}
+
+/// nats.py's ordered consumer recovers from a gap (one delivery taken at the control plane).
+#[test]
+fn nats_py_ordered_consumer_recovers_from_a_gap() {
+    let stack = common::Stack::start(1);
+    run_scenario_with(
+        "ordered_gap_scenario.py",
+        &[
+            &stack.url(0),
+            &stack.cp.url,
+            common::agent::GROUP_ID,
+            common::agent::GROUP_KEY,
+        ],
+    );
 }
