@@ -501,6 +501,71 @@ async fn durable_consumer_continues_on_another_agent() {
     assert_eq!(rest, vec![5, 6, 7, 8, 9, 10]);
 }
 
+/// Agent A is a real process, SIGKILLed while one delivery is unacked: the durable consumer goes
+/// on through agent B, the acked messages are not delivered again, the unacked one is redelivered
+/// after ack_wait, and nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durable_consumer_continues_after_its_agent_is_killed() {
+    let stack = Stack::start(1);
+    let a = stack.agent_process();
+    let (_a, js_a) = connect(&a.url).await;
+    let s = make_stream(&js_a, "K", &["k.>"]).await;
+    publish(&js_a, "k.x", 10).await;
+    let c: consumer::PullConsumer = s
+        .create_consumer(pull::Config {
+            ack_wait: Duration::from_secs(1),
+            ..explicit("D")
+        })
+        .await
+        .expect("consumer");
+    let mut b = c.fetch().max_messages(4).messages().await.expect("fetch");
+    let mut first = Vec::new();
+    while let Some(m) = timeout(WAIT, b.next()).await.expect("in time") {
+        let m = m.expect("message");
+        let seq = m.info().expect("info").stream_sequence;
+        first.push(seq);
+        if seq < 4 {
+            m.double_ack().await.expect("ack");
+        }
+    }
+    assert_eq!(first, vec![1, 2, 3, 4]);
+    drop(b);
+    drop(c);
+    drop(a); // SIGKILL: no graceful shutdown, seq 4 stays delivered and unacked
+
+    let (_b, js_b) = connect(&stack.url(0)).await;
+    let c: consumer::PullConsumer = js_b
+        .get_stream("K")
+        .await
+        .expect("stream")
+        .get_consumer("D")
+        .await
+        .expect("consumer");
+    let mut rest = Vec::new();
+    let started = Instant::now();
+    while rest.len() < 7 && started.elapsed() < WAIT {
+        let mut b = c
+            .batch()
+            .max_messages(10)
+            .expires(Duration::from_millis(1500))
+            .messages()
+            .await
+            .expect("batch");
+        while let Some(m) = timeout(WAIT, b.next()).await.expect("in time") {
+            let m = m.expect("message");
+            let info = m.info().expect("info");
+            rest.push((info.stream_sequence, info.delivered));
+            m.double_ack().await.expect("ack");
+        }
+    }
+    rest.sort_unstable();
+    assert_eq!(
+        rest,
+        vec![(4, 2), (5, 1), (6, 1), (7, 1), (8, 1), (9, 1), (10, 1)],
+        "acked messages stay acked; the unacked one is redelivered once"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_stream_consumes_continuously() {
     let stack = Stack::start(1);
