@@ -38,6 +38,13 @@ CREATE TABLE IF NOT EXISTS streams (
     last_ts INTEGER NOT NULL,
     last_msg_id TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS stream_state (
+    stream_id INTEGER PRIMARY KEY,
+    first_seq INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL,
+    last_ts INTEGER NOT NULL,
+    last_msg_id TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS messages (
     stream_id INTEGER NOT NULL,
     seq INTEGER NOT NULL,
@@ -260,7 +267,10 @@ impl SqliteStore {
         let mut streams = HashMap::new();
         let rows: Vec<StreamRow> = {
             let mut stmt = self.conn.prepare(
-                "SELECT id, name, config, created, first_seq, last_seq, last_ts, last_msg_id FROM streams",
+                "SELECT s.id, s.name, s.config, s.created, coalesce(t.first_seq, s.first_seq), \
+                 coalesce(t.last_seq, s.last_seq), coalesce(t.last_ts, s.last_ts), \
+                 coalesce(t.last_msg_id, s.last_msg_id) \
+                 FROM streams s LEFT JOIN stream_state t ON t.stream_id = s.id",
             )?;
             stmt.query_map([], |r| {
                 Ok((
@@ -382,7 +392,8 @@ impl SqliteStore {
 
     fn commit_inner(&mut self, req: &CommitRequest) -> Result<CommitResponse, StoreError> {
         let conn = &self.conn;
-        let mut touched: Vec<String> = Vec::new();
+        let mut touched: Vec<&str> = Vec::new();
+        let mut touched_set: std::collections::HashSet<&str> = std::collections::HashSet::new();
         let mut blocks = Vec::with_capacity(req.blocks.len());
         let wall_now = crate::jetstream::time::now_nanos();
         let mut now_max = wall_now;
@@ -401,8 +412,8 @@ impl SqliteStore {
                 });
                 continue;
             };
-            if !touched.contains(&block.stream) {
-                touched.push(block.stream.clone());
+            if touched_set.insert(block.stream.as_str()) {
+                touched.push(block.stream.as_str());
             }
             for (index, m) in block.messages.iter().enumerate() {
                 now_max = now_max.max(m.timestamp_nanos);
@@ -424,7 +435,7 @@ impl SqliteStore {
                 acks,
             });
         }
-        for name in &touched {
+        for name in touched {
             if let Some(rt) = self.streams.get_mut(name) {
                 if rt.needs_expiry() {
                     expire(conn, rt, now_max)?;
@@ -512,9 +523,14 @@ fn meta_set(conn: &Connection, key: &str, value: i64) -> Result<(), StoreError> 
     Ok(())
 }
 
+/// Persists the counters a commit changes, in their own narrow table rather than in `streams`,
+/// whose rows carry the whole config: a commit touching 1,000 streams rewrote ~1 MB of `streams`
+/// pages into the WAL (45 ms per commit); the narrow rows fit in a few pages.
 fn persist_rt(conn: &Connection, rt: &StreamRt) -> Result<(), StoreError> {
     conn.prepare_cached(
-        "UPDATE streams SET first_seq = ?2, last_seq = ?3, last_ts = ?4, last_msg_id = ?5 WHERE id = ?1",
+        "INSERT INTO stream_state (stream_id, first_seq, last_seq, last_ts, last_msg_id) VALUES (?1, ?2, ?3, ?4, ?5) \
+         ON CONFLICT(stream_id) DO UPDATE SET first_seq = excluded.first_seq, last_seq = excluded.last_seq, \
+         last_ts = excluded.last_ts, last_msg_id = excluded.last_msg_id",
     )?
     .execute(params![
         rt.id,
@@ -1088,6 +1104,9 @@ impl MetadataStore for SqliteStore {
                 .execute(params![id])?;
             s.conn
                 .prepare_cached("DELETE FROM dedupe WHERE stream_id = ?1")?
+                .execute(params![id])?;
+            s.conn
+                .prepare_cached("DELETE FROM stream_state WHERE stream_id = ?1")?
                 .execute(params![id])?;
             s.conn
                 .prepare_cached("DELETE FROM streams WHERE id = ?1")?
@@ -1896,7 +1915,7 @@ mod tests {
     }
 
     #[test]
-    fn databases_indexed_by_subject_text_are_migrated_to_hashes() {
+    fn databases_of_earlier_releases_are_migrated() {
         let dir = tempfile::tempdir().expect("dir");
         {
             let mut s = SqliteStore::open(dir.path()).expect("store");
@@ -1918,7 +1937,11 @@ mod tests {
             conn.execute_batch(
                 "DROP INDEX messages_by_subject_hash;
                  ALTER TABLE messages DROP COLUMN subject_hash;
-                 CREATE INDEX messages_by_subject ON messages (stream_id, subject, seq);",
+                 CREATE INDEX messages_by_subject ON messages (stream_id, subject, seq);
+                 UPDATE streams SET (first_seq, last_seq, last_ts, last_msg_id) =
+                     (SELECT first_seq, last_seq, last_ts, last_msg_id FROM stream_state
+                      WHERE stream_id = streams.id);
+                 DROP TABLE stream_state;",
             )
             .expect("old schema");
         }
