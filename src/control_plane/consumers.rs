@@ -900,7 +900,7 @@ fn list(backend: &mut Backend, stream: &str, body: &[u8], now: i64) -> (Vec<u8>,
 /// The size nats-server counts against a pull request's `max_bytes`: subject, ack reply,
 /// headers and payload. `pending` is the ack reply's last token.
 fn wire_size(c: &Consumer, loc: &MessageLocation, deliveries: u64, cseq: u64, pending: u64) -> u64 {
-    let reply = ack_subject_len(
+    let reply = ack_subject(
         &c.stream,
         &c.name,
         deliveries,
@@ -908,20 +908,9 @@ fn wire_size(c: &Consumer, loc: &MessageLocation, deliveries: u64, cseq: u64, pe
         cseq,
         loc.timestamp_nanos,
         pending,
-    );
+    )
+    .len();
     u64::from(loc.size) + loc.subject.len() as u64 + reply as u64
-}
-
-fn ack_subject_len(
-    stream: &str,
-    consumer: &str,
-    deliveries: u64,
-    sseq: u64,
-    cseq: u64,
-    ts: i64,
-    pending: u64,
-) -> usize {
-    ack_subject(stream, consumer, deliveries, sseq, cseq, ts, pending).len()
 }
 
 /// Picks the next messages for a consumer: expired pending deliveries first (redeliveries,
