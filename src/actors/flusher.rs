@@ -239,6 +239,20 @@ async fn upload_object(
 /// with a slow bucket that held the in-flight data twice, once in read buffers and once in objects.
 /// The reply subject is copied out for the same reason.
 fn rebase_on_object(batch: &mut StreamBatch, object: &bytes::Bytes, mut pos: usize) {
+    let total: usize = batch
+        .pending
+        .iter()
+        .map(|p| {
+            p.msg.subject.len()
+                + p.msg.headers.as_ref().map_or(0, |h| h.len())
+                + p.msg.payload.len()
+        })
+        .sum();
+    if pos.checked_add(total).is_none_or(|end| end > object.len()) {
+        // Cannot happen with the builder's own offsets; keeping the originals is always correct.
+        tracing::error!(stream = %batch.stream, "block data outside its object; messages not rebased");
+        return;
+    }
     for p in &mut batch.pending {
         let msg = &mut p.msg;
         let subject_end = pos + msg.subject.len();
