@@ -295,29 +295,7 @@ impl ConsumerManager {
                     continue;
                 }
             };
-            let (headers, payload) = if claim.headers_only {
-                let mut h = rec
-                    .headers
-                    .as_ref()
-                    .and_then(|raw| Headers::parse(raw).ok())
-                    .unwrap_or_default();
-                h.insert("Nats-Msg-Size", rec.payload.len().to_string());
-                (Some(h.encode()), Bytes::new())
-            } else {
-                (
-                    rec.headers.clone().filter(|h| !h.is_empty()),
-                    rec.payload.clone(),
-                )
-            };
-            let reply = ack_subject(
-                &key.0,
-                &key.1,
-                m.deliveries,
-                m.location.seq,
-                m.cseq,
-                m.location.timestamp_nanos,
-                m.pending,
-            );
+            let (headers, payload, reply) = delivery(&key, m, &rec, claim.headers_only);
             // What nats-server counts against max_bytes: subject, reply, headers, payload.
             let size =
                 u64::from(m.location.size) + m.location.subject.len() as u64 + reply.len() as u64;
@@ -520,6 +498,40 @@ impl ConsumerManager {
             }
         }
     }
+}
+
+/// What a claimed message is delivered as, pulled or pushed: its headers and payload (with
+/// `headers_only`, the headers plus `Nats-Msg-Size` and no payload) and its v1 ack subject.
+pub(crate) fn delivery(
+    (stream, consumer): &(String, String),
+    m: &crate::control_plane::consumers::Claimed,
+    rec: &crate::format::Record,
+    headers_only: bool,
+) -> (Option<Bytes>, Bytes, String) {
+    let (headers, payload) = if headers_only {
+        let mut h = rec
+            .headers
+            .as_ref()
+            .and_then(|raw| Headers::parse(raw).ok())
+            .unwrap_or_default();
+        h.insert("Nats-Msg-Size", rec.payload.len().to_string());
+        (Some(h.encode()), Bytes::new())
+    } else {
+        (
+            rec.headers.clone().filter(|h| !h.is_empty()),
+            rec.payload.clone(),
+        )
+    };
+    let reply = ack_subject(
+        stream,
+        consumer,
+        m.deliveries,
+        m.location.seq,
+        m.cseq,
+        m.location.timestamp_nanos,
+        m.pending,
+    );
+    (headers, payload, reply)
 }
 
 pub(crate) type ReadResult = Result<crate::format::Record, crate::read::ReadError>;

@@ -18,14 +18,12 @@ use bytes::Bytes;
 use bytestring::ByteString;
 use futures::future::join_all;
 
-use crate::actors::consumer::read_all;
+use crate::actors::consumer::{delivery, read_all};
 use crate::actors::router::{
     DeliverTo, HasInterest, InternalMsg, NatsMsg, Publish, Router, SubscribeInternal,
 };
 use crate::control_plane::client::ControlPlaneClient;
 use crate::control_plane::consumers::{ClaimRequest, LeaseRequest, LeaseResponse, PushAssignment};
-use crate::jetstream::consumer::ack_subject;
-use crate::protocol::headers::Headers;
 use crate::read::Reader;
 
 /// How often leases are renewed and new push consumers discovered.
@@ -265,29 +263,7 @@ impl PushManager {
                     continue;
                 }
             };
-            let (headers, payload) = if claim.headers_only {
-                let mut h = rec
-                    .headers
-                    .as_ref()
-                    .and_then(|raw| Headers::parse(raw).ok())
-                    .unwrap_or_default();
-                h.insert("Nats-Msg-Size", rec.payload.len().to_string());
-                (Some(h.encode()), Bytes::new())
-            } else {
-                (
-                    rec.headers.clone().filter(|h| !h.is_empty()),
-                    rec.payload.clone(),
-                )
-            };
-            let reply = ack_subject(
-                &key.0,
-                &key.1,
-                m.deliveries,
-                m.location.seq,
-                m.cseq,
-                m.location.timestamp_nanos,
-                m.pending,
-            );
+            let (headers, payload, reply) = delivery(&key, m, &rec, claim.headers_only);
             let size = u64::from(m.location.size) + m.location.subject.len() as u64;
             self.router.do_send(DeliverTo {
                 to: d.deliver.clone(),
