@@ -174,7 +174,7 @@ async fn upload_object(
     let mut builder = ObjectBuilder::with_capacity(capacity);
     let mut blocks = Vec::with_capacity(batches.len());
     let mut records = Vec::new();
-    let mut data_starts = Vec::with_capacity(batches.len());
+    let mut data_ranges = Vec::with_capacity(batches.len());
     for batch in batches.iter() {
         records.clear();
         records.extend(batch.pending.iter().map(|p| Record {
@@ -188,13 +188,13 @@ async fn upload_object(
             .iter()
             .map(|r| r.subject.len() + r.headers.as_ref().map_or(0, |h| h.len()) + r.payload.len())
             .sum();
-        data_starts.push(ObjectBuilder::data_start(&block, data_len));
+        data_ranges.push((ObjectBuilder::data_start(&block, data_len), data_len));
         blocks.push(block);
     }
     drop(records);
     let bytes = builder.finish();
-    for (batch, start) in batches.iter_mut().zip(data_starts) {
-        rebase_on_object(batch, &bytes, start);
+    for (batch, (start, len)) in batches.iter_mut().zip(data_ranges) {
+        rebase_on_object(batch, &bytes, start, len);
     }
     let size = bytes.len() as u64;
     let key = format::object_key(group_id, object_id);
@@ -238,17 +238,8 @@ async fn upload_object(
 /// connections' read buffers, which stayed allocated until the last message in them was acked:
 /// with a slow bucket that held the in-flight data twice, once in read buffers and once in objects.
 /// The reply subject is copied out for the same reason.
-fn rebase_on_object(batch: &mut StreamBatch, object: &bytes::Bytes, mut pos: usize) {
-    let total: usize = batch
-        .pending
-        .iter()
-        .map(|p| {
-            p.msg.subject.len()
-                + p.msg.headers.as_ref().map_or(0, |h| h.len())
-                + p.msg.payload.len()
-        })
-        .sum();
-    if pos.checked_add(total).is_none_or(|end| end > object.len()) {
+fn rebase_on_object(batch: &mut StreamBatch, object: &bytes::Bytes, mut pos: usize, len: usize) {
+    if pos.checked_add(len).is_none_or(|end| end > object.len()) {
         // Cannot happen with the builder's own offsets; keeping the originals is always correct.
         tracing::error!(stream = %batch.stream, "block data outside its object; messages not rebased");
         return;
@@ -381,11 +372,11 @@ mod tests {
                     r.subject.len() + r.headers.as_ref().map_or(0, |h| h.len()) + r.payload.len()
                 })
                 .sum();
-            starts.push(ObjectBuilder::data_start(&block, len));
+            starts.push((ObjectBuilder::data_start(&block, len), len));
         }
         let object = builder.finish();
-        for (batch, start) in batches.iter_mut().zip(starts) {
-            rebase_on_object(batch, &object, start);
+        for (batch, (start, len)) in batches.iter_mut().zip(starts) {
+            rebase_on_object(batch, &object, start, len);
         }
         let range = object.as_ptr() as usize..object.as_ptr() as usize + object.len();
         let after: Vec<NatsMsg> = batches

@@ -276,21 +276,16 @@ impl<'a> PlainAcks<'a> {
     }
 
     fn encode(&self, ack: &PubAckResponse) -> Bytes {
-        match ack {
-            PubAckResponse::Ack(a)
-                if !self.prefix.is_empty()
-                    && !a.duplicate
-                    && a.domain.is_empty()
-                    && a.stream == self.stream =>
-            {
+        match ack.plain_seq(self.stream) {
+            Some(seq) if !self.prefix.is_empty() => {
                 use std::io::Write as _;
                 let mut out = Vec::with_capacity(self.prefix.len() + 21);
                 out.extend_from_slice(&self.prefix);
                 // Writing to a Vec cannot fail.
-                let _ = write!(out, "{}}}", a.seq);
+                let _ = write!(out, "{seq}}}");
                 Bytes::from(out)
             }
-            other => Bytes::from(other.to_nats_bytes()),
+            _ => Bytes::from(ack.to_nats_bytes()),
         }
     }
 }

@@ -167,10 +167,12 @@ impl ControlPlaneClient {
     }
 
     async fn get<R: DeserializeOwned>(&self, path: &str) -> Result<R, CpError> {
-        let body = self
-            .send(self.request(awc::http::Method::GET, path), Bytes::new())
-            .await?;
-        decode(&body)
+        decode(&self.get_raw(path).await?)
+    }
+
+    async fn get_raw(&self, path: &str) -> Result<Bytes, CpError> {
+        self.send(self.request(awc::http::Method::GET, path), Bytes::new())
+            .await
     }
 
     async fn post<T: Serialize, R: DeserializeOwned>(
@@ -274,10 +276,11 @@ impl ControlPlaneClient {
 
     /// A stream's state; the inner error is a JetStream error (10059).
     pub async fn state(&self, stream: &str) -> Result<Result<StreamState, ApiError>, CpError> {
-        let r: ApiResult<StreamState> = self
-            .get(&format!("/v1/streams/{}/state", segment(stream)))
-            .await?;
-        Ok(r.into())
+        decode_api(
+            &self
+                .get_raw(&format!("/v1/streams/{}/state", segment(stream)))
+                .await?,
+        )
     }
 
     /// Claims a consumer's next messages; the inner error is a JetStream error (10014).

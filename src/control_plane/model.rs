@@ -202,22 +202,12 @@ enum WireAckRef<'a> {
     One(&'a PubAckResponse),
 }
 
-/// A plain ack of `stream` (no domain, not a duplicate): its sequence.
-fn plain_seq(ack: &PubAckResponse, stream: &str) -> Option<u64> {
-    match ack {
-        PubAckResponse::Ack(a) if !a.duplicate && a.domain.is_empty() && a.stream == stream => {
-            Some(a.seq)
-        }
-        _ => None,
-    }
-}
-
 impl Serialize for CommitBlockResult {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
         let mut wire: Vec<WireAckRef<'_>> = Vec::new();
         for ack in &self.acks {
-            match (plain_seq(ack, &self.stream), wire.last_mut()) {
+            match (ack.plain_seq(&self.stream), wire.last_mut()) {
                 (Some(seq), Some(WireAckRef::Run(first, count))) if *first + *count == seq => {
                     *count += 1;
                 }

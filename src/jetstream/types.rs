@@ -146,6 +146,17 @@ impl PubAckResponse {
         matches!(self, Self::Error { .. })
     }
 
+    /// The sequence of a plain ack of `stream` (stored, no domain, not a duplicate): the common
+    /// answer, which the commit wire format and the ack writer encode compactly.
+    pub fn plain_seq(&self, stream: &str) -> Option<u64> {
+        match self {
+            Self::Ack(a) if !a.duplicate && a.domain.is_empty() && a.stream == stream => {
+                Some(a.seq)
+            }
+            _ => None,
+        }
+    }
+
     /// The assigned (or, for a duplicate, original) sequence; None for an error.
     pub fn seq(&self) -> Option<u64> {
         match self {
