@@ -160,6 +160,18 @@ pub static INFLIGHT_MSGS: LazyLock<IntGauge> = LazyLock::new(|| {
         "publishes accepted but not yet answered (in-flight budget in use)",
     )
 });
+pub static OBJECTS_IN_MEMORY: LazyLock<IntGauge> = LazyLock::new(|| {
+    gauge(
+        "infinistream_objects_in_memory",
+        "objects built and still referenced (uploading, waiting for their commit, or held by unanswered publishes)",
+    )
+});
+pub static OBJECT_MEMORY_BYTES: LazyLock<IntGauge> = LazyLock::new(|| {
+    gauge(
+        "infinistream_object_memory_bytes",
+        "bytes of the objects counted by infinistream_objects_in_memory",
+    )
+});
 pub static INFLIGHT_BYTES_LIMIT: LazyLock<IntGauge> = LazyLock::new(|| {
     gauge(
         "infinistream_inflight_bytes_limit",
@@ -225,6 +237,8 @@ pub fn init() {
     LazyLock::force(&INFLIGHT_MSGS);
     LazyLock::force(&INFLIGHT_BYTES_LIMIT);
     LazyLock::force(&INFLIGHT_MSGS_LIMIT);
+    LazyLock::force(&OBJECTS_IN_MEMORY);
+    LazyLock::force(&OBJECT_MEMORY_BYTES);
     LazyLock::force(&CONTROL_PLANE_UP);
     LazyLock::force(&SHUTTING_DOWN);
     LazyLock::force(&JS_PUBLISH_ERRORS);

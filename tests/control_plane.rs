@@ -457,6 +457,56 @@ async fn commit_replay_is_idempotent() {
 }
 
 #[actix_rt::test]
+async fn commit_many_sequences_objects_in_order_and_replays_each() {
+    let (cp, c) = start().await;
+    create(&c, json!({"name": "S", "subjects": ["s"]})).await;
+    create(&c, json!({"name": "T", "subjects": ["t"]})).await;
+    let ids = c.object_ids(3).await.unwrap();
+    let object = |id: u64, blocks| CommitRequest {
+        agent_id: "a".into(),
+        object_id: id,
+        object_key: format!("k{id}"),
+        object_size: 1,
+        blocks,
+    };
+    let first = object(ids[0], vec![block("S", vec![msg("s"), msg("s")])]);
+    // Committed alone first: the group must answer it from its stored response.
+    let alone = c.commit(&first).await.unwrap();
+    let group = CommitManyRequest {
+        commits: vec![
+            first.clone(),
+            object(
+                ids[1],
+                vec![block("S", vec![msg("s")]), block("T", vec![msg("t")])],
+            ),
+            object(ids[2], vec![block("S", vec![msg("s"), msg("s")])]),
+        ],
+    };
+    let answers = c.commit_many(&group).await.unwrap();
+    assert_eq!(answers.len(), 3);
+    assert!(answers[0].replayed);
+    assert_eq!(answers[0].blocks, alone.blocks);
+    let seqs = |r: &CommitResponse, block: usize| -> Vec<u64> {
+        r.blocks[block]
+            .acks
+            .iter()
+            .map(|a| a.seq().expect("an ack"))
+            .collect()
+    };
+    assert_eq!(seqs(&answers[1], 0), vec![3]);
+    assert_eq!(seqs(&answers[1], 1), vec![1]);
+    assert_eq!(seqs(&answers[2], 0), vec![4, 5]);
+    assert!(!answers[1].replayed && !answers[2].replayed);
+    // The whole group again: every object is a replay, nothing is stored twice.
+    let again = c.commit_many(&group).await.unwrap();
+    assert!(again.iter().all(|r| r.replayed));
+    assert_eq!(again[2].blocks, answers[2].blocks);
+    assert_eq!(state(&c, "S").await.messages, 5);
+    assert_eq!(state(&c, "T").await.messages, 1);
+    cp.stop().await;
+}
+
+#[actix_rt::test]
 async fn dedupe_window() {
     let (cp, c) = start().await;
     create(&c, json!({"name": "D", "subjects": ["d"]})).await;

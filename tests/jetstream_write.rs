@@ -434,6 +434,63 @@ async fn control_plane_outage_gives_errors_and_restart_loses_nothing() {
     }
 }
 
+/// Commits that fall behind the windows are grouped: objects sealed while the control plane was
+/// away are committed together once it is back, in seal order, and every publisher gets its ack.
+#[tokio::test]
+async fn objects_queued_behind_a_slow_commit_are_committed_as_one_group() {
+    let mut stack = Stack::start_with(1, |_, _, t| {
+        t.commit_deadline = Duration::from_secs(30);
+    });
+    let c = async_nats::connect(stack.url(0)).await.unwrap();
+    let js = jetstream::new(c.clone());
+    js.create_stream(stream_config("GRP", &["grp.>"]))
+        .await
+        .expect("created");
+    let first = raw_publish(&c, "grp.x", HeaderMap::new(), "before").await;
+    assert_eq!(first["seq"], 1, "{first}");
+
+    stack.cp.stop();
+    // One publish per object: wait for each object's PUT before the next publish, so every
+    // message is sealed into its own object while the first of them retries its commit.
+    const OBJECTS: usize = 5;
+    let mut acks = Vec::new();
+    for i in 0..OBJECTS {
+        let puts = stack.s3.put_count();
+        acks.push(
+            js.publish("grp.x", Bytes::from(format!("m{i}")))
+                .await
+                .expect("sent"),
+        );
+        let deadline = Instant::now() + WAIT;
+        while stack.s3.put_count() == puts {
+            assert!(Instant::now() < deadline, "object {i} was not uploaded");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    stack.cp.restart();
+    for (i, ack) in acks.into_iter().enumerate() {
+        let ack = timeout(WAIT, ack)
+            .await
+            .expect("acked in time")
+            .expect("acked, not failed");
+        assert_eq!(ack.sequence, i as u64 + 2, "seal order kept");
+    }
+    // The commit under way when the control plane went down is retried alone; everything
+    // sealed behind it must have ridden in fewer requests than objects.
+    let commits = stack.cp.ok_requests("/v1/commits").await;
+    assert!(
+        (1..OBJECTS as u64).contains(&commits),
+        "{OBJECTS} objects committed in {commits} requests"
+    );
+    let mut stream = js.get_stream("GRP").await.unwrap();
+    assert_eq!(
+        stream.info().await.unwrap().state.messages,
+        OBJECTS as u64 + 1
+    );
+    let last = stream.get_raw_message(OBJECTS as u64 + 1).await.unwrap();
+    assert_eq!(last.payload, Bytes::from(format!("m{}", OBJECTS - 1)));
+}
+
 #[tokio::test]
 async fn corrupted_object_is_reported_not_served() {
     let stack = Stack::start(1);

@@ -192,7 +192,7 @@ async fn upload_object(
         blocks.push(block);
     }
     drop(records);
-    let bytes = builder.finish();
+    let bytes = tracked(builder.finish());
     for (batch, (start, len)) in batches.iter_mut().zip(data_ranges) {
         rebase_on_object(batch, &bytes, start, len);
     }
@@ -232,6 +232,26 @@ async fn upload_object(
             Err(format!("object upload failed: {e}"))
         }
     }
+}
+
+/// An object's bytes, counted in `infinistream_objects_in_memory` until the last slice of them
+/// (the object being uploaded, or a waiting message re-pointed into it) is dropped.
+fn tracked(bytes: bytes::Bytes) -> bytes::Bytes {
+    struct Live(bytes::Bytes);
+    impl AsRef<[u8]> for Live {
+        fn as_ref(&self) -> &[u8] {
+            &self.0
+        }
+    }
+    impl Drop for Live {
+        fn drop(&mut self) {
+            metrics::OBJECTS_IN_MEMORY.dec();
+            metrics::OBJECT_MEMORY_BYTES.sub(self.0.len() as i64);
+        }
+    }
+    metrics::OBJECTS_IN_MEMORY.inc();
+    metrics::OBJECT_MEMORY_BYTES.add(bytes.len() as i64);
+    bytes::Bytes::from_owner(Live(bytes))
 }
 
 /// Points the waiting messages at their copies in the object. They were slices of the

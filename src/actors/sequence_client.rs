@@ -21,20 +21,20 @@ use crate::actors::batcher::StreamBatch;
 use crate::actors::router::{NatsMsg, Publish, PublishBatch, Router};
 use crate::control_plane::client::{ControlPlaneClient, CpError};
 use crate::control_plane::model::{
-    CommitBlock, CommitMessage, CommitRequest, CommitResponse, OrphanRequest,
+    CommitBlock, CommitManyRequest, CommitMessage, CommitRequest, CommitResponse, OrphanRequest,
 };
 use crate::format::BlockRef;
 use crate::jetstream::{ApiError, PubAckResponse};
 use crate::metrics;
 use crate::protocol::headers::find_header;
 
-/// Supervisor -> sequence client: commit one object (retrying until `deadline`). Commits are
-/// idempotent per object id, so the supervisor may send the same request again to a restarted
-/// instance.
+/// Supervisor -> sequence client: commit consecutive objects in one transaction (retrying until
+/// `deadline`); one answer per object, in order. Commits are idempotent per object id, so the
+/// supervisor may send the same request again to a restarted instance.
 #[derive(Message)]
-#[rtype(result = "Result<CommitResponse, String>")]
+#[rtype(result = "Result<Vec<CommitResponse>, String>")]
 pub struct Commit {
-    pub request: CommitRequest,
+    pub request: CommitManyRequest,
     pub deadline: Instant,
 }
 
@@ -388,13 +388,16 @@ fn retryable(e: &CpError) -> bool {
 /// Commits are idempotent per object id, so a timed-out attempt can be retried safely.
 async fn commit_with_retry(
     client: &ControlPlaneClient,
-    request: &CommitRequest,
+    request: &CommitManyRequest,
     deadline: Instant,
-) -> Result<CommitResponse, String> {
+) -> Result<Vec<CommitResponse>, String> {
     let mut backoff = Duration::from_millis(25);
     loop {
-        match client.commit(request).await {
-            Ok(r) => return Ok(r),
+        match client.commit_many(request).await {
+            Ok(r) if r.len() == request.commits.len() => return Ok(r),
+            Ok(_) => {
+                return Err("control plane answered a commit with a mismatched shape".to_string());
+            }
             Err(e) => {
                 if !retryable(&e) || Instant::now() + backoff >= deadline {
                     return Err(format!("commit failed: {e}"));
@@ -441,7 +444,7 @@ impl Handler<NextObjectId> for SequenceClient {
 }
 
 impl Handler<Commit> for SequenceClient {
-    type Result = ResponseFuture<Result<CommitResponse, String>>;
+    type Result = ResponseFuture<Result<Vec<CommitResponse>, String>>;
 
     fn handle(&mut self, m: Commit, _: &mut Self::Context) -> Self::Result {
         let client = self.client.clone();

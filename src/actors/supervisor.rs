@@ -23,12 +23,12 @@ use tokio::sync::watch;
 use crate::actors::membership::MembersChanged;
 use crate::actors::router::Router;
 use crate::actors::sequence_client::{
-    self, Commit, Committed, NextObjectId, RecordOrphan, Sealed, SequenceClient, answer_publishers,
-    check_shape, commit_request, fail_publishers,
+    self, Commit, Committed, NextObjectId, RecordOrphan, Sealed, SealedObject, SequenceClient,
+    answer_publishers, check_shape, commit_request, fail_publishers,
 };
 use crate::cache::PeerFetch;
 use crate::cache::peer::{self, PeerCache};
-use crate::control_plane::model::OrphanRequest;
+use crate::control_plane::model::{CommitManyRequest, CommitResponse, OrphanRequest};
 use crate::metrics;
 use crate::read::ReadError;
 
@@ -38,6 +38,10 @@ const INITIAL_BACKOFF: Duration = Duration::from_millis(20);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// A child that ran this long before dying restarts without the accumulated backoff.
 const STABLE_AFTER: Duration = Duration::from_secs(10);
+/// A commit group's caps: its request body (~60 bytes of JSON per message) stays well under the
+/// control plane's body limit, and one group's transaction stays short.
+const MAX_GROUP_OBJECTS: usize = 32;
+const MAX_GROUP_MESSAGES: usize = 200_000;
 
 /// One supervised child: its address (published on a watch channel for waiting senders) and
 /// the restart schedule.
@@ -177,86 +181,132 @@ impl SequenceSupervisor {
         }
     }
 
+    /// Commits the next run of consecutive ready seals as one group. While a commit is under way
+    /// later seals queue here; the next commit takes all of them (up to a size cap), so when
+    /// commits are slower than windows the groups grow instead of the queue.
     fn pump(&mut self, ctx: &mut Context<Self>) {
-        while !self.committing {
+        if self.committing {
+            return;
+        }
+        let mut group: Vec<(Sealed, SealedObject)> = Vec::new();
+        let mut messages = 0usize;
+        while group.len() < MAX_GROUP_OBJECTS && messages < MAX_GROUP_MESSAGES {
             let Some(sealed) = self.ready.remove(&self.next_commit) else {
-                return;
+                break;
             };
-            let object = match &sealed.object {
-                Ok(o) => o.clone(),
+            self.next_commit += 1;
+            match &sealed.object {
+                Ok(o) => {
+                    let object = o.clone();
+                    messages += sealed
+                        .batches
+                        .iter()
+                        .map(|b| b.pending.len())
+                        .sum::<usize>();
+                    group.push((sealed, object));
+                }
                 Err(e) => {
                     let e = e.clone();
                     fail_publishers(&self.router, sealed.batches, &e);
-                    self.next_commit += 1;
-                    continue;
                 }
-            };
-            let request = commit_request(&self.settings.agent_id, &object, &sealed.batches);
-            self.committing = true;
-            let deadline = Instant::now() + self.settings.commit_deadline;
-            let started = Instant::now();
-            let mut rx = self.slot.tx.subscribe();
-            ctx.spawn(
-                async move {
-                    loop {
-                        let Some(child) = live_child(&mut rx, deadline).await else {
-                            return Err("commit failed: sequence client unavailable".to_string());
-                        };
-                        match child
-                            .send(Commit {
-                                request: request.clone(),
-                                deadline,
-                            })
-                            .await
-                        {
-                            Ok(res) => return res,
-                            // The child died mid-commit: the next instance sends it again.
-                            Err(e) => {
-                                tracing::warn!(object_key = %request.object_key, error = %e, "sequence client lost during a commit, retrying");
-                                if Instant::now() >= deadline {
-                                    return Err(format!("commit failed: {e}"));
-                                }
+            }
+        }
+        if group.is_empty() {
+            return;
+        }
+        let request = CommitManyRequest {
+            commits: group
+                .iter()
+                .map(|(sealed, object)| {
+                    commit_request(&self.settings.agent_id, object, &sealed.batches)
+                })
+                .collect(),
+        };
+        self.committing = true;
+        let deadline = Instant::now() + self.settings.commit_deadline;
+        let started = Instant::now();
+        let mut rx = self.slot.tx.subscribe();
+        ctx.spawn(
+            async move {
+                loop {
+                    let Some(child) = live_child(&mut rx, deadline).await else {
+                        return Err("commit failed: sequence client unavailable".to_string());
+                    };
+                    match child
+                        .send(Commit {
+                            request: request.clone(),
+                            deadline,
+                        })
+                        .await
+                    {
+                        Ok(res) => return res,
+                        // The child died mid-commit: the next instance sends it again.
+                        Err(e) => {
+                            tracing::warn!(objects = request.commits.len(), error = %e, "sequence client lost during a commit, retrying");
+                            if Instant::now() >= deadline {
+                                return Err(format!("commit failed: {e}"));
                             }
                         }
                     }
                 }
-                .into_actor(self)
-                .map(move |result, act, ctx| {
-                    let elapsed = started.elapsed().as_secs_f64();
+            }
+            .into_actor(self)
+            .map(move |result, act, ctx| {
+                let elapsed = started.elapsed().as_secs_f64();
+                let outcome = if result.is_ok() { "ok" } else { "error" };
+                metrics::CONTROL_PLANE_OPS
+                    .with_label_values(&["commit", outcome])
+                    .observe(elapsed);
+                let mut responses = match result {
+                    Ok(r) => r.into_iter().map(Ok).collect(),
+                    Err(e) => vec![Err(e); group.len()],
+                };
+                // The child checked the count; this only guards the zip below.
+                responses.resize_with(group.len(), || {
+                    Err("control plane answered a commit with a mismatched shape".to_string())
+                });
+                for ((sealed, object), response) in group.into_iter().zip(responses) {
                     metrics::FLUSH_STAGE
                         .with_label_values(&["commit"])
                         .observe(elapsed);
-                    match result.and_then(|r| check_shape(r, &sealed.batches)) {
-                        Ok(response) => {
-                            metrics::CONTROL_PLANE_OPS
-                                .with_label_values(&["commit", "ok"])
-                                .observe(elapsed);
-                            let note = act.observer.as_ref().map(|_| Committed::of(&object.key, &sealed.batches));
-                            answer_publishers(&act.router, sealed.batches, response);
-                            if let (Some(observer), Some(note)) = (&act.observer, note) {
-                                observer.do_send(note);
-                            }
-                        }
-                        Err(e) => {
-                            metrics::CONTROL_PLANE_OPS
-                                .with_label_values(&["commit", "error"])
-                                .observe(elapsed);
-                            tracing::warn!(object_key = %object.key, error = %e, "commit failed; answering publishers with errors");
-                            match act.slot.current() {
-                                Some(c) => c.do_send(RecordOrphan(OrphanRequest {
-                                    object_key: object.key.clone(),
-                                    reason: e.clone(),
-                                })),
-                                None => tracing::warn!(object_key = %object.key, "cannot record an orphaned object: sequence client down"),
-                            }
-                            fail_publishers(&act.router, sealed.batches, &e);
-                        }
+                    act.finish_commit(sealed, object, response);
+                }
+                act.committing = false;
+                act.pump(ctx);
+            }),
+        );
+    }
+
+    fn finish_commit(
+        &mut self,
+        sealed: Sealed,
+        object: SealedObject,
+        response: Result<CommitResponse, String>,
+    ) {
+        match response.and_then(|r| check_shape(r, &sealed.batches)) {
+            Ok(response) => {
+                let note = self
+                    .observer
+                    .as_ref()
+                    .map(|_| Committed::of(&object.key, &sealed.batches));
+                answer_publishers(&self.router, sealed.batches, response);
+                if let (Some(observer), Some(note)) = (&self.observer, note) {
+                    observer.do_send(note);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(object_key = %object.key, error = %e, "commit failed; answering publishers with errors");
+                match self.slot.current() {
+                    Some(c) => c.do_send(RecordOrphan(OrphanRequest {
+                        object_key: object.key.clone(),
+                        reason: e.clone(),
+                    })),
+                    None => {
+                        tracing::warn!(object_key = %object.key, "cannot record an orphaned object: sequence client down")
                     }
-                    act.committing = false;
-                    act.next_commit += 1;
-                    act.pump(ctx);
-                }),
-            );
+                }
+                fail_publishers(&self.router, sealed.batches, &e);
+            }
         }
     }
 }

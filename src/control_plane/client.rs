@@ -251,6 +251,15 @@ impl ControlPlaneClient {
         self.post("/v1/commit", request).await
     }
 
+    /// Several objects in one transaction; answers in request order.
+    pub async fn commit_many(
+        &self,
+        request: &CommitManyRequest,
+    ) -> Result<Vec<CommitResponse>, CpError> {
+        let r: CommitManyResponse = self.post("/v1/commits", request).await?;
+        Ok(r.commits)
+    }
+
     pub async fn record_orphan(&self, request: &OrphanRequest) -> Result<(), CpError> {
         let _: serde_json::Value = self.post("/v1/orphans", request).await?;
         Ok(())

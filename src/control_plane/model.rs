@@ -255,6 +255,21 @@ pub struct CommitResponse {
     pub blocks: Vec<CommitBlockResult>,
 }
 
+/// `POST /v1/commits`: several objects of one agent, in seal order, committed in one
+/// transaction. An agent whose commits fall behind its windows sends what has queued up at once,
+/// so a commit's per-stream cost is paid once per group instead of once per object. Each object
+/// keeps its own idempotence: one committed before is answered from its stored response.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CommitManyRequest {
+    pub commits: Vec<CommitRequest>,
+}
+
+/// One answer per request of `CommitManyRequest::commits`, in the same order.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CommitManyResponse {
+    pub commits: Vec<CommitResponse>,
+}
+
 /// `POST /v1/orphans`: an object that was PUT but never committed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrphanRequest {

@@ -395,6 +395,45 @@ async fn commit(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) 
     }
 }
 
+async fn commit_many(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> HttpResponse {
+    auth!(req, state);
+    let request: CommitManyRequest = match parse_body(&body) {
+        Ok(r) => r,
+        Err(resp) => return *resp,
+    };
+    let started = Instant::now();
+    let objects = request.commits.len();
+    let messages: usize = request
+        .commits
+        .iter()
+        .flat_map(|c| &c.blocks)
+        .map(|b| b.messages.len())
+        .sum();
+    match state
+        .store
+        .call(move |b| b.store.commit_many(&request.commits))
+        .await
+    {
+        Ok(Ok(commits)) => {
+            tracing::debug!(
+                objects,
+                messages,
+                elapsed_us = started.elapsed().as_micros() as u64,
+                "objects committed"
+            );
+            json(&CommitManyResponse { commits })
+        }
+        Ok(Err(e)) | Err(e) => {
+            tracing::error!(objects, error = %e, "commit failed");
+            store_failure(e)
+        }
+    }
+}
+
 async fn record_orphan(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -570,6 +609,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v1/streams/{name}/locate", web::post().to(locate))
         .route("/v1/streams/{name}/state", web::get().to(stream_state))
         .route("/v1/commit", web::post().to(commit))
+        .route("/v1/commits", web::post().to(commit_many))
         .route("/v1/consumers/claim", web::post().to(consumer_claim))
         .route("/v1/consumers/ack", web::post().to(consumer_ack))
         .route("/v1/consumers/lease", web::post().to(consumer_lease))

@@ -10,6 +10,8 @@ use super::agent::{GROUP_ID, GROUP_KEY};
 
 pub struct AgentProcess {
     pub port: u16,
+    /// The monitoring port (`/metrics`, `/varz`).
+    pub http_port: u16,
     pub url: String,
     child: Child,
 }
@@ -21,7 +23,19 @@ impl AgentProcess {
 
     /// Like `start`, with extra `INFINISTREAM_*` (or other) environment variables.
     pub fn start_with_env(bucket_url: &str, control_plane_url: &str, env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_infinistream"))
+        // e.g. `INFINISTREAM_TEST_AGENT_WRAPPER="heaptrack -o /tmp/agent"` to profile the agent
+        // of a test; the process measured is then the wrapper's.
+        let wrapper = std::env::var("INFINISTREAM_TEST_AGENT_WRAPPER").unwrap_or_default();
+        let mut words = wrapper.split_whitespace();
+        let mut command = match words.next() {
+            Some(program) => {
+                let mut c = Command::new(program);
+                c.args(words).arg(env!("CARGO_BIN_EXE_infinistream"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_infinistream")),
+        };
+        let mut child = command
             .args([
                 "agent",
                 "--host",
@@ -62,21 +76,24 @@ impl AgentProcess {
                 };
                 let message = v.get("message").or_else(|| v.pointer("/fields/message"));
                 if message.and_then(|m| m.as_str()) == Some("infinistream agent started") {
-                    let port = v
-                        .get("port")
-                        .or_else(|| v.pointer("/fields/port"))
-                        .and_then(|p| p.as_u64());
-                    let _ = tx.send(port);
+                    let field = |name: &str| {
+                        v.get(name)
+                            .or_else(|| v.pointer(&format!("/fields/{name}")))
+                            .and_then(|p| p.as_u64())
+                    };
+                    let _ = tx.send(field("port").zip(field("http_port")));
                     sent = true;
                 }
             }
         });
-        let port = rx
+        let (port, http_port) = rx
             .recv_timeout(Duration::from_secs(30))
             .expect("agent logged that it started")
-            .expect("the started line carries the port") as u16;
+            .expect("the started line carries the ports");
+        let port = port as u16;
         Self {
             port,
+            http_port: http_port as u16,
             url: format!("nats://127.0.0.1:{port}"),
             child,
         }
@@ -93,6 +110,28 @@ impl AgentProcess {
             .find_map(|l| l.strip_prefix(field))
             .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap_or(0)
+    }
+}
+
+impl AgentProcess {
+    /// The value of an unlabelled metric on the agent's `/metrics`, 0 when absent.
+    #[allow(dead_code)]
+    pub async fn metric(&self, name: &str) -> f64 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", self.http_port)).await else {
+            return 0.0;
+        };
+        let _ = s
+            .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .await;
+        let mut buf = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+        let prefix = format!("{name} ");
+        String::from_utf8_lossy(&buf)
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
     }
 }
 

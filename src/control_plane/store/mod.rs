@@ -175,6 +175,11 @@ pub trait MetadataStore {
 
     /// Sequences every message of an object in one transaction (see `CommitResponse`).
     fn commit(&mut self, request: &CommitRequest) -> Result<CommitResponse, StoreError>;
+    /// Several objects in order, all in one transaction: every one is committed or none is.
+    fn commit_many(
+        &mut self,
+        requests: &[CommitRequest],
+    ) -> Result<Vec<CommitResponse>, StoreError>;
     fn locate(
         &mut self,
         stream: &str,

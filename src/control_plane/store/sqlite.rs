@@ -390,6 +390,21 @@ impl SqliteStore {
         })
     }
 
+    /// The stored answer of an object committed before (retries are safe).
+    fn replay(&self, object_id: u64) -> Result<Option<CommitResponse>, StoreError> {
+        let json: Option<String> = self
+            .conn
+            .prepare_cached("SELECT response FROM objects WHERE object_id = ?1")?
+            .query_row(params![to_i64(object_id)], |r| r.get(0))
+            .optional()?;
+        let Some(json) = json else {
+            return Ok(None);
+        };
+        let mut response: CommitResponse = serde_json::from_str(&json)?;
+        response.replayed = true;
+        Ok(Some(response))
+    }
+
     fn commit_inner(&mut self, req: &CommitRequest) -> Result<CommitResponse, StoreError> {
         let conn = &self.conn;
         let mut touched: Vec<&str> = Vec::new();
@@ -1254,17 +1269,25 @@ impl MetadataStore for SqliteStore {
     }
 
     fn commit(&mut self, request: &CommitRequest) -> Result<CommitResponse, StoreError> {
-        let replay: Option<String> = self
-            .conn
-            .prepare_cached("SELECT response FROM objects WHERE object_id = ?1")?
-            .query_row(params![to_i64(request.object_id)], |r| r.get(0))
-            .optional()?;
-        if let Some(json) = replay {
-            let mut response: CommitResponse = serde_json::from_str(&json)?;
-            response.replayed = true;
+        if let Some(response) = self.replay(request.object_id)? {
             return Ok(response);
         }
         self.in_tx(|s| s.commit_inner(request))
+    }
+
+    fn commit_many(
+        &mut self,
+        requests: &[CommitRequest],
+    ) -> Result<Vec<CommitResponse>, StoreError> {
+        self.in_tx(|s| {
+            requests
+                .iter()
+                .map(|request| match s.replay(request.object_id)? {
+                    Some(response) => Ok(response),
+                    None => s.commit_inner(request),
+                })
+                .collect()
+        })
     }
 
     fn locate(
