@@ -302,9 +302,9 @@ impl EntryWire {
 
 /// Encoding view of a block table: serialises straight from the records, no intermediate Vec.
 #[derive(SerializeDerive)]
-struct BlockTableRef<'a> {
+struct BlockTableRef<'a, E: Serialize> {
     stream: &'a str,
-    entries: EntriesRef<'a>,
+    entries: E,
 }
 
 struct EntriesRef<'a>(&'a [Record]);
@@ -314,6 +314,42 @@ impl Serialize for EntriesRef<'_> {
         s.collect_seq(self.0.iter().map(EntryWire::of))
     }
 }
+
+struct MetasRef<'a>(&'a [RecordMeta]);
+
+impl Serialize for MetasRef<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|m| EntryWire {
+            subject_len: m.subject_len as u64,
+            headers_len: m.headers_len.map(|h| h as u64),
+            payload_len: m.payload_len as u64,
+            timestamp_nanos: m.timestamp_nanos,
+        }))
+    }
+}
+
+/// One record whose bytes are already laid out elsewhere: its subject, headers and payload,
+/// back to back, at its place in a block's data (see [`ObjectBuilder::add_block_data`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordMeta {
+    pub subject_len: usize,
+    /// `Some(0)` (an empty header block) and `None` (no headers) are distinct, as in [`Record`].
+    pub headers_len: Option<usize>,
+    pub payload_len: usize,
+    /// Arrival time at the agent, unix nanoseconds.
+    pub timestamp_nanos: i64,
+}
+
+impl RecordMeta {
+    /// Bytes of this record in the block's data.
+    pub fn data_len(&self) -> usize {
+        self.subject_len + self.headers_len.unwrap_or(0) + self.payload_len
+    }
+}
+
+/// Block data shorter than this is copied next to its table rather than kept as its own chunk:
+/// an object spanning thousands of quiet streams stays a few large chunks.
+const INLINE_DATA_MAX: usize = 4096;
 
 /// Decoding view of a block table. Strings are borrowed so that garbage lengths are checked
 /// against the buffer before anything is allocated.
@@ -354,8 +390,17 @@ struct BlockEntryWire<'a> {
 /// Payloads are copied exactly once, into the object buffer. Use
 /// [`ObjectBuilder::with_capacity`] with the expected object size so the buffer never has to
 /// grow (growth would move already-written payloads).
+///
+/// An object is built as a list of chunks: block data handed over with
+/// [`ObjectBuilder::add_block_data`] becomes a chunk of its own, never copied, and
+/// [`ObjectBuilder::finish_chunks`] returns the chunks for a PUT that sends them in order.
 #[derive(Debug)]
 pub struct ObjectBuilder {
+    /// Finished chunks, in object order.
+    chunks: Vec<Bytes>,
+    /// Bytes in `chunks`.
+    chunked: usize,
+    /// The chunk being written (header, tables, CRCs, copied data, footer).
     buf: BytesMut,
     blocks: Vec<BlockEntry>,
     /// Reused between blocks; the table is small so encoding it here first costs little and
@@ -382,10 +427,97 @@ impl ObjectBuilder {
         buf.put_u16_le(FORMAT_VERSION);
         buf.put_u16_le(0);
         Self {
+            chunks: Vec::new(),
+            chunked: 0,
             buf,
             blocks: Vec::new(),
             scratch: Vec::new(),
         }
+    }
+
+    /// Bytes written so far.
+    fn len(&self) -> usize {
+        self.chunked + self.buf.len()
+    }
+
+    /// Appends one stream's block whose record bytes are already laid out in `data` (each
+    /// record's subject, headers and payload, back to back, in `records` order). `data` becomes
+    /// part of the object as is: no copy, and slices of it stay valid views of the object.
+    ///
+    /// # Errors
+    ///
+    /// [`FormatError::Corrupt`] if the records' lengths do not add up to `data.len()`.
+    pub fn add_block_data(
+        &mut self,
+        stream: &str,
+        records: &[RecordMeta],
+        data: Bytes,
+    ) -> Result<BlockRef, FormatError> {
+        let data_len: usize = records.iter().map(RecordMeta::data_len).sum();
+        if data_len != data.len() {
+            return Err(FormatError::Corrupt(format!(
+                "block data of {} bytes for records of {data_len}",
+                data.len()
+            )));
+        }
+        let count = u32::try_from(records.len())
+            .map_err(|_| FormatError::Corrupt("more than u32::MAX records in a block".into()))?;
+        self.scratch.clear();
+        let table = BlockTableRef {
+            stream,
+            entries: MetasRef(records),
+        };
+        bincode::serde::encode_into_std_write(&table, &mut self.scratch, BINCODE)
+            .map_err(|e| FormatError::Decode(e.to_string()))?;
+        let table_len = u32::try_from(self.scratch.len())
+            .map_err(|_| FormatError::Corrupt("block table over 4 GiB".into()))?;
+        let block_len = BLOCK_PREFIX_LEN + self.scratch.len() + data_len + BLOCK_CRC_LEN;
+        let start = self.len();
+        let head_start = self.buf.len();
+        self.buf
+            .reserve(BLOCK_PREFIX_LEN + self.scratch.len() + BLOCK_CRC_LEN);
+        self.buf.put_u16_le(BLOCK_VERSION);
+        self.buf.put_u32_le(table_len);
+        self.buf.put_slice(&self.scratch);
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&self.buf[head_start..]), &data);
+        if data.len() <= INLINE_DATA_MAX {
+            self.buf.put_slice(&data);
+        } else {
+            let head = self.buf.split().freeze();
+            self.chunked += head.len() + data.len();
+            self.chunks.push(head);
+            self.chunks.push(data);
+        }
+        self.buf.put_u32_le(crc);
+        debug_assert_eq!(self.len() - start, block_len);
+        Ok(self.push_entry(stream, start, block_len, count, crc))
+    }
+
+    fn push_entry(
+        &mut self,
+        stream: &str,
+        start: usize,
+        block_len: usize,
+        count: u32,
+        crc: u32,
+    ) -> BlockRef {
+        let index = u32::try_from(self.blocks.len()).expect("block count fits in u32");
+        let entry = BlockEntry {
+            stream: stream.to_owned(),
+            offset: start as u64,
+            len: block_len as u64,
+            count,
+            crc32c: crc,
+        };
+        let block_ref = BlockRef {
+            index,
+            offset: entry.offset,
+            len: entry.len,
+            count,
+            crc32c: crc,
+        };
+        self.blocks.push(entry);
+        block_ref
     }
 
     /// Appends one stream's messages (in arrival order) as a block and returns its final
@@ -420,7 +552,8 @@ impl ObjectBuilder {
         let block_len = BLOCK_PREFIX_LEN + self.scratch.len() + data_len + BLOCK_CRC_LEN;
         self.buf.reserve(block_len);
 
-        let start = self.buf.len();
+        let start = self.len();
+        let buf_start = self.buf.len();
         self.buf.put_u16_le(BLOCK_VERSION);
         self.buf.put_u32_le(table_len);
         self.buf.put_slice(&self.scratch);
@@ -431,27 +564,10 @@ impl ObjectBuilder {
             }
             self.buf.put_slice(&r.payload);
         }
-        let crc = crc32c::crc32c(&self.buf[start..]);
+        let crc = crc32c::crc32c(&self.buf[buf_start..]);
         self.buf.put_u32_le(crc);
-        debug_assert_eq!(self.buf.len() - start, block_len);
-
-        let index = u32::try_from(self.blocks.len()).expect("block count fits in u32");
-        let entry = BlockEntry {
-            stream: stream.to_owned(),
-            offset: start as u64,
-            len: block_len as u64,
-            count,
-            crc32c: crc,
-        };
-        let block_ref = BlockRef {
-            index,
-            offset: entry.offset,
-            len: entry.len,
-            count,
-            crc32c: crc,
-        };
-        self.blocks.push(entry);
-        block_ref
+        debug_assert_eq!(self.len() - start, block_len);
+        self.push_entry(stream, start, block_len, count, crc)
     }
 
     /// Number of blocks added so far.
@@ -468,7 +584,7 @@ impl ObjectBuilder {
             .iter()
             .map(|b| b.stream.len() + 9 + 9 + 9 + 5 + 5)
             .sum::<usize>();
-        self.buf.len() + footer + TRAILER_LEN
+        self.len() + footer + TRAILER_LEN
     }
 
     /// Appends the footer and trailer and returns the finished object.
@@ -476,8 +592,28 @@ impl ObjectBuilder {
     /// # Panics
     ///
     /// If the footer exceeds 4 GiB (hundreds of millions of streams).
-    pub fn finish(mut self) -> Bytes {
-        let footer_offset = self.buf.len() as u64;
+    pub fn finish(self) -> Bytes {
+        let (chunks, len) = self.finish_chunks();
+        match <[Bytes; 1]>::try_from(chunks) {
+            Ok([one]) => one,
+            Err(chunks) => {
+                let mut out = BytesMut::with_capacity(len);
+                for c in &chunks {
+                    out.put_slice(c);
+                }
+                out.freeze()
+            }
+        }
+    }
+
+    /// Appends the footer and trailer and returns the finished object as chunks (to be written
+    /// in order) and its total length.
+    ///
+    /// # Panics
+    ///
+    /// If the footer exceeds 4 GiB (hundreds of millions of streams).
+    pub fn finish_chunks(mut self) -> (Vec<Bytes>, usize) {
+        let footer_offset = self.len() as u64;
         self.scratch.clear();
         bincode::serde::encode_into_std_write(
             FooterRef {
@@ -497,7 +633,9 @@ impl ObjectBuilder {
         self.buf.put_u16_le(FORMAT_VERSION);
         self.buf.put_u16_le(0);
         self.buf.put_slice(&MAGIC);
-        self.buf.freeze()
+        let len = self.len();
+        self.chunks.push(self.buf.freeze());
+        (self.chunks, len)
     }
 }
 
@@ -914,6 +1052,80 @@ pub fn parse_object_key(key: &Path) -> Option<u64> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    fn meta_and_data(records: &[Record]) -> (Vec<RecordMeta>, Bytes) {
+        let mut data = BytesMut::new();
+        let metas = records
+            .iter()
+            .map(|r| {
+                data.put_slice(r.subject.as_bytes());
+                if let Some(h) = &r.headers {
+                    data.put_slice(h);
+                }
+                data.put_slice(&r.payload);
+                RecordMeta {
+                    subject_len: r.subject.len(),
+                    headers_len: r.headers.as_ref().map(Bytes::len),
+                    payload_len: r.payload.len(),
+                    timestamp_nanos: r.timestamp_nanos,
+                }
+            })
+            .collect();
+        (metas, data.freeze())
+    }
+
+    #[test]
+    fn block_data_handed_over_gives_the_same_object_without_copying_it() {
+        let big = vec![7u8; INLINE_DATA_MAX + 1];
+        let streams: Vec<(&str, Vec<Record>)> = vec![
+            (
+                "small",
+                vec![rec("a.1", None, b"x", 1), rec("a.2", Some(b""), b"", 2)],
+            ),
+            (
+                "large",
+                vec![
+                    rec("b", Some(b"NATS/1.0\r\nK: v\r\n\r\n"), &big, 3),
+                    rec("b.2", None, b"tail", 4),
+                ],
+            ),
+            ("empty", vec![]),
+        ];
+        let mut copied = ObjectBuilder::new();
+        let mut handed = ObjectBuilder::new();
+        let mut datas = Vec::new();
+        for (stream, records) in &streams {
+            let a = copied.add_block(stream, records);
+            let (metas, data) = meta_and_data(records);
+            let b = handed
+                .add_block_data(stream, &metas, data.clone())
+                .expect("lengths add up");
+            assert_eq!(a, b);
+            datas.push(data);
+        }
+        let expected = copied.finish();
+        let (chunks, len) = handed.finish_chunks();
+        assert_eq!(len, expected.len());
+        let joined: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
+        assert_eq!(joined, expected.as_ref());
+        // The large block's data is one of the chunks itself, the small one was inlined.
+        assert!(chunks.iter().any(|c| c.as_ptr() == datas[1].as_ptr()));
+        assert!(!chunks.iter().any(|c| c.as_ptr() == datas[0].as_ptr()));
+        let decoded = decode_object(Bytes::from(joined)).expect("decodes");
+        assert_eq!(decoded.blocks[1].records, streams[1].1);
+    }
+
+    #[test]
+    fn block_data_that_does_not_match_its_records_is_refused() {
+        let (metas, data) = meta_and_data(&[rec("s", None, b"abc", 1)]);
+        let mut b = ObjectBuilder::new();
+        let short = data.slice(..data.len() - 1);
+        assert!(matches!(
+            b.add_block_data("S", &metas, short),
+            Err(FormatError::Corrupt(_))
+        ));
+        assert_eq!(b.block_count(), 0);
+    }
 
     fn rec(subject: &str, headers: Option<&[u8]>, payload: &[u8], ts: i64) -> Record {
         Record {

@@ -160,18 +160,47 @@ pub static INFLIGHT_MSGS: LazyLock<IntGauge> = LazyLock::new(|| {
         "publishes accepted but not yet answered (in-flight budget in use)",
     )
 });
-pub static OBJECTS_IN_MEMORY: LazyLock<IntGauge> = LazyLock::new(|| {
+pub static UNSEALED_BYTES: LazyLock<IntGauge> = LazyLock::new(|| {
     gauge(
-        "infinistream_objects_in_memory",
-        "objects built and still referenced (uploading, waiting for their commit, or held by unanswered publishes)",
+        "infinistream_unsealed_bytes",
+        "bytes of jetstream publishes waiting in batchers for the next seal",
     )
 });
-pub static OBJECT_MEMORY_BYTES: LazyLock<IntGauge> = LazyLock::new(|| {
+pub static SEALED_BLOCKS: LazyLock<IntGauge> = LazyLock::new(|| {
     gauge(
-        "infinistream_object_memory_bytes",
-        "bytes of the objects counted by infinistream_objects_in_memory",
+        "infinistream_sealed_blocks_in_memory",
+        "blocks drained into an object and still in memory (uploading, committing, or held by unanswered publishes)",
     )
 });
+pub static SEALED_BYTES: LazyLock<IntGauge> = LazyLock::new(|| {
+    gauge(
+        "infinistream_sealed_bytes_in_memory",
+        "bytes of the blocks counted by infinistream_sealed_blocks_in_memory",
+    )
+});
+
+/// Counts `bytes` (a drained block's data) in `SEALED_BLOCKS`/`SEALED_BYTES` until the last
+/// view of it (the object being uploaded, a waiting message) is dropped.
+pub fn track_sealed(bytes: bytes::Bytes) -> bytes::Bytes {
+    struct Live(bytes::Bytes);
+    impl AsRef<[u8]> for Live {
+        fn as_ref(&self) -> &[u8] {
+            &self.0
+        }
+    }
+    impl Drop for Live {
+        fn drop(&mut self) {
+            SEALED_BLOCKS.dec();
+            SEALED_BYTES.sub(self.0.len() as i64);
+        }
+    }
+    if bytes.is_empty() {
+        return bytes;
+    }
+    SEALED_BLOCKS.inc();
+    SEALED_BYTES.add(bytes.len() as i64);
+    bytes::Bytes::from_owner(Live(bytes))
+}
 pub static INFLIGHT_BYTES_LIMIT: LazyLock<IntGauge> = LazyLock::new(|| {
     gauge(
         "infinistream_inflight_bytes_limit",
@@ -237,8 +266,9 @@ pub fn init() {
     LazyLock::force(&INFLIGHT_MSGS);
     LazyLock::force(&INFLIGHT_BYTES_LIMIT);
     LazyLock::force(&INFLIGHT_MSGS_LIMIT);
-    LazyLock::force(&OBJECTS_IN_MEMORY);
-    LazyLock::force(&OBJECT_MEMORY_BYTES);
+    LazyLock::force(&UNSEALED_BYTES);
+    LazyLock::force(&SEALED_BLOCKS);
+    LazyLock::force(&SEALED_BYTES);
     LazyLock::force(&CONTROL_PLANE_UP);
     LazyLock::force(&SHUTTING_DOWN);
     LazyLock::force(&JS_PUBLISH_ERRORS);

@@ -138,15 +138,15 @@ async fn slow_bucket_peak_rss() {
     o.limit = Limit::Duration(Duration::from_secs(15));
     let run = tokio::spawn(bench::run(BenchCommand::Publish(o)));
     // RSS every second, to tell a steady level from a transient peak.
-    // Each second: RSS, the budget in use, and the objects still in memory (MiB).
+    // Each second (MiB): RSS, the budget in use, data waiting in batchers, sealed data in memory.
     let mut timeline = Vec::new();
     let mib = |v: f64| (v / 1048576.0).round() as u64;
     while !run.is_finished() {
         timeline.push((
             agent.status_kib("VmRSS:") / 1024,
             mib(agent.metric("infinistream_inflight_bytes").await),
-            mib(agent.metric("infinistream_object_memory_bytes").await),
-            agent.metric("infinistream_objects_in_memory").await as u64,
+            mib(agent.metric("infinistream_unsealed_bytes").await),
+            mib(agent.metric("infinistream_sealed_bytes_in_memory").await),
         ));
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
@@ -157,7 +157,7 @@ async fn slow_bucket_peak_rss() {
     println!(
         "slow bucket (1 s per PUT): agent process baseline RSS {:.0} MiB, peak RSS {peak_mib:.0} MiB \
          for an in-flight budget of {budget_mib} MiB (target <= {limit_mib:.0} MiB)\n\
-         each second (RSS MiB, budget in use MiB, object memory MiB, objects): {timeline:?}\n{}",
+         each second (MiB: RSS, budget in use, unsealed, sealed): {timeline:?}\n{}",
         baseline as f64 / 1024.0,
         report.to_text()
     );

@@ -1,17 +1,26 @@
 //! The per-stream Batcher: a stream's publishes waiting for the current window's object.
 //!
 //! Owns: the stream's pending messages in arrival order (which is each connection's order, since
-//! the router forwards them in order) with their publishers' reply subjects and budget permits.
+//! the router forwards them in order) with their publishers' reply subjects and budget permits,
+//! and the window's block data: every message's subject, headers and payload are copied on
+//! arrival into one buffer, laid out as the object's block will hold them. At a seal that buffer
+//! becomes a chunk of the object as is, and the drained messages are views into it. So a message
+//! is in memory once, in the same place before and after its seal, and the connections' read
+//! buffers are reused at once instead of being pinned until the ack.
 //! Does not own: the window clock or object assembly (the `Flusher` drains every dirty batcher
 //! when it seals), sequences (the control plane), or acks (the `SequenceClient`).
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
+use bytes::{BufMut, Bytes, BytesMut};
+use bytestring::ByteString;
 
 use crate::actors::flusher::{Flusher, MarkDirty};
 use crate::actors::router::{ConnId, NatsMsg};
 use crate::budget::BudgetPermit;
+use crate::format::RecordMeta;
+use crate::metrics;
 
 /// Router -> batcher: a message captured by this batcher's stream.
 #[derive(Message, Debug)]
@@ -26,11 +35,14 @@ pub struct StreamPublish {
 #[derive(Debug)]
 pub struct Pending {
     pub origin: Option<ConnId>,
+    /// After a drain: views into the batch's `data`. Before it, only the reply subject is set
+    /// (the bytes are in the batcher's buffer).
     pub msg: NatsMsg,
     /// Returned to the in-flight budget when this is dropped, i.e. once answered.
     pub permit: Option<BudgetPermit>,
     pub received: Instant,
-    pub timestamp_nanos: i64,
+    /// Lengths and arrival time (unix nanos): the record's entry in the block table.
+    pub meta: RecordMeta,
 }
 
 /// Everything one stream contributes to one object.
@@ -38,6 +50,86 @@ pub struct Pending {
 pub struct StreamBatch {
     pub stream: String,
     pub pending: Vec<Pending>,
+    /// The block data: each pending message's subject, headers and payload, back to back.
+    pub data: Bytes,
+}
+
+impl StreamBatch {
+    /// A batch of messages as they are (tests and internal publishers): copies them into
+    /// block data like a batcher does.
+    pub fn from_messages(stream: impl Into<String>, messages: Vec<(NatsMsg, i64)>) -> Self {
+        let mut data = BytesMut::new();
+        let pending = messages
+            .into_iter()
+            .map(|(msg, timestamp_nanos)| {
+                let meta = append_record(&mut data, &msg, timestamp_nanos);
+                Pending {
+                    origin: None,
+                    msg: NatsMsg {
+                        subject: ByteString::new(),
+                        reply: msg.reply,
+                        headers: None,
+                        payload: Bytes::new(),
+                    },
+                    permit: None,
+                    received: Instant::now(),
+                    meta,
+                }
+            })
+            .collect();
+        let mut batch = StreamBatch {
+            stream: stream.into(),
+            pending,
+            data: Bytes::new(),
+        };
+        point_into(&mut batch.pending, data.freeze(), &mut batch.data);
+        batch
+    }
+}
+
+/// Copies `msg`'s bytes to the end of `data` and describes them.
+fn append_record(data: &mut BytesMut, msg: &NatsMsg, timestamp_nanos: i64) -> RecordMeta {
+    data.put_slice(msg.subject.as_bytes());
+    if let Some(h) = &msg.headers {
+        data.put_slice(h);
+    }
+    data.put_slice(&msg.payload);
+    RecordMeta {
+        subject_len: msg.subject.len(),
+        headers_len: msg.headers.as_ref().map(Bytes::len),
+        payload_len: msg.payload.len(),
+        timestamp_nanos,
+    }
+}
+
+/// Points every pending message at its bytes in `data` (laid out by `append_record`, in order)
+/// and stores `data` in `out`.
+fn point_into(pending: &mut [Pending], data: Bytes, out: &mut Bytes) {
+    let mut pos = 0;
+    for p in pending {
+        let m = p.meta;
+        let end = pos + m.data_len();
+        if end > data.len() {
+            // Cannot happen: `data` was written from these very lengths.
+            tracing::error!(
+                pos,
+                end,
+                len = data.len(),
+                "block data shorter than its records"
+            );
+            break;
+        }
+        let subject_end = pos + m.subject_len;
+        match ByteString::try_from(data.slice(pos..subject_end)) {
+            Ok(subject) => p.msg.subject = subject,
+            Err(_) => tracing::error!("subject bytes are not utf-8 after the copy"),
+        }
+        let headers_end = subject_end + m.headers_len.unwrap_or(0);
+        p.msg.headers = m.headers_len.map(|_| data.slice(subject_end..headers_end));
+        p.msg.payload = data.slice(headers_end..end);
+        pos = end;
+    }
+    *out = data;
 }
 
 /// Flusher -> batcher: hand over what is pending (the window is sealing).
@@ -48,10 +140,17 @@ pub struct Drain;
 /// Tell the flusher about growth in steps of this many bytes, not per message.
 const REPORT_STEP: usize = 256 * 1024;
 
+/// The first reservation of a window's buffer is never smaller than this.
+const MIN_RESERVE: usize = 256;
+
 pub struct Batcher {
     stream: String,
     flusher: Addr<Flusher>,
     pending: Vec<Pending>,
+    /// This window's block data (see the module doc).
+    data: BytesMut,
+    /// Block data of the previous window: the first reservation of the next one.
+    last_window_bytes: usize,
     pending_bytes: usize,
     reported_bytes: usize,
     last_timestamp: i64,
@@ -63,6 +162,8 @@ impl Batcher {
             stream: stream.into(),
             flusher,
             pending: Vec::new(),
+            data: BytesMut::new(),
+            last_window_bytes: 0,
             pending_bytes: 0,
             reported_bytes: 0,
             last_timestamp: 0,
@@ -91,12 +192,34 @@ impl Handler<StreamPublish> for Batcher {
         let size = m.msg.size();
         let timestamp_nanos = self.timestamp();
         let first = self.pending.is_empty();
+        let need = m.msg.subject.len()
+            + m.msg.headers.as_ref().map_or(0, Bytes::len)
+            + m.msg.payload.len();
+        if self.data.capacity() - self.data.len() < need {
+            // Doubling, starting from what the last window needed: a steady stream reserves once.
+            let grow = if self.data.is_empty() {
+                self.last_window_bytes + self.last_window_bytes / 8
+            } else {
+                self.data.len()
+            };
+            self.data.reserve(need.max(grow).max(MIN_RESERVE));
+        }
+        let meta = append_record(&mut self.data, &m.msg, timestamp_nanos);
+        metrics::UNSEALED_BYTES.add(need as i64);
+        // The message's own bytes are dropped here; the reply subject is copied out because a
+        // slice of it would keep the connection's whole read buffer alive until the ack.
+        let reply = m.msg.reply.map(|r| ByteString::from(&*r));
         self.pending.push(Pending {
             origin: m.origin,
-            msg: m.msg,
+            msg: NatsMsg {
+                subject: ByteString::new(),
+                reply,
+                headers: None,
+                payload: Bytes::new(),
+            },
             permit: m.permit,
             received: Instant::now(),
-            timestamp_nanos,
+            meta,
         });
         self.pending_bytes += size;
         if first || self.pending_bytes - self.reported_bytes >= REPORT_STEP {
@@ -116,9 +239,18 @@ impl Handler<Drain> for Batcher {
     fn handle(&mut self, _: Drain, _: &mut Self::Context) -> Self::Result {
         self.pending_bytes = 0;
         self.reported_bytes = 0;
-        MessageResult(StreamBatch {
+        // The whole buffer goes (spare capacity too), so an idle stream holds nothing between
+        // windows; the next window reserves from `last_window_bytes`.
+        let data = std::mem::take(&mut self.data);
+        self.last_window_bytes = data.len();
+        metrics::UNSEALED_BYTES.sub(data.len() as i64);
+        let mut batch = StreamBatch {
             stream: self.stream.clone(),
             pending: std::mem::take(&mut self.pending),
-        })
+            data: Bytes::new(),
+        };
+        let data = metrics::track_sealed(data.freeze());
+        point_into(&mut batch.pending, data, &mut batch.data);
+        MessageResult(batch)
     }
 }

@@ -18,8 +18,9 @@ use futures::future::join_all;
 use crate::actors::batcher::{Drain, StreamBatch};
 use crate::actors::sequence_client::{NextObjectId, Sealed, SealedObject, SequencerHandle};
 use crate::actors::uploader::{Upload, UploaderPool};
-use crate::format::{self, ObjectBuilder, Record};
+use crate::format::{self, ObjectBuilder};
 use crate::metrics;
+use object_store::PutPayload;
 
 /// Batcher -> flusher: it has data for the current window (`first`), or grew by `bytes`.
 #[derive(Message)]
@@ -165,45 +166,35 @@ async fn upload_object(
         Ok(Err(e)) => return Err(format!("no object id: {e}")),
         Err(e) => return Err(format!("no object id: {e}")),
     };
-    let capacity: usize = batches
+    // The builder writes only block tables, CRCs, small blocks and the footer; large block
+    // data joins the object as the batchers' own buffers.
+    let head_estimate: usize = batches
         .iter()
-        .flat_map(|b| b.pending.iter())
-        .map(|p| p.msg.size() + 32)
+        .map(|b| 64 + b.stream.len() + 24 * b.pending.len())
         .sum::<usize>()
         + 1024;
-    let mut builder = ObjectBuilder::with_capacity(capacity);
+    let mut builder = ObjectBuilder::with_capacity(head_estimate);
     let mut blocks = Vec::with_capacity(batches.len());
-    let mut records = Vec::new();
-    let mut data_ranges = Vec::with_capacity(batches.len());
+    let mut metas = Vec::new();
     for batch in batches.iter() {
-        records.clear();
-        records.extend(batch.pending.iter().map(|p| Record {
-            subject: p.msg.subject.clone(),
-            headers: p.msg.headers.clone(),
-            payload: p.msg.payload.clone(),
-            timestamp_nanos: p.timestamp_nanos,
-        }));
-        let block = builder.add_block(&batch.stream, &records);
-        let data_len: usize = records
-            .iter()
-            .map(|r| r.subject.len() + r.headers.as_ref().map_or(0, |h| h.len()) + r.payload.len())
-            .sum();
-        data_ranges.push((ObjectBuilder::data_start(&block, data_len), data_len));
+        metas.clear();
+        metas.extend(batch.pending.iter().map(|p| p.meta));
+        let block = builder
+            .add_block_data(&batch.stream, &metas, batch.data.clone())
+            .map_err(|e| format!("building the object: {e}"))?;
         blocks.push(block);
     }
-    drop(records);
-    let bytes = tracked(builder.finish());
-    for (batch, (start, len)) in batches.iter_mut().zip(data_ranges) {
-        rebase_on_object(batch, &bytes, start, len);
-    }
-    let size = bytes.len() as u64;
+    drop(metas);
+    let (chunks, size) = builder.finish_chunks();
+    let payload: PutPayload = chunks.into_iter().collect();
+    let size = size as u64;
     let key = format::object_key(group_id, object_id);
     metrics::OBJECT_BYTES.observe(size as f64);
     let started = Instant::now();
     let outcome = uploader
         .upload(Upload {
             key: key.clone(),
-            bytes,
+            payload,
             deadline: Instant::now() + deadline,
         })
         .await;
@@ -230,57 +221,6 @@ async fn upload_object(
                 .observe(elapsed);
             tracing::warn!(object_key = %key, error = %e, "object upload failed");
             Err(format!("object upload failed: {e}"))
-        }
-    }
-}
-
-/// An object's bytes, counted in `infinistream_objects_in_memory` until the last slice of them
-/// (the object being uploaded, or a waiting message re-pointed into it) is dropped.
-fn tracked(bytes: bytes::Bytes) -> bytes::Bytes {
-    struct Live(bytes::Bytes);
-    impl AsRef<[u8]> for Live {
-        fn as_ref(&self) -> &[u8] {
-            &self.0
-        }
-    }
-    impl Drop for Live {
-        fn drop(&mut self) {
-            metrics::OBJECTS_IN_MEMORY.dec();
-            metrics::OBJECT_MEMORY_BYTES.sub(self.0.len() as i64);
-        }
-    }
-    metrics::OBJECTS_IN_MEMORY.inc();
-    metrics::OBJECT_MEMORY_BYTES.add(bytes.len() as i64);
-    bytes::Bytes::from_owner(Live(bytes))
-}
-
-/// Points the waiting messages at their copies in the object. They were slices of the
-/// connections' read buffers, which stayed allocated until the last message in them was acked:
-/// with a slow bucket that held the in-flight data twice, once in read buffers and once in objects.
-/// The reply subject is copied out for the same reason.
-fn rebase_on_object(batch: &mut StreamBatch, object: &bytes::Bytes, mut pos: usize, len: usize) {
-    if pos.checked_add(len).is_none_or(|end| end > object.len()) {
-        // Cannot happen with the builder's own offsets; keeping the originals is always correct.
-        tracing::error!(stream = %batch.stream, "block data outside its object; messages not rebased");
-        return;
-    }
-    for p in &mut batch.pending {
-        let msg = &mut p.msg;
-        let subject_end = pos + msg.subject.len();
-        if let Ok(subject) = bytestring::ByteString::try_from(object.slice(pos..subject_end)) {
-            msg.subject = subject;
-        }
-        pos = subject_end;
-        if let Some(h) = &msg.headers {
-            let end = pos + h.len();
-            msg.headers = Some(object.slice(pos..end));
-            pos = end;
-        }
-        let end = pos + msg.payload.len();
-        msg.payload = object.slice(pos..end);
-        pos = end;
-        if let Some(reply) = &msg.reply {
-            msg.reply = Some(bytestring::ByteString::from(reply.to_string()));
         }
     }
 }
@@ -328,90 +268,62 @@ impl Handler<SealNow> for Flusher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::actors::batcher::Pending;
     use crate::actors::router::NatsMsg;
     use bytes::Bytes;
 
-    fn pending(
-        subject: &str,
-        reply: Option<&str>,
-        headers: Option<&str>,
-        payload: &str,
-    ) -> Pending {
-        Pending {
-            origin: None,
-            msg: NatsMsg {
-                subject: subject.into(),
-                reply: reply.map(Into::into),
-                headers: headers.map(|h| Bytes::copy_from_slice(h.as_bytes())),
-                payload: Bytes::copy_from_slice(payload.as_bytes()),
-            },
-            permit: None,
-            received: Instant::now(),
-            timestamp_nanos: 1,
+    fn msg(subject: &str, reply: Option<&str>, headers: Option<&str>, payload: &str) -> NatsMsg {
+        NatsMsg {
+            subject: subject.into(),
+            reply: reply.map(Into::into),
+            headers: headers.map(|h| Bytes::copy_from_slice(h.as_bytes())),
+            payload: Bytes::copy_from_slice(payload.as_bytes()),
         }
     }
 
+    /// The object's chunks are the batches' data, and the drained messages are views into the
+    /// very bytes that are uploaded: one copy of each message in memory.
     #[test]
-    fn messages_are_rebased_onto_their_bytes_in_the_object() {
-        let batches = vec![
-            StreamBatch {
-                stream: "A".into(),
-                pending: vec![
-                    pending("a.1", Some("_INBOX.1"), None, "one"),
-                    pending("a.2", None, Some("NATS/1.0\r\nX: y\r\n\r\n"), ""),
-                ],
-            },
-            StreamBatch {
-                stream: "B".into(),
-                pending: vec![pending("b", Some("r"), Some("NATS/1.0\r\n\r\n"), "three")],
-            },
+    fn objects_are_built_from_the_batches_data_without_copying_it() {
+        let big = "p".repeat(8192);
+        let sent = [
+            msg("a.1", Some("_INBOX.1"), None, &big),
+            msg("a.2", None, Some("NATS/1.0\r\nX: y\r\n\r\n"), ""),
+            msg("b", Some("r"), Some("NATS/1.0\r\n\r\n"), "three"),
         ];
-        let before: Vec<NatsMsg> = batches
+        let batches = vec![
+            StreamBatch::from_messages("A", vec![(sent[0].clone(), 1), (sent[1].clone(), 2)]),
+            StreamBatch::from_messages("B", vec![(sent[2].clone(), 3)]),
+        ];
+        let got: Vec<&NatsMsg> = batches
             .iter()
-            .flat_map(|b| b.pending.iter().map(|p| p.msg.clone()))
+            .flat_map(|b| &b.pending)
+            .map(|p| &p.msg)
             .collect();
-        let mut batches = batches;
-        let mut builder = ObjectBuilder::with_capacity(1024);
-        let mut starts = Vec::new();
-        for batch in &batches {
-            let records: Vec<Record> = batch
-                .pending
+        assert_eq!(got.len(), sent.len());
+        for (a, b) in got.iter().zip(&sent) {
+            assert_eq!(**a, *b);
+        }
+        let mut builder = ObjectBuilder::new();
+        for b in &batches {
+            let metas: Vec<_> = b.pending.iter().map(|p| p.meta).collect();
+            builder
+                .add_block_data(&b.stream, &metas, b.data.clone())
+                .expect("lengths add up");
+        }
+        let (chunks, len) = builder.finish_chunks();
+        let a_data = &batches[0].data;
+        assert!(
+            chunks
                 .iter()
-                .map(|p| Record {
-                    subject: p.msg.subject.clone(),
-                    headers: p.msg.headers.clone(),
-                    payload: p.msg.payload.clone(),
-                    timestamp_nanos: 1,
-                })
-                .collect();
-            let block = builder.add_block(&batch.stream, &records);
-            let len = records
-                .iter()
-                .map(|r| {
-                    r.subject.len() + r.headers.as_ref().map_or(0, |h| h.len()) + r.payload.len()
-                })
-                .sum();
-            starts.push((ObjectBuilder::data_start(&block, len), len));
-        }
-        let object = builder.finish();
-        for (batch, (start, len)) in batches.iter_mut().zip(starts) {
-            rebase_on_object(batch, &object, start, len);
-        }
-        let range = object.as_ptr() as usize..object.as_ptr() as usize + object.len();
-        let after: Vec<NatsMsg> = batches
-            .iter()
-            .flat_map(|b| b.pending.iter().map(|p| p.msg.clone()))
-            .collect();
-        for (a, b) in after.iter().zip(&before) {
-            assert_eq!(a.subject, b.subject);
-            assert_eq!(a.reply, b.reply);
-            assert_eq!(a.headers, b.headers);
-            assert_eq!(a.payload, b.payload);
-            if !a.payload.is_empty() {
-                assert!(range.contains(&(a.payload.as_ptr() as usize)));
-            }
-            assert!(range.contains(&(a.subject.as_bytes().as_ptr() as usize)));
-        }
+                .any(|c| c.as_ptr() == a_data.as_ptr() && c.len() == a_data.len())
+        );
+        let payload = &batches[0].pending[0].msg.payload;
+        let range = a_data.as_ptr() as usize..a_data.as_ptr() as usize + a_data.len();
+        assert!(range.contains(&(payload.as_ptr() as usize)));
+        let object: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
+        assert_eq!(object.len(), len);
+        let decoded = format::decode_object(Bytes::from(object)).expect("decodes");
+        assert_eq!(decoded.blocks[0].records[0].payload, Bytes::from(big));
+        assert_eq!(decoded.blocks[1].records[0].timestamp_nanos, 3);
     }
 }

@@ -347,7 +347,7 @@ pub fn commit_request(
                         subject: p.msg.subject.to_string(),
                         size: (header_size + p.msg.payload.len()) as u32,
                         header_size: header_size as u32,
-                        timestamp_nanos: p.timestamp_nanos,
+                        timestamp_nanos: p.meta.timestamp_nanos,
                         msg_id: header_str(h, "Nats-Msg-Id"),
                         expected_stream: header_str(h, "Nats-Expected-Stream"),
                         expected_last_seq: header_u64(h, "Nats-Expected-Last-Sequence"),

@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use actix::{ArbiterHandle, AtomicResponse};
-use bytes::Bytes;
 use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStore, PutMode, PutOptions, PutPayload};
 use rand::Rng;
@@ -37,8 +36,8 @@ const TAIL_CHECK_LEN: u64 = 64;
 pub struct Upload {
     /// Bucket key (see `format::object_key`).
     pub key: Path,
-    /// The finished object.
-    pub bytes: Bytes,
+    /// The finished object, as chunks sent in order (see `format::ObjectBuilder::finish_chunks`).
+    pub payload: PutPayload,
     /// Give up (with [`UploadError::DeadlineExceeded`]) if the object is not stored by then.
     pub deadline: Instant,
 }
@@ -138,7 +137,8 @@ impl Handler<Upload> for Uploader {
     fn handle(&mut self, msg: Upload, _ctx: &mut Context<Self>) -> Self::Result {
         let store = Arc::clone(&self.store);
         let policy = self.policy;
-        let span = tracing::debug_span!("upload", key = %msg.key, bytes = msg.bytes.len());
+        let span =
+            tracing::debug_span!("upload", key = %msg.key, bytes = msg.payload.content_length());
         let fut = async move { put_with_retries(store.as_ref(), policy, msg).await };
         AtomicResponse::new(Box::pin(actix::fut::wrap_future(fut.instrument(span))))
     }
@@ -173,9 +173,9 @@ enum Existing {
 async fn check_existing(
     store: &dyn ObjectStore,
     key: &Path,
-    bytes: &Bytes,
+    payload: &PutPayload,
 ) -> Result<Existing, object_store::Error> {
-    let len = bytes.len() as u64;
+    let len = payload.content_length() as u64;
     let tail = TAIL_CHECK_LEN.min(len);
     // One request gives both the size (meta) and the tail; an empty object needs a HEAD since
     // a zero-length range is invalid.
@@ -195,14 +195,28 @@ async fn check_existing(
     if tail > 0 {
         let theirs = got.bytes().await?;
         // size == len was checked, so tail <= len fits usize.
-        let ours = bytes.slice(bytes.len() - tail as usize..);
-        if theirs != ours {
+        if theirs.as_ref() != tail_of(payload, tail as usize).as_slice() {
             return Ok(Existing::Different(
                 "existing object has the same size but different content".into(),
             ));
         }
     }
     Ok(Existing::Ours { e_tag })
+}
+
+/// The last `n` bytes of a chunked payload (at most its length).
+fn tail_of(payload: &PutPayload, n: usize) -> Vec<u8> {
+    let mut tail = Vec::with_capacity(n);
+    for chunk in payload.as_ref().iter().rev() {
+        let take = (n - tail.len()).min(chunk.len());
+        // Collected back to front, reversed once at the end.
+        tail.extend(chunk[chunk.len() - take..].iter().rev());
+        if tail.len() == n {
+            break;
+        }
+    }
+    tail.reverse();
+    tail
 }
 
 /// Puts `upload` with `PutMode::Create`, retrying transient failures until the deadline.
@@ -213,13 +227,12 @@ async fn put_with_retries(
 ) -> Result<UploadOutcome, UploadError> {
     let Upload {
         key,
-        bytes,
+        payload,
         deadline,
     } = upload;
     let started = Instant::now();
     let tokio_deadline = tokio::time::Instant::from_std(deadline);
     // PutPayload is a list of Bytes, so cloning it per attempt does not copy the object.
-    let payload = PutPayload::from(bytes.clone());
     let mut attempts: u32 = 0;
     let mut backoff = policy.initial_backoff;
     let mut last_error = String::from("deadline passed before the first attempt");
@@ -255,7 +268,7 @@ async fn put_with_retries(
                 // Object ids are unique, so an existing object is either ours from an attempt
                 // whose response was lost, or a bug. Only identical content counts as success.
                 let check =
-                    tokio::time::timeout_at(tokio_deadline, check_existing(store, &key, &bytes));
+                    tokio::time::timeout_at(tokio_deadline, check_existing(store, &key, &payload));
                 match check.await {
                     Ok(Ok(Existing::Ours { e_tag })) => {
                         tracing::info!(attempts, "object already stored by an earlier attempt");
@@ -463,6 +476,7 @@ impl Drop for PendingGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
     use object_store::memory::InMemory;
     use object_store::{GetResult, ObjectStoreExt, PutResult};
     use std::fmt;
@@ -576,7 +590,7 @@ mod tests {
     fn upload(key: &str, bytes: &'static [u8], within: Duration) -> Upload {
         Upload {
             key: Path::from(key),
-            bytes: Bytes::from_static(bytes),
+            payload: PutPayload::from_static(bytes),
             deadline: Instant::now() + within,
         }
     }
@@ -584,6 +598,23 @@ mod tests {
     fn pool(store: &Arc<TestStore>, n: usize) -> UploaderPool {
         let dyn_store: Arc<dyn ObjectStore> = store.clone();
         UploaderPool::start_with(dyn_store, n, fast_policy(), DEFAULT_MAILBOX_CAPACITY)
+    }
+
+    #[test]
+    fn tail_of_spans_chunks() {
+        let payload: PutPayload = [
+            Bytes::from_static(b"abc"),
+            Bytes::new(),
+            Bytes::from_static(b"de"),
+            Bytes::from_static(b"f"),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(tail_of(&payload, 0), b"");
+        assert_eq!(tail_of(&payload, 1), b"f");
+        assert_eq!(tail_of(&payload, 4), b"cdef");
+        assert_eq!(tail_of(&payload, 6), b"abcdef");
+        assert_eq!(tail_of(&payload, 64), b"abcdef");
     }
 
     async fn stored(store: &TestStore, key: &str) -> Bytes {
@@ -785,7 +816,7 @@ mod tests {
             .map(|k| {
                 tokio::spawn(p.upload(Upload {
                     key: Path::from(k.as_str()),
-                    bytes: Bytes::from_static(b"x"),
+                    payload: PutPayload::from_static(b"x"),
                     deadline: Instant::now() + LONG,
                 }))
             })
