@@ -966,43 +966,99 @@ struct Pending {
 /// open loop, each at its scheduled time); a separate task awaits the acks so latency is taken
 /// when an ack arrives, not when the sender gets to it.
 async fn publish_client(c: PublishClient) -> PublishOutcome {
-    let permits = Arc::new(Semaphore::new(c.inflight));
     let (tx, rx) = mpsc::unbounded_channel::<Pending>();
     let collector = tokio::spawn(collect_acks(rx, c.counters.clone(), c.payload.len() as u64));
-    let mut first_error = None;
+    // The connection must outlive the sender: closing it would fail the acks still awaited.
+    let connection = c.js.clone();
+    let handle = tokio::runtime::Handle::current();
+    // An open-loop sender sleeps on a thread of its own: tokio's timers have a 1 ms resolution,
+    // which made sends ~1 ms late, and that lag counts against the server (latency is taken from
+    // the schedule) within a target that allows 3 ms of overhead. A thread sleeps to ~0.1 ms.
+    // `Handle::block_on` there relies on worker threads to drive I/O, hence multi-thread only.
+    let sender = if c.schedule.is_some()
+        && handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+    {
+        tokio::task::spawn_blocking(move || handle.block_on(send_loop(c, tx, Pacer::Thread)))
+    } else {
+        tokio::spawn(send_loop(c, tx, Pacer::Tokio))
+    };
+    let sent = sender.await.unwrap_or_else(|e| SendOutcome {
+        first_error: Some(e.to_string()),
+        ..SendOutcome::default()
+    });
+    let mut done = match collector.await {
+        Ok(done) => done,
+        Err(e) => PublishOutcome {
+            first_error: Some(e.to_string()),
+            ..PublishOutcome::default()
+        },
+    };
+    drop(connection);
+    done.first_error = sent.first_error.or(done.first_error);
+    done.sent = sent.sent;
+    done.late_sends = sent.late;
+    done.send_lag = sent.send_lag;
+    done
+}
+
+/// How an open-loop sender waits for a publish's scheduled time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pacer {
+    /// `tokio::time::sleep_until` (1 ms resolution).
+    Tokio,
+    /// `std::thread::sleep`: only on a thread that runs nothing else.
+    Thread,
+}
+
+#[derive(Default)]
+struct SendOutcome {
+    sent: u64,
+    late: u64,
+    send_lag: Histogram,
+    first_error: Option<String>,
+}
+
+async fn send_loop(
+    c: PublishClient,
+    tx: mpsc::UnboundedSender<Pending>,
+    pacer: Pacer,
+) -> SendOutcome {
+    let permits = Arc::new(Semaphore::new(c.inflight));
+    let mut out = SendOutcome::default();
     let mut consecutive_errors = 0u64;
-    let mut sent = 0u64;
-    let mut late = 0u64;
-    let mut send_lag = Histogram::new();
     loop {
-        let due = c.schedule.map(|s| s.due(sent));
+        let due = c.schedule.map(|s| s.due(out.sent));
         match c.quota {
-            Quota::Msgs(n) if sent >= n => break,
+            Quota::Msgs(n) if out.sent >= n => break,
             Quota::Until(deadline) if due.unwrap_or_else(Instant::now) >= deadline => break,
             _ => {}
         }
-        if let Some(due) = due
-            && due > Instant::now()
-        {
-            tokio::time::sleep_until(due.into()).await;
+        if let Some(due) = due {
+            let now = Instant::now();
+            if due > now {
+                match pacer {
+                    Pacer::Tokio => tokio::time::sleep_until(due.into()).await,
+                    Pacer::Thread => std::thread::sleep(due - now),
+                }
+            }
         }
         let permit = match permits.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(tokio::sync::TryAcquireError::Closed) => break,
             Err(tokio::sync::TryAcquireError::NoPermits) => {
-                late += 1;
+                out.late += 1;
                 let Ok(permit) = permits.clone().acquire_owned().await else {
                     break;
                 };
                 permit
             }
         };
-        let subject = c.subjects[(c.offset + sent as usize) % c.subjects.len()].clone();
+        let subject = c.subjects[(c.offset + out.sent as usize) % c.subjects.len()].clone();
         let start = Instant::now();
         let due = due.unwrap_or(start);
         let lag = start.saturating_duration_since(due);
         if c.schedule.is_some() {
-            send_lag.record(lag);
+            out.send_lag.record(lag);
         }
         let payload = if c.stamped {
             // The receipt latency counts from the same moment as the ack latency.
@@ -1011,7 +1067,7 @@ async fn publish_client(c: PublishClient) -> PublishOutcome {
         } else {
             c.payload.clone()
         };
-        sent += 1;
+        out.sent += 1;
         match c.js.publish(subject, payload).await {
             Ok(ack) => {
                 consecutive_errors = 0;
@@ -1027,7 +1083,7 @@ async fn publish_client(c: PublishClient) -> PublishOutcome {
             }
             Err(e) => {
                 c.counters.errors.fetch_add(1, Ordering::Relaxed);
-                first_error.get_or_insert_with(|| e.to_string());
+                out.first_error.get_or_insert_with(|| e.to_string());
                 consecutive_errors += 1;
                 // A connection that cannot send at all will not recover during a benchmark.
                 if consecutive_errors >= 1000 {
@@ -1036,19 +1092,7 @@ async fn publish_client(c: PublishClient) -> PublishOutcome {
             }
         }
     }
-    drop(tx);
-    let mut done = match collector.await {
-        Ok(done) => done,
-        Err(e) => PublishOutcome {
-            first_error: Some(e.to_string()),
-            ..PublishOutcome::default()
-        },
-    };
-    done.first_error = first_error.or(done.first_error);
-    done.sent = sent;
-    done.late_sends = late;
-    done.send_lag = send_lag;
-    done
+    out
 }
 
 async fn collect_acks(
