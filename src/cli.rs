@@ -373,9 +373,10 @@ pub struct BenchPublishFlags {
     /// Storage of created streams: file or memory (nats-server honours it; existing streams keep theirs).
     #[arg(long, value_name = "KIND", default_value = "file")]
     pub stream_storage: crate::bench::StreamStorage,
-    /// Open loop: R publishes per second in total, spread evenly over the clients, each sent on
-    /// schedule whatever the acks (still at most --inflight unacknowledged); latency counts from
-    /// the scheduled time. Without it: closed loop, as fast as --inflight allows.
+    /// Open loop: R publishes per second in total, split evenly over the clients; each client
+    /// sends one publish per slot of clients/R seconds, at a random point of the slot, whatever
+    /// the acks (still at most --inflight unacknowledged); latency counts from the scheduled
+    /// time. Without it: closed loop, as fast as --inflight allows.
     #[arg(long, value_name = "R", value_parser = parse_bench_rate)]
     pub rate: Option<f64>,
     /// The agent's batch window, only for the latency bound printed in --rate mode.
