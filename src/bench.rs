@@ -1,10 +1,12 @@
 //! `infinistream bench`: a NATS JetStream client benchmark that works against any server speaking
 //! the protocol (an InfiniStream agent or nats-server), built on async-nats.
 //!
-//! Owns the three workloads (publish, consume, end to end), their latency histogram, the live
-//! progress line on stderr, the optional scrape of an agent's Prometheus `/metrics` (objects
-//! written, bucket requests), and the [`Report`] printed for people or as JSON. Does not own any
-//! server-side code: it only ever talks to servers as an ordinary client would.
+//! Owns the three workloads (publish, consume, end to end), closed loop (as fast as the in-flight
+//! limit allows) or open loop (`rate`: publishes on a schedule, latency from the scheduled time),
+//! their latency histogram, the live progress line on stderr, the optional scrape of an agent's
+//! Prometheus `/metrics` (objects written, bucket requests, PUT and flush-stage quantiles from the
+//! histograms' deltas, issue 7's latency bound), and the [`Report`] printed for people or as JSON.
+//! Does not own any server-side code: it only ever talks to servers as an ordinary client would.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -262,7 +264,8 @@ pub struct OpenLoop {
     /// Sends that found `inflight` publishes unacknowledged and waited for an ack: the schedule
     /// slipped (their latency still counts from the scheduled time).
     pub late_sends: u64,
-    /// From the scheduled time to the actual send (timer granularity is ~1 ms).
+    /// From the scheduled time to the actual send. Each client's sender sleeps on a thread of
+    /// its own, to within ~0.1 ms; more means the client machine was short of CPU.
     pub send_lag_ms: Option<Latency>,
 }
 
