@@ -8,6 +8,8 @@
 # Knobs (environment): DURATION=10 (s per publish run), REPS=3, CLIENTS=4, STREAMS=8,
 #   INFLIGHT=5000 (per client), CONSUME_MSGS=100000, BATCH=500, BATCH_WRITE=50ms,
 #   SWEEP="1 100 1000" (stream counts for the objects/s sweep, agent only; empty to skip),
+#   RATE=1000 (msgs/s of the open-loop latency workload),
+#   WORKLOADS="consume pub128 pub1k lat128 rate128 e2e sweep" (a subset runs only those),
 #   INFINISTREAM_BIN (skip `cargo build --release`), NATS_SERVER (skip the venv), BENCH_VENV,
 #   OUT (directory for the JSON reports; default: a temp dir, kept).
 #
@@ -25,7 +27,14 @@ CONSUME_MSGS=${CONSUME_MSGS:-100000}
 BATCH=${BATCH:-500}
 BATCH_WRITE=${BATCH_WRITE:-50ms}
 SWEEP=${SWEEP-1 100 1000}
+RATE=${RATE:-1000}
+WORKLOADS=${WORKLOADS:-consume pub128 pub1k lat128 rate128 e2e sweep}
 LAT_DURATION=$((DURATION < 5 ? DURATION : 5))
+# The window in milliseconds, for the latency bound the bench prints in --rate mode.
+WINDOW_MS=$(python3 -c '
+import re, sys
+m = re.fullmatch(r"\s*([0-9.]+)\s*(ms|s|us)?\s*", sys.argv[1])
+print(float(m[1]) * {"s": 1000, "us": 0.001}.get(m[2], 1) if m else 50)' "$BATCH_WRITE")
 
 WORK=$(mktemp -d -t bench-vs-nats.XXXXXX)
 OUT=${OUT:-$WORK/results}
@@ -139,6 +148,11 @@ bench() {
         awk '{printf "%.2f %s\n", $1 - $2, (NF >= 4 ? $3 + $4 : "nan")}' >"$OUT/$name.$target.$rep.cpu"
 }
 
+# wanted NAME: whether WORKLOADS asks for it.
+wanted() {
+    [[ " $WORKLOADS " == *" $1 "* ]]
+}
+
 # alternate NAME WORKLOAD ARGS... : REPS runs on each target, the first target alternating.
 alternate() {
     local name=$1 rep
@@ -156,28 +170,46 @@ alternate() {
 
 # Warm consume first, so the messages read are the ones just written (in the agent's cache and
 # the server's page cache), before the publish runs push them out.
-for target in nats infinistream; do
-    bench "$target" fill 0 publish --clients "$CLIENTS" --streams 1 --size 128 \
-        --msgs "$CONSUME_MSGS" --inflight "$INFLIGHT" -q
-done
-alternate consume consume --stream bench-0 --msgs "$CONSUME_MSGS" --batch "$BATCH" --ack -q
+if wanted consume; then
+    for target in nats infinistream; do
+        bench "$target" fill 0 publish --clients "$CLIENTS" --streams 1 --size 128 \
+            --msgs "$CONSUME_MSGS" --inflight "$INFLIGHT" -q
+    done
+    alternate consume consume --stream bench-0 --msgs "$CONSUME_MSGS" --batch "$BATCH" --ack -q
+fi
 
-alternate pub128 publish --clients "$CLIENTS" --streams "$STREAMS" --size 128 \
-    --inflight "$INFLIGHT" --duration "$DURATION" -q
-alternate pub1k publish --clients "$CLIENTS" --streams "$STREAMS" --size 1024 \
-    --inflight "$INFLIGHT" --duration "$DURATION" -q
-alternate lat128 publish --clients 1 --streams 1 --size 128 --inflight 1 \
-    --duration "$LAT_DURATION" -q
+if wanted pub128; then
+    alternate pub128 publish --clients "$CLIENTS" --streams "$STREAMS" --size 128 \
+        --inflight "$INFLIGHT" --duration "$DURATION" -q
+fi
+if wanted pub1k; then
+    alternate pub1k publish --clients "$CLIENTS" --streams "$STREAMS" --size 1024 \
+        --inflight "$INFLIGHT" --duration "$DURATION" -q
+fi
+if wanted lat128; then
+    alternate lat128 publish --clients 1 --streams 1 --size 128 --inflight 1 \
+        --duration "$LAT_DURATION" -q
+fi
+# Open loop: publishes arrive at random points of the agent's window (half a window's wait on
+# average), latency from the scheduled send time; issue 7's latency target is stated for this.
+if wanted rate128; then
+    alternate rate128 publish --clients 1 --streams 1 --size 128 --rate "$RATE" --inflight 1000 \
+        --window-ms "$WINDOW_MS" --duration "$DURATION" -q
+fi
 
 # Publish and consume at once: publish-to-receipt latency (pull consumers, deliver new).
-alternate e2e e2e --clients 2 --streams 4 --size 128 --inflight 1000 \
-    --duration "$LAT_DURATION" --batch "$BATCH" --ack -q
+if wanted e2e; then
+    alternate e2e e2e --clients 2 --streams 4 --size 128 --inflight 1000 \
+        --duration "$LAT_DURATION" --batch "$BATCH" --ack -q
+fi
 
 # Objects per second should not depend on the number of streams (one object per window).
-for n in $SWEEP; do
-    bench infinistream "sweep$n" 1 publish --clients "$CLIENTS" --streams "$n" --size 128 \
-        --inflight "$INFLIGHT" --duration "$LAT_DURATION" -q
-done
+if wanted sweep; then
+    for n in $SWEEP; do
+        bench infinistream "sweep$n" 1 publish --clients "$CLIENTS" --streams "$n" --size 128 \
+            --inflight "$INFLIGHT" --duration "$LAT_DURATION" -q
+    done
+fi
 
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).read().decode())' \
@@ -200,10 +232,11 @@ AGENT_RSS=$(awk '/VmHWM/ {print $2}' "/proc/$AGENT_PID/status")
     echo
 } >"$OUT/machine.md"
 
-python3 - "$OUT" "$REPS" "$NATS_RSS" "$AGENT_RSS" "$SWEEP" <<'PY' >"$OUT/table.md"
+python3 - "$OUT" "$REPS" "$NATS_RSS" "$AGENT_RSS" "$SWEEP" "$RATE" <<'PY' >"$OUT/table.md"
 import json, os, statistics, sys
 
 out, reps, nats_rss, agent_rss, sweep = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+rate = float(sys.argv[6])
 
 def load(name, target):
     runs = []
@@ -256,6 +289,7 @@ for name, label, side in [
     ("pub128", "publish 128 B", "published"),
     ("pub1k", "publish 1 KiB", "published"),
     ("lat128", "publish 128 B, 1 in flight", "published"),
+    ("rate128", f"publish 128 B, open loop {rate:,.0f} msgs/s", "published"),
     ("consume", "consume warm (pull, batch, ack)", "consumed"),
     ("e2e", "e2e 128 B (publish + pull)", "consumed"),
 ]:
@@ -312,6 +346,24 @@ if stages:
     print("Agent flush stages over the whole run (mean per object): " + ", ".join(
         f"{k} {v['sum'] / v['count'] * 1000:.1f} ms" for k, v in sorted(stages.items())
         if v.get("count")) + ".")
+targets = [r for r in load("rate128", "infinistream") if r.get("latency_target")]
+if targets:
+    print()
+    print(f"Issue 7's latency target, open loop {rate:,.0f} msgs/s (each run; PUT and commit "
+          "quantiles interpolated within the agent's histogram buckets; pub->ack from the "
+          "scheduled send time):")
+    print()
+    met = lambda ok: "met" if ok else "**not met**"
+    for i, r in enumerate(targets, 1):
+        t = r["latency_target"]
+        w = t["window_ms"]
+        print(f"- run {i}: target p50 <= {w / 2:g} ms + PUT p50 {t['put_p50_ms']:.2f} + commit p50 "
+              f"{t['commit_p50_ms']:.2f} + 3 ms = {t['p50_bound_ms']:.2f} ms (window {w:g} ms): "
+              f"measured {t['p50_ms']:.2f} ms, {met(t['p50_met'])}; "
+              f"target p99 <= {w:g} ms + PUT p99 {t['put_p99_ms']:.2f} + commit p50 "
+              f"{t['commit_p50_ms']:.2f} + 10 ms = {t['p99_bound_ms']:.2f} ms: "
+              f"measured {t['p99_ms']:.2f} ms, {met(t['p99_met'])}; "
+              f"{(r.get('open_loop') or {}).get('late_sends', 0)} late sends")
 if sweep.split():
     print()
     print("| streams | msgs/s | objects/s | msgs/object | bucket requests/s | pub->ack p50 ms |")

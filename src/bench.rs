@@ -1,10 +1,12 @@
 //! `infinistream bench`: a NATS JetStream client benchmark that works against any server speaking
 //! the protocol (an InfiniStream agent or nats-server), built on async-nats.
 //!
-//! Owns the three workloads (publish, consume, end to end), their latency histogram, the live
-//! progress line on stderr, the optional scrape of an agent's Prometheus `/metrics` (objects
-//! written, bucket requests), and the [`Report`] printed for people or as JSON. Does not own any
-//! server-side code: it only ever talks to servers as an ordinary client would.
+//! Owns the three workloads (publish, consume, end to end), closed loop (as fast as the in-flight
+//! limit allows) or open loop (`rate`: publishes on a schedule, latency from the scheduled time),
+//! their latency histogram, the live progress line on stderr, the optional scrape of an agent's
+//! Prometheus `/metrics` (objects written, bucket requests, PUT and flush-stage quantiles from the
+//! histograms' deltas, issue 7's latency bound), and the [`Report`] printed for people or as JSON.
+//! Does not own any server-side code: it only ever talks to servers as an ordinary client would.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -107,6 +109,14 @@ pub struct PublishOptions {
     pub metrics_url: Option<String>,
     /// Print a progress line on stderr once per second.
     pub progress: bool,
+    /// Open loop: publishes per second in total, split evenly over the clients (one publish per
+    /// slot of `clients / rate` seconds, at a random point of the slot). Each publish is
+    /// sent at its scheduled time whether or not earlier ones were acknowledged (still at most
+    /// `inflight` unacknowledged per client), and its latency counts from that time. `None`: closed
+    /// loop, a publish goes out as soon as `inflight` allows.
+    pub rate: Option<f64>,
+    /// The agent's batch window, used only for issue 7's latency bound in rate mode.
+    pub window: Duration,
 }
 
 impl PublishOptions {
@@ -123,9 +133,14 @@ impl PublishOptions {
             storage: StreamStorage::File,
             metrics_url: None,
             progress: false,
+            rate: None,
+            window: DEFAULT_WINDOW,
         }
     }
 }
+
+/// The batch window issue 7's latency target is stated for.
+pub const DEFAULT_WINDOW: Duration = Duration::from_millis(50);
 
 #[derive(Debug, Clone)]
 pub struct ConsumeOptions {
@@ -165,13 +180,23 @@ pub struct Report {
     pub url: String,
     pub params: Params,
     pub published: Option<Throughput>,
-    /// From sending a publish to receiving its ack.
+    /// From sending a publish to receiving its ack; in rate mode from the time the publish was
+    /// scheduled, so a sender held up by the in-flight limit or its own lateness does not hide
+    /// latency (coordinated omission).
     pub publish_ack_latency_ms: Option<Latency>,
+    /// Rate mode only: from the publish actually being sent to its ack.
+    pub publish_ack_latency_from_send_ms: Option<Latency>,
+    /// Rate mode only: how well the senders kept to their schedule.
+    pub open_loop: Option<OpenLoop>,
     pub consumed: Option<Throughput>,
-    /// From sending a publish to a consumer receiving the message (same clock, same process).
+    /// From sending a publish (its scheduled time in rate mode) to a consumer receiving the
+    /// message (same clock, same process).
     pub e2e_latency_ms: Option<Latency>,
     /// What the agent reported on `/metrics` during the run (absent without `--metrics-url`).
     pub agent: Option<AgentMetrics>,
+    /// Rate mode with `--metrics-url` only: issue 7's publish-to-ack bound from the agent's own
+    /// PUT and commit times, and whether the measured latency met it.
+    pub latency_target: Option<LatencyTarget>,
     /// The first error seen, when some operations failed.
     pub first_error: Option<String>,
 }
@@ -186,6 +211,10 @@ pub struct Params {
     pub batch: Option<usize>,
     pub ack: Option<bool>,
     pub storage: Option<StreamStorage>,
+    /// Publishes per second in total (rate mode); absent for a closed loop.
+    pub rate: Option<f64>,
+    /// The window the latency bound is computed for (rate mode).
+    pub window_ms: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -224,6 +253,49 @@ pub struct Latency {
     pub max: f64,
 }
 
+/// How an open-loop run kept to its schedule.
+#[derive(Debug, Clone, Serialize)]
+pub struct OpenLoop {
+    /// Publishes per second asked for, in total and per client.
+    pub rate: f64,
+    pub rate_per_client: f64,
+    /// Publishes sent (acknowledged or not).
+    pub sent: u64,
+    /// Sends that found `inflight` publishes unacknowledged and waited for an ack: the schedule
+    /// slipped (their latency still counts from the scheduled time).
+    pub late_sends: u64,
+    /// From the scheduled time to the actual send. Each client's sender sleeps on a thread of
+    /// its own, to within ~0.1 ms; more means the client machine was short of CPU.
+    pub send_lag_ms: Option<Latency>,
+}
+
+/// Quantiles of one agent histogram over the run, from the difference of two scrapes. Linear
+/// interpolation inside the Prometheus buckets (as `histogram_quantile`), so only as fine as the
+/// bucket bounds (1, 2.5, 5, 10, 25, 50, 100 ms, ...).
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct AgentQuantiles {
+    pub count: u64,
+    pub mean_ms: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+/// Issue 7: publish-to-ack p50 <= window/2 + PUT p50 + commit p50 + 3 ms and
+/// p99 <= window + PUT p99 + commit p50 + 10 ms.
+#[derive(Debug, Clone, Serialize)]
+pub struct LatencyTarget {
+    pub window_ms: f64,
+    pub put_p50_ms: f64,
+    pub put_p99_ms: f64,
+    pub commit_p50_ms: f64,
+    pub p50_bound_ms: f64,
+    pub p50_ms: f64,
+    pub p50_met: bool,
+    pub p99_bound_ms: f64,
+    pub p99_ms: f64,
+    pub p99_met: bool,
+}
+
 /// Deltas of an agent's counters over the run.
 #[derive(Debug, Clone, Serialize)]
 pub struct AgentMetrics {
@@ -235,6 +307,17 @@ pub struct AgentMetrics {
     pub bucket_requests: u64,
     /// Bucket requests by `op/outcome`.
     pub bucket_requests_by_op: BTreeMap<String, u64>,
+    /// How the `*_ms` quantiles below were computed.
+    pub quantiles: &'static str,
+    /// Successful object PUTs (`infinistream_object_store_seconds{op="put",outcome="ok"}`).
+    pub put_ms: Option<AgentQuantiles>,
+    /// Flush stages (`infinistream_flush_stage_seconds{stage}`): the commit to the control plane,
+    /// the upload (PUT with retries), and the wait from an object's first message to its seal.
+    pub commit_ms: Option<AgentQuantiles>,
+    pub upload_ms: Option<AgentQuantiles>,
+    pub wait_ms: Option<AgentQuantiles>,
+    /// The agent's own publish-to-ack (`infinistream_publish_ack_seconds`: read to ack sent).
+    pub publish_ack_ms: Option<AgentQuantiles>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -387,6 +470,18 @@ fn validate_publish(o: &PublishOptions) -> Result<(), BenchError> {
             "--clients, --streams and --inflight must be at least 1".into(),
         ));
     }
+    if let Some(rate) = o.rate
+        && !(rate.is_finite() && rate > 0.0)
+    {
+        return Err(BenchError::Options(
+            "--rate must be a positive number of messages per second".into(),
+        ));
+    }
+    if o.window.is_zero() {
+        return Err(BenchError::Options(
+            "--window-ms must be more than zero".into(),
+        ));
+    }
     match o.limit {
         Limit::Msgs(0) => Err(BenchError::Options("--msgs must be at least 1".into())),
         Limit::Duration(d) if d.is_zero() => Err(BenchError::Options(
@@ -403,6 +498,8 @@ fn publish_params(o: &PublishOptions) -> Params {
         size: Some(o.size),
         inflight: Some(o.inflight),
         storage: Some(o.storage),
+        rate: o.rate,
+        window_ms: o.rate.map(|_| o.window.as_secs_f64() * 1000.0),
         ..Params::default()
     }
 }
@@ -427,12 +524,16 @@ pub async fn run_publish(options: PublishOptions) -> Result<Report, BenchError> 
 
     let published = counters.throughput(elapsed);
     let agent = agent_metrics(before, after, published.msgs, elapsed);
+    let publish_ack_latency_ms = outcome.latency.summary();
     Ok(Report {
         workload: "publish".into(),
         url: options.url.clone(),
         params: publish_params(&options),
         published: Some(published),
-        publish_ack_latency_ms: outcome.latency.summary(),
+        latency_target: latency_target(&options, publish_ack_latency_ms.as_ref(), agent.as_ref()),
+        publish_ack_latency_ms,
+        publish_ack_latency_from_send_ms: outcome.send_to_ack(&options),
+        open_loop: outcome.open_loop(&options),
         consumed: None,
         e2e_latency_ms: None,
         agent,
@@ -500,9 +601,12 @@ pub async fn run_consume(options: ConsumeOptions) -> Result<Report, BenchError> 
         },
         published: None,
         publish_ack_latency_ms: None,
+        publish_ack_latency_from_send_ms: None,
+        open_loop: None,
         consumed: Some(consumed),
         e2e_latency_ms: None,
         agent,
+        latency_target: None,
         first_error,
     })
 }
@@ -602,12 +706,16 @@ pub async fn run_e2e(options: E2eOptions) -> Result<Report, BenchError> {
     let mut params = publish_params(&publish);
     params.batch = Some(options.batch);
     params.ack = Some(options.ack);
+    let publish_ack_latency_ms = outcome.latency.summary();
     Ok(Report {
         workload: "e2e".into(),
         url: publish.url.clone(),
         params,
         published: Some(published),
-        publish_ack_latency_ms: outcome.latency.summary(),
+        latency_target: latency_target(&publish, publish_ack_latency_ms.as_ref(), agent.as_ref()),
+        publish_ack_latency_ms,
+        publish_ack_latency_from_send_ms: outcome.send_to_ack(&publish),
+        open_loop: outcome.open_loop(&publish),
         consumed: Some(sub_counters.throughput(sub_elapsed)),
         e2e_latency_ms: e2e.summary(),
         agent,
@@ -636,9 +744,43 @@ impl Counters {
     }
 }
 
+#[derive(Default)]
 struct PublishOutcome {
+    /// From when each publish was due (open loop) or sent (closed loop) to its ack.
     latency: Histogram,
+    /// From each publish being sent to its ack.
+    from_send: Histogram,
+    /// Open loop: from when each publish was due to its send.
+    send_lag: Histogram,
+    sent: u64,
+    late_sends: u64,
     first_error: Option<String>,
+}
+
+impl PublishOutcome {
+    fn merge(&mut self, other: PublishOutcome) {
+        self.latency.merge(&other.latency);
+        self.from_send.merge(&other.from_send);
+        self.send_lag.merge(&other.send_lag);
+        self.sent += other.sent;
+        self.late_sends += other.late_sends;
+        self.first_error = self.first_error.take().or(other.first_error);
+    }
+
+    fn send_to_ack(&self, options: &PublishOptions) -> Option<Latency> {
+        options.rate.and_then(|_| self.from_send.summary())
+    }
+
+    fn open_loop(&self, options: &PublishOptions) -> Option<OpenLoop> {
+        let rate = options.rate?;
+        Some(OpenLoop {
+            rate,
+            rate_per_client: rate / options.clients.max(1) as f64,
+            sent: self.sent,
+            late_sends: self.late_sends,
+            send_lag_ms: self.send_lag.summary(),
+        })
+    }
 }
 
 fn stream_name(i: usize) -> String {
@@ -723,6 +865,27 @@ enum Quota {
     Until(Instant),
 }
 
+/// Open loop: publish `i` of a client is due at a random point of its slot
+/// `[start + i * interval, start + (i + 1) * interval)`: exactly one publish per slot, so the rate
+/// is exact, yet the times are not locked to the agent's window. With even spacing at a rate
+/// commensurate with the window (100/s against 50 ms: five publishes per window, always at the
+/// same five offsets from the tick) every publish would wait the same few fixed times, and the
+/// median depended on the phase between client and agent by up to an interval (we saw 23.7 ms
+/// against an expected ~27); the target assumes publishes arriving at random.
+#[derive(Debug, Clone, Copy)]
+struct Schedule {
+    start: Instant,
+    interval_secs: f64,
+}
+
+impl Schedule {
+    /// `within` (0..1) places the publish in its slot. Computed from `i` each time rather than by
+    /// adding intervals, so rounding never drifts.
+    fn due(&self, i: u64, within: f64) -> Instant {
+        self.start + Duration::from_secs_f64((i as f64 + within) * self.interval_secs)
+    }
+}
+
 async fn publish_all(
     options: &PublishOptions,
     contexts: Vec<jetstream::Context>,
@@ -732,6 +895,9 @@ async fn publish_all(
 ) -> Result<PublishOutcome, BenchError> {
     let payload = Bytes::from(vec![b'x'; options.size]);
     let n = contexts.len() as u64;
+    // One start for every client, so their schedules interleave.
+    let start = Instant::now();
+    let per_client = options.rate.map(|rate| rate / n as f64);
     let mut tasks = Vec::with_capacity(contexts.len());
     for (id, js) in contexts.into_iter().enumerate() {
         let quota = match options.limit {
@@ -739,11 +905,18 @@ async fn publish_all(
                 let share = total / n + u64::from((id as u64) < total % n);
                 Quota::Msgs(share)
             }
-            Limit::Duration(d) => Quota::Until(Instant::now() + d),
+            Limit::Duration(d) => Quota::Until(match per_client {
+                Some(_) => start + d,
+                None => Instant::now() + d,
+            }),
         };
         if matches!(quota, Quota::Msgs(0)) {
             continue;
         }
+        let schedule = per_client.map(|rate| Schedule {
+            start,
+            interval_secs: 1.0 / rate,
+        });
         tasks.push(tokio::spawn(publish_client(PublishClient {
             js,
             // Clients start on different streams so a few clients still spread over all of them.
@@ -751,31 +924,27 @@ async fn publish_all(
             subjects: subjects.clone(),
             payload: payload.clone(),
             quota,
+            schedule,
             inflight: options.inflight,
             counters: counters.clone(),
             stamped,
         })));
     }
-    let mut latency = Histogram::new();
-    let mut first_error = None;
+    let mut total = PublishOutcome::default();
     for task in tasks {
         match task.await {
-            Ok(done) => {
-                latency.merge(&done.latency);
-                first_error = first_error.or(done.first_error);
-            }
+            Ok(done) => total.merge(done),
             Err(e) => return Err(BenchError::Task(e.to_string())),
         }
     }
     if counters.msgs.load(Ordering::Relaxed) == 0 {
         return Err(BenchError::AllPublishesFailed(
-            first_error.unwrap_or_else(|| "no publish was acknowledged".into()),
+            total
+                .first_error
+                .unwrap_or_else(|| "no publish was acknowledged".into()),
         ));
     }
-    Ok(PublishOutcome {
-        latency,
-        first_error,
-    })
+    Ok(total)
 }
 
 struct PublishClient {
@@ -784,53 +953,144 @@ struct PublishClient {
     subjects: Arc<Vec<String>>,
     payload: Bytes,
     quota: Quota,
+    /// Open loop; `None` sends as fast as `inflight` allows.
+    schedule: Option<Schedule>,
     inflight: usize,
     counters: Arc<Counters>,
     stamped: bool,
 }
 
-type Pending = (
-    Instant,
-    tokio::sync::OwnedSemaphorePermit,
-    jetstream::context::PublishAckFuture,
-);
+/// A publish waiting for its ack.
+struct Pending {
+    /// When it was due: the send time in a closed loop, the schedule's in an open one.
+    due: Instant,
+    sent: Instant,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    ack: jetstream::context::PublishAckFuture,
+}
 
-/// One connection: sends publishes while fewer than `inflight` are unacknowledged; a separate
-/// task awaits the acks so latency is taken when an ack arrives, not when the sender gets to it.
+/// One connection: sends publishes while fewer than `inflight` are unacknowledged (and, in an
+/// open loop, each at its scheduled time); a separate task awaits the acks so latency is taken
+/// when an ack arrives, not when the sender gets to it.
 async fn publish_client(c: PublishClient) -> PublishOutcome {
-    let permits = Arc::new(Semaphore::new(c.inflight));
     let (tx, rx) = mpsc::unbounded_channel::<Pending>();
     let collector = tokio::spawn(collect_acks(rx, c.counters.clone(), c.payload.len() as u64));
-    let mut first_error = None;
+    // The connection must outlive the sender: closing it would fail the acks still awaited.
+    let connection = c.js.clone();
+    let handle = tokio::runtime::Handle::current();
+    // An open-loop sender sleeps on a thread of its own: tokio's timers have a 1 ms resolution,
+    // which made sends ~1 ms late, and that lag counts against the server (latency is taken from
+    // the schedule) within a target that allows 3 ms of overhead. A thread sleeps to ~0.1 ms.
+    // `Handle::block_on` there relies on worker threads to drive I/O, hence multi-thread only.
+    let sender = if c.schedule.is_some()
+        && handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+    {
+        tokio::task::spawn_blocking(move || handle.block_on(send_loop(c, tx, Pacer::Thread)))
+    } else {
+        tokio::spawn(send_loop(c, tx, Pacer::Tokio))
+    };
+    let sent = sender.await.unwrap_or_else(|e| SendOutcome {
+        first_error: Some(e.to_string()),
+        ..SendOutcome::default()
+    });
+    let mut done = match collector.await {
+        Ok(done) => done,
+        Err(e) => PublishOutcome {
+            first_error: Some(e.to_string()),
+            ..PublishOutcome::default()
+        },
+    };
+    drop(connection);
+    done.first_error = sent.first_error.or(done.first_error);
+    done.sent = sent.sent;
+    done.late_sends = sent.late;
+    done.send_lag = sent.send_lag;
+    done
+}
+
+/// How an open-loop sender waits for a publish's scheduled time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pacer {
+    /// `tokio::time::sleep_until` (1 ms resolution).
+    Tokio,
+    /// `std::thread::sleep`: only on a thread that runs nothing else.
+    Thread,
+}
+
+#[derive(Default)]
+struct SendOutcome {
+    sent: u64,
+    late: u64,
+    send_lag: Histogram,
+    first_error: Option<String>,
+}
+
+async fn send_loop(
+    c: PublishClient,
+    tx: mpsc::UnboundedSender<Pending>,
+    pacer: Pacer,
+) -> SendOutcome {
+    let permits = Arc::new(Semaphore::new(c.inflight));
+    let mut out = SendOutcome::default();
     let mut consecutive_errors = 0u64;
-    let mut sent = 0u64;
     loop {
+        let due = c.schedule.map(|s| s.due(out.sent, rand::random::<f64>()));
         match c.quota {
-            Quota::Msgs(n) if sent >= n => break,
-            Quota::Until(deadline) if Instant::now() >= deadline => break,
+            Quota::Msgs(n) if out.sent >= n => break,
+            Quota::Until(deadline) if due.unwrap_or_else(Instant::now) >= deadline => break,
             _ => {}
         }
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            break;
+        if let Some(due) = due {
+            let now = Instant::now();
+            if due > now {
+                match pacer {
+                    Pacer::Tokio => tokio::time::sleep_until(due.into()).await,
+                    Pacer::Thread => std::thread::sleep(due - now),
+                }
+            }
+        }
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(tokio::sync::TryAcquireError::Closed) => break,
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
+                out.late += 1;
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    break;
+                };
+                permit
+            }
         };
-        let subject = c.subjects[(c.offset + sent as usize) % c.subjects.len()].clone();
+        let subject = c.subjects[(c.offset + out.sent as usize) % c.subjects.len()].clone();
+        let start = Instant::now();
+        let due = due.unwrap_or(start);
+        let lag = start.saturating_duration_since(due);
+        if c.schedule.is_some() {
+            out.send_lag.record(lag);
+        }
         let payload = if c.stamped {
-            stamp(&c.payload)
+            // The receipt latency counts from the same moment as the ack latency.
+            let nanos = unix_nanos().saturating_sub(u64::try_from(lag.as_nanos()).unwrap_or(0));
+            stamp_at(&c.payload, nanos)
         } else {
             c.payload.clone()
         };
-        let start = Instant::now();
-        sent += 1;
+        out.sent += 1;
         match c.js.publish(subject, payload).await {
             Ok(ack) => {
                 consecutive_errors = 0;
-                if tx.send((start, permit, ack)).is_err() {
+                let pending = Pending {
+                    due,
+                    sent: start,
+                    permit,
+                    ack,
+                };
+                if tx.send(pending).is_err() {
                     break;
                 }
             }
             Err(e) => {
                 c.counters.errors.fetch_add(1, Ordering::Relaxed);
-                first_error.get_or_insert_with(|| e.to_string());
+                out.first_error.get_or_insert_with(|| e.to_string());
                 consecutive_errors += 1;
                 // A connection that cannot send at all will not recover during a benchmark.
                 if consecutive_errors >= 1000 {
@@ -839,17 +1099,7 @@ async fn publish_client(c: PublishClient) -> PublishOutcome {
             }
         }
     }
-    drop(tx);
-    match collector.await {
-        Ok(mut done) => {
-            done.first_error = first_error.or(done.first_error);
-            done
-        }
-        Err(e) => PublishOutcome {
-            latency: Histogram::new(),
-            first_error: Some(e.to_string()),
-        },
-    }
+    out
 }
 
 async fn collect_acks(
@@ -858,38 +1108,35 @@ async fn collect_acks(
     size: u64,
 ) -> PublishOutcome {
     let mut pending = FuturesUnordered::new();
-    let mut latency = Histogram::new();
-    let mut first_error = None;
+    let mut out = PublishOutcome::default();
     let mut open = true;
     loop {
         tokio::select! {
             next = rx.recv(), if open => match next {
-                Some((start, permit, ack)) => pending.push(async move {
-                    let result = ack.await;
-                    let elapsed = start.elapsed();
-                    drop(permit);
-                    (elapsed, result)
+                Some(p) => pending.push(async move {
+                    let result = p.ack.await;
+                    let now = Instant::now();
+                    drop(p.permit);
+                    (now - p.due, now - p.sent, result)
                 }),
                 None => open = false,
             },
-            Some((elapsed, result)) = pending.next(), if !pending.is_empty() => match result {
+            Some((from_due, from_send, result)) = pending.next(), if !pending.is_empty() => match result {
                 Ok(_) => {
-                    latency.record(elapsed);
+                    out.latency.record(from_due);
+                    out.from_send.record(from_send);
                     counters.msgs.fetch_add(1, Ordering::Relaxed);
                     counters.bytes.fetch_add(size, Ordering::Relaxed);
                 }
                 Err(e) => {
                     counters.errors.fetch_add(1, Ordering::Relaxed);
-                    first_error.get_or_insert_with(|| e.to_string());
+                    out.first_error.get_or_insert_with(|| e.to_string());
                 }
             },
             else => break,
         }
     }
-    PublishOutcome {
-        latency,
-        first_error,
-    }
+    out
 }
 
 fn unix_nanos() -> u64 {
@@ -899,10 +1146,10 @@ fn unix_nanos() -> u64 {
         .unwrap_or(0)
 }
 
-/// A copy of `payload` whose first bytes hold the current time.
-fn stamp(payload: &Bytes) -> Bytes {
+/// A copy of `payload` whose first bytes hold `unix_nanos`.
+fn stamp_at(payload: &Bytes, unix_nanos: u64) -> Bytes {
     let mut buf = BytesMut::with_capacity(payload.len());
-    buf.put_u64(unix_nanos());
+    buf.put_u64(unix_nanos);
     buf.extend_from_slice(&payload[STAMP_BYTES.min(payload.len())..]);
     buf.freeze()
 }
@@ -1105,12 +1352,160 @@ fn spawn_progress(
 // ---------------------------------------------------------------------------------------------
 // Agent metrics
 
-/// Counter values read from one `/metrics` scrape.
+/// What the bench reads from one `/metrics` scrape.
 #[derive(Debug, Clone, Default)]
 pub struct Scrape {
     pub objects_written: u64,
     /// `op/outcome` -> count of `infinistream_object_store_seconds`.
     pub bucket_requests: BTreeMap<String, u64>,
+    /// Every histogram on the page, by [`series_key`] of its name and labels (without `le`).
+    pub histograms: BTreeMap<String, PromHistogram>,
+}
+
+/// One Prometheus histogram series as scraped: cumulative counts by upper bound.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PromHistogram {
+    /// `(le, cumulative count)`, ascending by `le`; the last bound is `+Inf`.
+    pub buckets: Vec<(f64, f64)>,
+    pub sum: f64,
+    pub count: f64,
+}
+
+impl PromHistogram {
+    /// What was observed between `before` and `self` (a later scrape of the same series).
+    /// `None` when the bucket bounds differ or a count went down (the agent restarted).
+    pub fn since(&self, before: Option<&PromHistogram>) -> Option<PromHistogram> {
+        let Some(before) = before else {
+            return Some(self.clone());
+        };
+        if before.buckets.len() != self.buckets.len()
+            || before
+                .buckets
+                .iter()
+                .zip(&self.buckets)
+                .any(|((a, ca), (b, cb))| a != b || cb < ca)
+        {
+            return None;
+        }
+        Some(PromHistogram {
+            buckets: self
+                .buckets
+                .iter()
+                .zip(&before.buckets)
+                .map(|((le, after), (_, before))| (*le, after - before))
+                .collect(),
+            sum: self.sum - before.sum,
+            count: self.count - before.count,
+        })
+    }
+
+    /// The `q` quantile (0..=1) as Prometheus' `histogram_quantile` computes it: find the bucket
+    /// holding rank `q * count`, interpolate linearly between its bounds (the first bucket starts
+    /// at 0); a rank in the `+Inf` bucket answers the highest finite bound. `None` when empty.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        let total = self.buckets.last()?.1;
+        if total <= 0.0 {
+            return None;
+        }
+        let rank = q.clamp(0.0, 1.0) * total;
+        let mut lower = (0.0, 0.0);
+        for (i, &(le, cumulative)) in self.buckets.iter().enumerate() {
+            if cumulative >= rank && cumulative > lower.1 {
+                if le.is_infinite() {
+                    return Some(if i == 0 { 0.0 } else { lower.0 });
+                }
+                let share = (rank - lower.1) / (cumulative - lower.1);
+                return Some(lower.0 + (le - lower.0) * share);
+            }
+            lower = (le, cumulative);
+        }
+        Some(lower.0)
+    }
+
+    /// p50, p99 and mean in milliseconds of a histogram of seconds.
+    fn quantiles_ms(&self) -> Option<AgentQuantiles> {
+        let ms = |s: f64| (s * 1e6).round() / 1000.0;
+        Some(AgentQuantiles {
+            count: self.count.max(0.0) as u64,
+            mean_ms: ms(self.sum / self.count.max(1.0)),
+            p50_ms: ms(self.quantile(0.50)?),
+            p99_ms: ms(self.quantile(0.99)?),
+        })
+    }
+}
+
+/// The key of a series: `name{a="x",b="y"}` with the labels sorted (`name` alone without any).
+pub fn series_key(name: &str, labels: &[(&str, &str)]) -> String {
+    if labels.is_empty() {
+        return name.to_owned();
+    }
+    let mut labels = labels.to_vec();
+    labels.sort_unstable();
+    let inner: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+    format!("{name}{{{}}}", inner.join(","))
+}
+
+/// Label names and values of one sample, in the order written.
+type Labels = Vec<(String, String)>;
+
+/// Splits one sample line of the text format into its name, labels and value.
+fn parse_sample(line: &str) -> Option<(&str, Labels, f64)> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return None;
+    }
+    let (name, labels, rest) = match line.find('{') {
+        Some(open) => {
+            let close = line.rfind('}')?;
+            let labels = parse_labels(line.get(open + 1..close)?)?;
+            (&line[..open], labels, &line[close + 1..])
+        }
+        None => {
+            let (name, rest) = line.split_once(char::is_whitespace)?;
+            (name, Vec::new(), rest)
+        }
+    };
+    // A timestamp may follow the value.
+    let value = parse_prom_float(rest.split_whitespace().next()?)?;
+    Some((name.trim(), labels, value))
+}
+
+fn parse_prom_float(s: &str) -> Option<f64> {
+    match s {
+        "+Inf" | "Inf" => Some(f64::INFINITY),
+        "-Inf" => Some(f64::NEG_INFINITY),
+        _ => s.parse().ok(),
+    }
+}
+
+/// `a="x",b="y\"z"` -> pairs, unescaping `\"`, `\\` and `\n`.
+fn parse_labels(text: &str) -> Option<Labels> {
+    let mut out = Vec::new();
+    let mut chars = text.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| *c == ',' || c.is_whitespace()) {
+            chars.next();
+        }
+        if chars.peek().is_none() {
+            return Some(out);
+        }
+        let name: String = chars.by_ref().take_while(|c| *c != '=').collect();
+        if chars.next() != Some('"') {
+            return None;
+        }
+        let mut value = String::new();
+        loop {
+            match chars.next()? {
+                '"' => break,
+                '\\' => match chars.next()? {
+                    'n' => value.push('\n'),
+                    other => value.push(other),
+                },
+                c => value.push(c),
+            }
+        }
+        out.push((name.trim().to_owned(), value));
+    }
 }
 
 async fn scrape_opt(url: Option<&str>) -> Result<Option<Scrape>, BenchError> {
@@ -1129,39 +1524,63 @@ pub async fn scrape(url: &str) -> Result<Scrape, BenchError> {
     Ok(parse_metrics(&body))
 }
 
-/// Picks the two counters the bench reports out of Prometheus' text format.
+/// Picks what the bench reports out of Prometheus' text format: two counters and the histograms.
 pub fn parse_metrics(text: &str) -> Scrape {
     let mut out = Scrape::default();
     for line in text.lines() {
-        if line.starts_with('#') {
-            continue;
-        }
-        let Some((series, value)) = line.rsplit_once(' ') else {
+        let Some((name, labels, value)) = parse_sample(line) else {
             continue;
         };
-        let Ok(value) = value.trim().parse::<f64>() else {
-            continue;
+        let label = |wanted: &str| {
+            labels
+                .iter()
+                .find(|(k, _)| k == wanted)
+                .map(|(_, v)| v.as_str())
         };
-        let value = value.max(0.0) as u64;
-        if series == "infinistream_objects_written_total" {
-            out.objects_written = value;
-        } else if let Some(labels) = series
-            .strip_prefix("infinistream_object_store_seconds_count{")
-            .and_then(|rest| rest.strip_suffix('}'))
-        {
-            let label = |name: &str| {
-                labels.split(',').find_map(|pair| {
-                    let (k, v) = pair.split_once('=')?;
-                    (k.trim() == name).then(|| v.trim().trim_matches('"').to_owned())
-                })
-            };
+        if name == "infinistream_objects_written_total" {
+            out.objects_written = value.max(0.0) as u64;
+        } else if name == "infinistream_object_store_seconds_count" {
             let key = format!(
                 "{}/{}",
                 label("op").unwrap_or_default(),
                 label("outcome").unwrap_or_default()
             );
-            *out.bucket_requests.entry(key).or_default() += value;
+            *out.bucket_requests.entry(key).or_default() += value.max(0.0) as u64;
         }
+        let (base, part) = if let Some(base) = name.strip_suffix("_bucket") {
+            (base, "bucket")
+        } else if let Some(base) = name.strip_suffix("_sum") {
+            (base, "sum")
+        } else if let Some(base) = name.strip_suffix("_count") {
+            (base, "count")
+        } else {
+            continue;
+        };
+        let plain: Vec<(&str, &str)> = labels
+            .iter()
+            .filter(|(k, _)| k != "le")
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let key = series_key(base, &plain);
+        match part {
+            "bucket" => {
+                let Some(le) = label("le").and_then(parse_prom_float) else {
+                    continue;
+                };
+                out.histograms
+                    .entry(key)
+                    .or_default()
+                    .buckets
+                    .push((le, value));
+            }
+            // A summary or a counter named `*_count` makes an entry without buckets: dropped below.
+            "sum" => out.histograms.entry(key).or_default().sum = value,
+            _ => out.histograms.entry(key).or_default().count = value,
+        }
+    }
+    out.histograms.retain(|_, h| !h.buckets.is_empty());
+    for h in out.histograms.values_mut() {
+        h.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
     }
     out
 }
@@ -1183,6 +1602,15 @@ fn agent_metrics(
         })
         .filter(|(_, v)| *v > 0)
         .collect();
+    let quantiles = |name: &str, labels: &[(&str, &str)]| {
+        let key = series_key(name, labels);
+        after
+            .histograms
+            .get(&key)?
+            .since(before.histograms.get(&key))?
+            .quantiles_ms()
+    };
+    let stage = |stage: &str| quantiles("infinistream_flush_stage_seconds", &[("stage", stage)]);
     Some(AgentMetrics {
         objects_written: objects,
         objects_per_sec: objects as f64 / elapsed.as_secs_f64().max(1e-9),
@@ -1193,6 +1621,42 @@ fn agent_metrics(
         },
         bucket_requests: by_op.values().sum(),
         bucket_requests_by_op: by_op,
+        quantiles: "interpolated within the agent's Prometheus histogram buckets",
+        put_ms: quantiles(
+            "infinistream_object_store_seconds",
+            &[("op", "put"), ("outcome", "ok")],
+        ),
+        commit_ms: stage("commit"),
+        upload_ms: stage("upload"),
+        wait_ms: stage("wait"),
+        publish_ack_ms: quantiles("infinistream_publish_ack_seconds", &[]),
+    })
+}
+
+/// Issue 7's bound for a rate-mode run whose agent reported PUT and commit times.
+fn latency_target(
+    options: &PublishOptions,
+    measured: Option<&Latency>,
+    agent: Option<&AgentMetrics>,
+) -> Option<LatencyTarget> {
+    options.rate?;
+    let (measured, agent) = (measured?, agent?);
+    let (put, commit) = (agent.put_ms?, agent.commit_ms?);
+    let window_ms = options.window.as_secs_f64() * 1000.0;
+    let round = |ms: f64| (ms * 1000.0).round() / 1000.0;
+    let p50_bound_ms = round(window_ms / 2.0 + put.p50_ms + commit.p50_ms + 3.0);
+    let p99_bound_ms = round(window_ms + put.p99_ms + commit.p50_ms + 10.0);
+    Some(LatencyTarget {
+        window_ms,
+        put_p50_ms: put.p50_ms,
+        put_p99_ms: put.p99_ms,
+        commit_p50_ms: commit.p50_ms,
+        p50_bound_ms,
+        p50_ms: measured.p50,
+        p50_met: measured.p50 <= p50_bound_ms,
+        p99_bound_ms,
+        p99_ms: measured.p99,
+        p99_met: measured.p99 <= p99_bound_ms,
     })
 }
 
@@ -1285,6 +1749,9 @@ impl Report {
         if let Some(v) = p.ack {
             params.push(format!("ack={v}"));
         }
+        if let Some(v) = p.rate {
+            params.push(format!("rate={v}/s"));
+        }
         if !params.is_empty() {
             out.push_str(&format!("  {}\n", params.join(" ")));
         }
@@ -1311,8 +1778,21 @@ impl Report {
         if let Some(t) = &self.published {
             out.push_str(&throughput("published", t));
         }
+        if let Some(o) = &self.open_loop {
+            out.push_str(&format!(
+                "  open loop  {} msgs/s ({} per client), {} sent, {} late (in-flight limit reached); \
+                 pub->ack counts from the scheduled send time, send->ack from the actual send\n",
+                o.rate, o.rate_per_client, o.sent, o.late_sends
+            ));
+            if let Some(l) = &o.send_lag_ms {
+                out.push_str(&latency("send lag", l));
+            }
+        }
         if let Some(l) = &self.publish_ack_latency_ms {
             out.push_str(&latency("pub->ack", l));
+        }
+        if let Some(l) = &self.publish_ack_latency_from_send_ms {
+            out.push_str(&latency("send->ack", l));
         }
         if let Some(t) = &self.consumed {
             out.push_str(&throughput("consumed", t));
@@ -1328,6 +1808,42 @@ impl Report {
                 a.msgs_per_object,
                 a.bucket_requests,
                 a.bucket_requests_by_op
+            ));
+            let rows = [
+                ("put", &a.put_ms),
+                ("commit", &a.commit_ms),
+                ("upload", &a.upload_ms),
+                ("wait", &a.wait_ms),
+                ("pub->ack", &a.publish_ack_ms),
+            ];
+            if rows.iter().any(|(_, q)| q.is_some()) {
+                out.push_str(&format!("  agent      p50/p99 {}:\n", a.quantiles));
+            }
+            for (name, q) in rows {
+                if let Some(q) = q {
+                    out.push_str(&format!(
+                        "    {name:<9} p50 {:.2} ms, p99 {:.2} ms (mean {:.2} ms, {} observed)\n",
+                        q.p50_ms, q.p99_ms, q.mean_ms, q.count
+                    ));
+                }
+            }
+        }
+        if let Some(t) = &self.latency_target {
+            let met = |ok: bool| if ok { "met" } else { "not met" };
+            out.push_str(&format!(
+                "  target p50 <= {} ms + PUT p50 + commit p50 + 3 ms = {:.2} ms (window {} ms): measured {:.2} ms, {}\n",
+                t.window_ms / 2.0,
+                t.p50_bound_ms,
+                t.window_ms,
+                t.p50_ms,
+                met(t.p50_met)
+            ));
+            out.push_str(&format!(
+                "  target p99 <= {} ms + PUT p99 + commit p50 + 10 ms = {:.2} ms: measured {:.2} ms, {}\n",
+                t.window_ms,
+                t.p99_bound_ms,
+                t.p99_ms,
+                met(t.p99_met)
             ));
         }
         if let Some(e) = &self.first_error {
@@ -1412,10 +1928,169 @@ infinistream_object_store_seconds_count{op=\"get\",outcome=\"error\"} 2\n";
         assert_eq!(m.objects_per_sec, 20.0);
     }
 
+    /// A histogram page as the agent's prometheus registry writes it.
+    fn histogram_page(name: &str, labels: &str, counts: &[(&str, u64)], sum: f64) -> String {
+        let mut page = format!("# TYPE {name} histogram\n");
+        for (le, count) in counts {
+            page.push_str(&format!("{name}_bucket{{{labels},le=\"{le}\"}} {count}\n"));
+        }
+        let total = counts.last().map_or(0, |c| c.1);
+        page.push_str(&format!("{name}_sum{{{labels}}} {sum}\n"));
+        page.push_str(&format!("{name}_count{{{labels}}} {total}\n"));
+        page
+    }
+
+    #[test]
+    fn agent_quantiles_come_from_bucket_deltas() {
+        let put = "infinistream_object_store_seconds";
+        let stage = "infinistream_flush_stage_seconds";
+        let labels = "op=\"put\",outcome=\"ok\"";
+        let les = ["0.001", "0.0025", "0.005", "0.01", "+Inf"];
+        let page = |put_counts: [u64; 5], put_sum: f64, commit_counts: [u64; 5]| {
+            let zip = |c: [u64; 5]| les.iter().copied().zip(c).collect::<Vec<_>>();
+            histogram_page(put, labels, &zip(put_counts), put_sum)
+                + &histogram_page(stage, "stage=\"commit\"", &zip(commit_counts), 0.5)
+                + &histogram_page(stage, "stage=\"upload\"", &zip([0; 5]), 0.0)
+        };
+        // Before: 4 PUTs all in (1, 2.5] ms, which the delta must remove.
+        let before = parse_metrics(&page([0, 4, 4, 4, 4], 0.008, [0, 0, 0, 0, 0]));
+        // After: +10 in (1, 2.5], +80 in (2.5, 5], +10 in (5, 10] ms; commits: 1 of 2 past 10 ms.
+        let after = parse_metrics(&page([0, 14, 94, 104, 104], 0.408, [0, 1, 1, 1, 2]));
+        let key = series_key(put, &[("outcome", "ok"), ("op", "put")]);
+        let delta = after.histograms[&key]
+            .since(before.histograms.get(&key))
+            .unwrap();
+        assert_eq!(delta.count, 100.0);
+        assert_eq!(
+            delta.buckets,
+            vec![
+                (0.001, 0.0),
+                (0.0025, 10.0),
+                (0.005, 90.0),
+                (0.01, 100.0),
+                (f64::INFINITY, 100.0)
+            ]
+        );
+        // Rank 50 is 40 of the 80 in (2.5, 5] ms: 2.5 + 2.5 * 40/80.
+        assert!((delta.quantile(0.5).unwrap() - 0.00375).abs() < 1e-12);
+        // Rank 99 is 9 of the 10 in (5, 10] ms.
+        assert!((delta.quantile(0.99).unwrap() - 0.0095).abs() < 1e-12);
+        // Rank 5 is the first half of the 10 in (1, 2.5] ms.
+        assert!((delta.quantile(0.05).unwrap() - 0.00175).abs() < 1e-12);
+
+        let agent = agent_metrics(Some(before), Some(after), 1000, Duration::from_secs(5)).unwrap();
+        let put_ms = agent.put_ms.unwrap();
+        assert_eq!(
+            (put_ms.count, put_ms.p50_ms, put_ms.p99_ms),
+            (100, 3.75, 9.5)
+        );
+        assert_eq!(put_ms.mean_ms, 4.0);
+        // The p99 of the commits falls in +Inf: the highest finite bound, as Prometheus answers.
+        let commit = agent.commit_ms.unwrap();
+        assert_eq!((commit.count, commit.p50_ms, commit.p99_ms), (2, 2.5, 10.0));
+        // Nothing uploaded during the run: no quantiles rather than zeros.
+        assert!(agent.upload_ms.is_none());
+        assert!(agent.wait_ms.is_none());
+
+        let mut options = PublishOptions::new("nats://x");
+        let measured = Latency {
+            count: 10,
+            mean: 30.0,
+            p50: 31.0,
+            p90: 50.0,
+            p99: 80.0,
+            p999: 90.0,
+            max: 95.0,
+        };
+        assert!(latency_target(&options, Some(&measured), Some(&agent)).is_none());
+        options.rate = Some(100.0);
+        let t = latency_target(&options, Some(&measured), Some(&agent)).unwrap();
+        // 25 + 3.75 + 2.5 + 3 and 50 + 9.5 + 2.5 + 10.
+        assert_eq!((t.p50_bound_ms, t.p99_bound_ms), (34.25, 72.0));
+        assert!(t.p50_met && !t.p99_met);
+        options.window = Duration::from_millis(20);
+        let t = latency_target(&options, Some(&measured), Some(&agent)).unwrap();
+        assert_eq!((t.p50_bound_ms, t.p99_bound_ms), (19.25, 42.0));
+        assert!(!t.p50_met);
+        let text = Report {
+            workload: "publish".into(),
+            url: "nats://x".into(),
+            params: Params::default(),
+            published: None,
+            publish_ack_latency_ms: Some(measured),
+            publish_ack_latency_from_send_ms: None,
+            open_loop: None,
+            consumed: None,
+            e2e_latency_ms: None,
+            agent: Some(agent),
+            latency_target: Some(t),
+            first_error: None,
+        }
+        .to_text();
+        assert!(
+            text.contains("target p50 <= 10 ms + PUT p50 + commit p50 + 3 ms = 19.25 ms (window 20 ms): measured 31.00 ms, not met"),
+            "{text}"
+        );
+        assert!(text.contains("interpolated"), "{text}");
+    }
+
+    #[test]
+    fn histogram_delta_refuses_a_restarted_agent() {
+        let page = |n: u64| histogram_page("h", "a=\"1\"", &[("0.1", n), ("+Inf", n)], 0.0);
+        let before = parse_metrics(&page(5));
+        let after = parse_metrics(&page(3));
+        let key = series_key("h", &[("a", "1")]);
+        assert!(
+            after.histograms[&key]
+                .since(before.histograms.get(&key))
+                .is_none()
+        );
+        assert!(after.histograms[&key].since(None).is_some());
+        let empty = parse_metrics(&page(0));
+        assert_eq!(empty.histograms[&key].quantile(0.5), None);
+    }
+
+    #[test]
+    fn samples_parse_with_escapes_and_timestamps() {
+        let (name, labels, value) =
+            parse_sample(r#"x_bucket{a="q\"u,o}te",le="+Inf"} 12 1700000000000"#).unwrap();
+        assert_eq!(name, "x_bucket");
+        assert_eq!(
+            labels,
+            vec![
+                ("a".to_owned(), "q\"u,o}te".to_owned()),
+                ("le".to_owned(), "+Inf".to_owned())
+            ]
+        );
+        assert_eq!(value, 12.0);
+        assert_eq!(parse_sample("up 1").map(|s| s.2), Some(1.0));
+        assert!(parse_sample("# HELP up x").is_none());
+        assert!(parse_sample("broken{a=1} 2").is_none());
+    }
+
+    #[test]
+    fn schedules_keep_one_publish_per_slot_without_drift() {
+        let start = Instant::now();
+        let s = Schedule {
+            start,
+            interval_secs: 1.0 / 3.0,
+        };
+        assert_eq!(s.due(0, 0.0), start);
+        let late = s.due(3_000_000, 0.0) - start;
+        assert!((late.as_secs_f64() - 1_000_000.0).abs() < 1e-3, "{late:?}");
+        // Slots never overlap: publishes stay in order whatever their places in the slots.
+        assert!(s.due(7, 0.999_999) < s.due(8, 0.0));
+        let middle = s.due(6, 0.5) - start;
+        assert!(
+            (middle.as_secs_f64() - 6.5 / 3.0).abs() < 1e-9,
+            "{middle:?}"
+        );
+    }
+
     #[test]
     fn stamps_round_trip() {
         let payload = Bytes::from(vec![b'x'; 32]);
-        let stamped = stamp(&payload);
+        let stamped = stamp_at(&payload, unix_nanos());
         assert_eq!(stamped.len(), 32);
         let age = stamp_age(&stamped).unwrap();
         assert!(age < Duration::from_secs(1));

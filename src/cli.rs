@@ -373,6 +373,15 @@ pub struct BenchPublishFlags {
     /// Storage of created streams: file or memory (nats-server honours it; existing streams keep theirs).
     #[arg(long, value_name = "KIND", default_value = "file")]
     pub stream_storage: crate::bench::StreamStorage,
+    /// Open loop: R publishes per second in total, split evenly over the clients; each client
+    /// sends one publish per slot of clients/R seconds, at a random point of the slot, whatever
+    /// the acks (still at most --inflight unacknowledged); latency counts from the scheduled
+    /// time. Without it: closed loop, as fast as --inflight allows.
+    #[arg(long, value_name = "R", value_parser = parse_bench_rate)]
+    pub rate: Option<f64>,
+    /// The agent's batch window, only for the latency bound printed in --rate mode.
+    #[arg(long, value_name = "W", default_value_t = 50.0, value_parser = parse_bench_rate)]
+    pub window_ms: f64,
 }
 
 #[derive(Debug, Args)]
@@ -428,6 +437,14 @@ fn parse_bench_size(s: &str) -> Result<usize, String> {
     usize::try_from(config::parse_size(s)?).map_err(|_| "too large".to_owned())
 }
 
+/// A positive, finite number (a rate, milliseconds).
+fn parse_bench_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a positive number")),
+    }
+}
+
 fn parse_bench_duration(s: &str) -> Result<std::time::Duration, String> {
     config::parse_duration(s, std::time::Duration::from_secs(1))
 }
@@ -449,6 +466,8 @@ impl BenchPublishFlags {
             storage: self.stream_storage,
             metrics_url: common.metrics_url.clone(),
             progress: !common.quiet,
+            rate: self.rate,
+            window: std::time::Duration::from_secs_f64(self.window_ms / 1000.0),
         }
     }
 }
@@ -881,6 +900,47 @@ mod tests {
         assert_eq!(o.limit, Limit::Msgs(1000));
         assert_eq!(o.storage, crate::bench::StreamStorage::Memory);
         assert!(o.create && o.progress);
+        assert_eq!(o.rate, None);
+        assert_eq!(o.window, crate::bench::DEFAULT_WINDOW);
+    }
+
+    #[test]
+    fn bench_rate_flags() {
+        let env = HashMap::new();
+        let inv = parse(
+            &s(&[
+                "infinistream",
+                "bench",
+                "e2e",
+                "--rate",
+                "1000",
+                "--window-ms",
+                "20",
+                "--duration",
+                "10",
+            ]),
+            &env,
+        )
+        .unwrap();
+        let Run::Bench {
+            command: BenchCommand::E2e(o),
+            ..
+        } = inv.run
+        else {
+            panic!("not bench e2e")
+        };
+        assert_eq!(o.publish.rate, Some(1000.0));
+        assert_eq!(o.publish.window, std::time::Duration::from_millis(20));
+        for bad in ["0", "-5", "x", "inf"] {
+            assert!(
+                parse(
+                    &s(&["infinistream", "bench", "publish", "--rate", bad]),
+                    &env
+                )
+                .is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

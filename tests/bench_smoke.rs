@@ -57,6 +57,110 @@ async fn publish_reports_throughput_latency_and_objects() {
     assert!(!report.to_text().is_empty());
 }
 
+/// Open loop (`--rate`): the schedule, not the acks, sets how many publishes go out, and the
+/// agent's PUT and commit quantiles come back with issue 7's bound. No assertion on latency values.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_mode_publishes_on_schedule_and_reports_the_target() {
+    let stack = Stack::start(1);
+    let mut o = publish_options(&stack);
+    o.rate = Some(200.0);
+    o.limit = Limit::Duration(Duration::from_secs(3));
+    o.inflight = 100;
+    let report = tokio::time::timeout(
+        Duration::from_secs(60),
+        bench::run(BenchCommand::Publish(o.clone())),
+    )
+    .await
+    .expect("bench finished in time")
+    .expect("bench ran");
+    let json: Value = serde_json::to_value(&report).expect("report serializes");
+    assert_eq!(json["params"]["rate"], 200.0, "{json:#}");
+    assert_eq!(json["params"]["window_ms"], 50.0, "{json:#}");
+    let published = &json["published"];
+    // 2 clients x 100/s x 3 s, whatever the acks took.
+    let msgs = published["msgs"].as_u64().unwrap();
+    assert!((594..=606).contains(&msgs), "{json:#}");
+    assert_eq!(published["errors"], 0, "{json:#}");
+    // The last publishes are due just before 3 s: the run cannot have been shorter.
+    assert!(published["seconds"].as_f64().unwrap() >= 2.9, "{json:#}");
+    let open_loop = &json["open_loop"];
+    assert_eq!(open_loop["sent"].as_u64(), Some(msgs), "{json:#}");
+    assert_eq!(open_loop["rate_per_client"], 100.0);
+    assert_eq!(open_loop["send_lag_ms"]["count"].as_u64(), Some(msgs));
+    for field in ["publish_ack_latency_ms", "publish_ack_latency_from_send_ms"] {
+        assert_eq!(
+            json[field]["count"].as_u64(),
+            Some(msgs),
+            "{field} in {json:#}"
+        );
+        assert!(
+            json[field]["p50"].as_f64().unwrap() > 0.0,
+            "{field} in {json:#}"
+        );
+    }
+    let agent = &json["agent"];
+    for histogram in [
+        "put_ms",
+        "commit_ms",
+        "upload_ms",
+        "wait_ms",
+        "publish_ack_ms",
+    ] {
+        assert!(
+            agent[histogram]["count"].as_u64().unwrap() > 0,
+            "{histogram} in {json:#}"
+        );
+        let (p50, p99) = (&agent[histogram]["p50_ms"], &agent[histogram]["p99_ms"]);
+        assert!(
+            p50.as_f64().unwrap() <= p99.as_f64().unwrap(),
+            "{histogram}"
+        );
+    }
+    let target = &json["latency_target"];
+    assert_eq!(target["window_ms"], 50.0, "{json:#}");
+    let bound = 25.0
+        + agent["put_ms"]["p50_ms"].as_f64().unwrap()
+        + agent["commit_ms"]["p50_ms"].as_f64().unwrap()
+        + 3.0;
+    assert!(
+        (target["p50_bound_ms"].as_f64().unwrap() - bound).abs() < 0.01,
+        "{json:#}"
+    );
+    assert_eq!(
+        target["p50_ms"], json["publish_ack_latency_ms"]["p50"],
+        "{json:#}"
+    );
+    assert!(target["p50_met"].is_boolean() && target["p99_met"].is_boolean());
+    let text = report.to_text();
+    println!("{text}");
+    assert!(text.contains("target p50 <= 25 ms + PUT p50"), "{text}");
+    assert!(text.contains("send->ack"), "{text}");
+
+    // The same schedule drives e2e, and every message scheduled is also received.
+    o.metrics_url = None;
+    o.rate = Some(100.0);
+    o.limit = Limit::Duration(Duration::from_secs(1));
+    let e2e = tokio::time::timeout(
+        Duration::from_secs(60),
+        bench::run(BenchCommand::E2e(E2eOptions {
+            publish: o,
+            batch: 50,
+            ack: true,
+        })),
+    )
+    .await
+    .expect("e2e finished in time")
+    .expect("e2e ran");
+    let json: Value = serde_json::to_value(&e2e).expect("report serializes");
+    let msgs = json["published"]["msgs"].as_u64().unwrap();
+    assert!((98..=102).contains(&msgs), "{json:#}");
+    assert_eq!(json["consumed"]["msgs"].as_u64(), Some(msgs), "{json:#}");
+    assert!(
+        json["latency_target"].is_null(),
+        "no metrics, no bound: {json:#}"
+    );
+}
+
 /// Pull consumers are served by another part of the agent. Until the agent accepts
 /// CONSUMER.CREATE this test stops after publishing (it says so on stderr); from then on it
 /// checks the consuming workloads too, without anyone having to remember to enable it.
