@@ -812,6 +812,43 @@ pub fn decode_record(buf: Bytes, index: u32) -> Result<Record, FormatError> {
     cut_record(&data, &mut pos, entry)
 }
 
+/// Decodes the records at `indices` of a block (any order, repeats allowed), one answer per
+/// index. The block is checksummed and its table parsed once; only the asked-for records are
+/// built, so a reader taking a few hundred records of a block of thousands does not pay for the
+/// rest.
+///
+/// # Errors
+///
+/// The outer error when the block itself is bad (checksum, table); a per-index
+/// [`FormatError::RecordOutOfRange`] for an index past the end.
+pub fn decode_records(
+    buf: Bytes,
+    indices: &[u32],
+) -> Result<Vec<Result<Record, FormatError>>, FormatError> {
+    let parts = parse_block(&buf)?;
+    let entries = &parts.table.entries;
+    let count = u32::try_from(entries.len()).unwrap_or(u32::MAX);
+    // parse_block proved every length and their sum fit the data region.
+    let mut starts = Vec::with_capacity(entries.len());
+    let mut pos: u64 = 0;
+    for e in entries {
+        starts.push(pos);
+        pos += e.subject_len + e.headers_len.unwrap_or(0) + e.payload_len;
+    }
+    let data = buf.slice(parts.data_start..parts.data_end);
+    Ok(indices
+        .iter()
+        .map(|&index| {
+            let idx = usize::try_from(index).unwrap_or(usize::MAX);
+            let (Some(entry), Some(&start)) = (entries.get(idx), starts.get(idx)) else {
+                return Err(FormatError::RecordOutOfRange { index, count });
+            };
+            let mut pos = to_usize(start, "record offset")?;
+            cut_record(&data, &mut pos, entry)
+        })
+        .collect())
+}
+
 /// Parses the trailer from the last [`TRAILER_LEN`] bytes of `tail` (the end of an object).
 pub fn read_trailer(tail: &[u8]) -> Result<Trailer, FormatError> {
     let start = tail
@@ -1113,6 +1150,30 @@ mod tests {
         assert!(!chunks.iter().any(|c| c.as_ptr() == datas[0].as_ptr()));
         let decoded = decode_object(Bytes::from(joined)).expect("decodes");
         assert_eq!(decoded.blocks[1].records, streams[1].1);
+    }
+
+    #[test]
+    fn decode_records_builds_only_the_asked_for_records() {
+        let records = vec![
+            rec("a", None, b"1", 1),
+            rec("b", Some(b"NATS/1.0\r\n\r\n"), b"22", 2),
+            rec("c", Some(b""), b"", 3),
+        ];
+        let mut b = ObjectBuilder::new();
+        let block = b.add_block("S", &records);
+        let object = b.finish();
+        let buf = object.slice(block.offset as usize..(block.offset + block.len) as usize);
+        let got = decode_records(buf.clone(), &[2, 0, 2, 3]).expect("block is fine");
+        assert_eq!(got[0].as_ref().ok(), Some(&records[2]));
+        assert_eq!(got[1].as_ref().ok(), Some(&records[0]));
+        assert_eq!(got[2].as_ref().ok(), Some(&records[2]));
+        assert!(matches!(
+            got[3],
+            Err(FormatError::RecordOutOfRange { index: 3, count: 3 })
+        ));
+        let mut bad = buf.to_vec();
+        bad[8] ^= 1;
+        assert!(decode_records(Bytes::from(bad), &[0]).is_err());
     }
 
     #[test]

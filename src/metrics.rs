@@ -44,9 +44,12 @@ fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     c
 }
 
+/// Fine where a window lives (tens of ms) and where local PUTs and commits do (sub-ms to a few
+/// ms), so quantiles interpolated from them (`infinistream bench`) are close to the truth.
 fn latency_buckets() -> Vec<f64> {
     vec![
-        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04,
+        0.05, 0.06, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
     ]
 }
 

@@ -560,23 +560,22 @@ pub(crate) async fn read_all(reader: &Reader, claim: &ClaimResponse) -> Vec<Read
         match reader.read_block(&BlockLocation::of(loc)).await {
             // One checksum and one table parse per block, however many of its records a claim
             // takes (decoding record by record would redo both for each: quadratic in the
-            // block's size).
-            Ok(block) => match crate::format::decode_block(block) {
-                Ok(records) => members
+            // block's size), and only the claimed records built (a pull takes hundreds of a
+            // block's thousands).
+            Ok(block) => match crate::format::decode_records(
+                block,
+                &members
                     .iter()
-                    .map(|i| {
-                        let loc = &claim.messages[*i].location;
-                        usize::try_from(loc.index)
-                            .ok()
-                            .and_then(|idx| records.get(idx).cloned())
-                            .ok_or_else(|| crate::read::ReadError::Corrupt {
-                                key: loc.object_key.clone(),
-                                message: format!(
-                                    "record {} out of range ({} records)",
-                                    loc.index,
-                                    records.len()
-                                ),
-                            })
+                    .map(|i| claim.messages[*i].location.index)
+                    .collect::<Vec<_>>(),
+            ) {
+                Ok(records) => records
+                    .into_iter()
+                    .map(|r| {
+                        r.map_err(|e| crate::read::ReadError::Corrupt {
+                            key: loc.object_key.clone(),
+                            message: e.to_string(),
+                        })
                     })
                     .collect::<Vec<_>>(),
                 Err(e) => {
