@@ -8,29 +8,9 @@ use async_nats::jetstream::{self, stream};
 use bytes::Bytes;
 use common::{Stack, TestAgent};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// A plain HTTP/1.0 GET: status and body.
 async fn get(port: u16, path: &str) -> (u16, String) {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect monitor");
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
-        .await
-        .expect("write");
-    let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
-        .await
-        .expect("answered in time")
-        .expect("read");
-    let text = String::from_utf8(buf).expect("utf-8");
-    let (head, body) = text.split_once("\r\n\r\n").expect("http response");
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status");
-    (status, body.to_string())
+    common::http_get(port, path, &[]).await
 }
 
 async fn get_json(port: u16, path: &str) -> (u16, Value) {

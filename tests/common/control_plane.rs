@@ -113,31 +113,20 @@ impl TestControlPlane {
     /// Successful requests to `endpoint` (a route pattern such as `/v1/commits`) since this
     /// instance started, from its own `/metrics`.
     pub async fn ok_requests(&self, endpoint: &str) -> u64 {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-            .await
-            .expect("connect control plane");
-        let request = format!(
-            "GET /metrics HTTP/1.0\r\nHost: localhost\r\nx-infinistream-group-id: {GROUP_ID}\r\nAuthorization: Bearer {GROUP_KEY}\r\n\r\n"
-        );
-        s.write_all(request.as_bytes()).await.expect("write");
-        let mut buf = Vec::new();
-        tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
-            .await
-            .expect("answered in time")
-            .expect("read");
-        let text = String::from_utf8(buf).expect("utf-8");
-        assert!(
-            text.starts_with("HTTP/1.0 200") || text.starts_with("HTTP/1.1 200"),
-            "{text}"
-        );
+        let (status, page) = super::http_get(
+            self.port,
+            "/metrics",
+            &[
+                format!("x-infinistream-group-id: {GROUP_ID}"),
+                format!("Authorization: Bearer {GROUP_KEY}"),
+            ],
+        )
+        .await;
+        assert_eq!(status, 200, "{page}");
         let series = format!(
-            "infinistream_control_plane_requests_total{{endpoint=\"{endpoint}\",status=\"200\"}} "
+            "infinistream_control_plane_requests_total{{endpoint=\"{endpoint}\",status=\"200\"}}"
         );
-        text.lines()
-            .find_map(|l| l.strip_prefix(&series))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0)
+        super::metric_value(&page, &series).unwrap_or(0.0) as u64
     }
 
     /// Object keys recorded as uploaded but never committed.

@@ -37,6 +37,43 @@ pub async fn sync(client: &async_nats::Client) {
     }
 }
 
+/// A plain HTTP/1.0 GET on loopback with extra header lines (`"Name: value"`): status and body.
+pub async fn http_get(port: u16, path: &str, headers: &[String]) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let mut request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n");
+    for h in headers {
+        request.push_str(h);
+        request.push_str("\r\n");
+    }
+    request.push_str("\r\n");
+    s.write_all(request.as_bytes()).await.expect("write");
+    let mut buf = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut buf))
+        .await
+        .expect("answered in time")
+        .expect("read");
+    let text = String::from_utf8(buf).expect("utf-8");
+    let (head, body) = text.split_once("\r\n\r\n").expect("http response");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    (status, body.to_string())
+}
+
+/// The value of the first sample of `series` (a metric name with its labels, as printed) in a
+/// Prometheus text page.
+pub fn metric_value(page: &str, series: &str) -> Option<f64> {
+    let prefix = format!("{series} ");
+    page.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// An async-nats client and its JetStream context.
 pub async fn connect(url: &str) -> (async_nats::Client, async_nats::jetstream::Context) {
     let client = async_nats::connect(url).await.expect("connect");

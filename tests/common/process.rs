@@ -117,21 +117,8 @@ impl AgentProcess {
     /// The value of an unlabelled metric on the agent's `/metrics`, 0 when absent.
     #[allow(dead_code)]
     pub async fn metric(&self, name: &str) -> f64 {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", self.http_port)).await else {
-            return 0.0;
-        };
-        let _ = s
-            .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
-            .await;
-        let mut buf = Vec::new();
-        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
-        let prefix = format!("{name} ");
-        String::from_utf8_lossy(&buf)
-            .lines()
-            .find_map(|l| l.strip_prefix(&prefix))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0.0)
+        let (_, page) = super::http_get(self.http_port, "/metrics", &[]).await;
+        super::metric_value(&page, name).unwrap_or(0.0)
     }
 }
 
