@@ -166,7 +166,7 @@ pub static INFLIGHT_MSGS: LazyLock<IntGauge> = LazyLock::new(|| {
 pub static UNSEALED_BYTES: LazyLock<IntGauge> = LazyLock::new(|| {
     gauge(
         "infinistream_unsealed_bytes",
-        "bytes of jetstream publishes waiting in batchers for the next seal",
+        "bytes of jetstream publishes waiting in batchers for the next seal (updated in 256 KiB steps per stream)",
     )
 });
 pub static SEALED_BLOCKS: LazyLock<IntGauge> = LazyLock::new(|| {

@@ -52,6 +52,20 @@ async fn api(client: &async_nats::Client, subject: &str, body: Value) -> Value {
     serde_json::from_slice(&reply.payload).expect("json")
 }
 
+/// An existing durable pull consumer, looked up through `js`.
+async fn pull_consumer(
+    js: &jetstream::Context,
+    stream: &str,
+    name: &str,
+) -> consumer::PullConsumer {
+    js.get_stream(stream)
+        .await
+        .expect("stream")
+        .get_consumer(name)
+        .await
+        .expect("consumer")
+}
+
 fn explicit(name: &str) -> pull::Config {
     pull::Config {
         durable_name: Some(name.to_string()),
@@ -424,13 +438,7 @@ async fn exactly_once_with_three_pull_clients() {
         let url = stack.url(i % 2);
         tasks.push(tokio::spawn(async move {
             let (_c, js) = connect(&url).await;
-            let c: consumer::PullConsumer = js
-                .get_stream("E")
-                .await
-                .expect("stream")
-                .get_consumer("W")
-                .await
-                .expect("consumer");
+            let c = pull_consumer(&js, "E", "W").await;
             let mut seen = Vec::new();
             let mut idle = Instant::now();
             while idle.elapsed() < Duration::from_secs(2) {
@@ -478,13 +486,7 @@ async fn durable_consumer_continues_on_another_agent() {
     drop(a);
 
     let (_b, js_b) = connect(&stack.url(0)).await;
-    let c: consumer::PullConsumer = js_b
-        .get_stream("M")
-        .await
-        .expect("stream")
-        .get_consumer("D")
-        .await
-        .expect("consumer");
+    let c = pull_consumer(&js_b, "M", "D").await;
     let mut rest = Vec::new();
     let mut b = c
         .batch()
@@ -534,13 +536,7 @@ async fn durable_consumer_continues_after_its_agent_is_killed() {
     drop(a); // SIGKILL: no graceful shutdown, seq 4 stays delivered and unacked
 
     let (_b, js_b) = connect(&stack.url(0)).await;
-    let c: consumer::PullConsumer = js_b
-        .get_stream("K")
-        .await
-        .expect("stream")
-        .get_consumer("D")
-        .await
-        .expect("consumer");
+    let c = pull_consumer(&js_b, "K", "D").await;
     let mut rest = Vec::new();
     let started = Instant::now();
     while rest.len() < 7 && started.elapsed() < WAIT {

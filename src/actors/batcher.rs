@@ -55,8 +55,8 @@ pub struct StreamBatch {
 }
 
 impl StreamBatch {
-    /// A batch of messages as they are (tests and internal publishers): copies them into
-    /// block data like a batcher does.
+    /// A batch of messages as they are: copies them into block data like a batcher does.
+    #[cfg(test)]
     pub fn from_messages(stream: impl Into<String>, messages: Vec<(NatsMsg, i64)>) -> Self {
         let mut data = BytesMut::new();
         let pending = messages
@@ -151,6 +151,8 @@ pub struct Batcher {
     data: BytesMut,
     /// Block data of the previous window: the first reservation of the next one.
     last_window_bytes: usize,
+    /// What this batcher has added to `infinistream_unsealed_bytes` for the current window.
+    gauged_bytes: usize,
     pending_bytes: usize,
     reported_bytes: usize,
     last_timestamp: i64,
@@ -164,6 +166,7 @@ impl Batcher {
             pending: Vec::new(),
             data: BytesMut::new(),
             last_window_bytes: 0,
+            gauged_bytes: 0,
             pending_bytes: 0,
             reported_bytes: 0,
             last_timestamp: 0,
@@ -205,7 +208,6 @@ impl Handler<StreamPublish> for Batcher {
             self.data.reserve(need.max(grow).max(MIN_RESERVE));
         }
         let meta = append_record(&mut self.data, &m.msg, timestamp_nanos);
-        metrics::UNSEALED_BYTES.add(need as i64);
         // The message's own bytes are dropped here; the reply subject is copied out because a
         // slice of it would keep the connection's whole read buffer alive until the ack.
         let reply = m.msg.reply.map(|r| ByteString::from(&*r));
@@ -223,6 +225,9 @@ impl Handler<StreamPublish> for Batcher {
         });
         self.pending_bytes += size;
         if first || self.pending_bytes - self.reported_bytes >= REPORT_STEP {
+            // The gauge moves with the flusher's reports, not per message.
+            metrics::UNSEALED_BYTES.add((self.data.len() - self.gauged_bytes) as i64);
+            self.gauged_bytes = self.data.len();
             self.flusher.do_send(MarkDirty {
                 batcher: ctx.address().recipient(),
                 first,
@@ -243,7 +248,8 @@ impl Handler<Drain> for Batcher {
         // windows; the next window reserves from `last_window_bytes`.
         let data = std::mem::take(&mut self.data);
         self.last_window_bytes = data.len();
-        metrics::UNSEALED_BYTES.sub(data.len() as i64);
+        metrics::UNSEALED_BYTES.sub(self.gauged_bytes as i64);
+        self.gauged_bytes = 0;
         let mut batch = StreamBatch {
             stream: self.stream.clone(),
             pending: std::mem::take(&mut self.pending),
