@@ -200,62 +200,125 @@ fn remove_one<T: PartialEq>(values: &mut Vec<T>, value: &T) -> bool {
     }
 }
 
-fn remove_rec<T: PartialEq>(node: &mut Node<T>, mut toks: Split<'_, char>, value: &T) -> bool {
-    let Some(tok) = next_tok(&mut toks) else {
-        return remove_one(&mut node.here, value);
+/// Removes one `value` stored under `pattern`, then prunes the nodes left empty. Iterative: a
+/// pattern may have as many tokens as a control line (or a JSON body) has dots, so neither this
+/// nor the walks below use the call stack per token.
+fn remove_path<T: PartialEq>(root: &mut Node<T>, pattern: &str, value: &T) -> bool {
+    // The tokens leading to the node that holds the value, as edges: Some(literal) or None (`*`).
+    let mut edges: Vec<Option<&str>> = Vec::new();
+    let mut fwc = false;
+    let mut toks = tokens(pattern);
+    while let Some(tok) = next_tok(&mut toks) {
+        match tok {
+            Tok::Fwc => {
+                fwc = true;
+                break;
+            }
+            Tok::Pwc => edges.push(None),
+            Tok::Lit(t) => edges.push(Some(t)),
+        }
+    }
+    let removed = {
+        let mut node = &mut *root;
+        for edge in &edges {
+            let next = match edge {
+                Some(t) => node.literal.get_mut(*t),
+                None => node.pwc.as_deref_mut(),
+            };
+            match next {
+                Some(n) => node = n,
+                None => return false,
+            }
+        }
+        if fwc {
+            remove_one(&mut node.fwc, value)
+        } else {
+            remove_one(&mut node.here, value)
+        }
     };
-    match tok {
-        Tok::Fwc => remove_one(&mut node.fwc, value),
-        Tok::Pwc => {
-            let Some(child) = node.pwc.as_deref_mut() else {
-                return false;
+    if removed {
+        prune(root, &edges);
+    }
+    removed
+}
+
+/// Drops the deepest empty node along `edges`, then its parent if that became empty, and so on.
+fn prune<T>(root: &mut Node<T>, edges: &[Option<&str>]) {
+    for depth in (0..edges.len()).rev() {
+        let mut parent = &mut *root;
+        for edge in &edges[..depth] {
+            let next = match edge {
+                Some(t) => parent.literal.get_mut(*t),
+                None => parent.pwc.as_deref_mut(),
             };
-            let removed = remove_rec(child, toks, value);
-            if removed && child.is_empty() {
-                node.pwc = None;
+            match next {
+                Some(n) => parent = n,
+                None => return,
             }
-            removed
         }
-        Tok::Lit(t) => {
-            let Some(child) = node.literal.get_mut(t) else {
-                return false;
-            };
-            let removed = remove_rec(child, toks, value);
-            if removed && child.is_empty() {
-                node.literal.remove(t);
+        let empty = match edges[depth] {
+            Some(t) => parent.literal.get(t).is_some_and(Node::is_empty),
+            None => parent.pwc.as_deref().is_some_and(Node::is_empty),
+        };
+        if !empty {
+            return;
+        }
+        match edges[depth] {
+            Some(t) => {
+                parent.literal.remove(t);
             }
-            removed
+            None => parent.pwc = None,
         }
     }
 }
 
-fn walk<T, F: FnMut(&T)>(node: &Node<T>, mut toks: Split<'_, char>, f: &mut F) {
-    match toks.next() {
-        None => node.here.iter().for_each(&mut *f),
-        Some(tok) => {
-            node.fwc.iter().for_each(&mut *f);
-            if let Some(p) = &node.pwc {
-                walk(p, toks.clone(), f);
-            }
-            if let Some(c) = node.literal.get(tok) {
-                walk(c, toks, f);
-            }
+/// Visits every node reached by the tokens of `subject` (a literal), depth first with an
+/// explicit stack, calling `visit(node, rest_is_empty)` for each: `rest_is_empty` is true when
+/// the subject ends at that node. Returns early when `visit` returns true.
+fn visit<'a, T>(
+    root: &'a Node<T>,
+    subject: &'a str,
+    mut visit: impl FnMut(&'a Node<T>, bool) -> bool,
+) -> bool {
+    let mut stack: Vec<(&'a Node<T>, Split<'a, char>)> = vec![(root, tokens(subject))];
+    while let Some((node, mut toks)) = stack.pop() {
+        let tok = toks.next();
+        if visit(node, tok.is_none()) {
+            return true;
+        }
+        let Some(tok) = tok else {
+            continue;
+        };
+        // Pushed literal first so the `*` branch is visited first, as the recursive walk did.
+        if let Some(c) = node.literal.get(tok) {
+            stack.push((c, toks.clone()));
+        }
+        if let Some(p) = &node.pwc {
+            stack.push((p, toks));
         }
     }
+    false
 }
 
-fn any_match<T>(node: &Node<T>, mut toks: Split<'_, char>) -> bool {
-    match toks.next() {
-        None => !node.here.is_empty(),
-        Some(tok) => {
-            !node.fwc.is_empty()
-                || node
-                    .pwc
-                    .as_ref()
-                    .is_some_and(|p| any_match(p, toks.clone()))
-                || node.literal.get(tok).is_some_and(|c| any_match(c, toks))
+fn walk<T, F: FnMut(&T)>(node: &Node<T>, subject: &str, f: &mut F) {
+    visit(node, subject, |n, end| {
+        if end {
+            n.here.iter().for_each(&mut *f);
+        } else {
+            n.fwc.iter().for_each(&mut *f);
         }
-    }
+        false
+    });
+}
+
+fn any_match<T>(node: &Node<T>, subject: &str) -> bool {
+    visit(node, subject, |n, end| {
+        if end {
+            !n.here.is_empty()
+        } else {
+            !n.fwc.is_empty()
+        }
+    })
 }
 
 /// A token trie from wildcard patterns to values.
@@ -302,7 +365,7 @@ impl<T: Clone + PartialEq> SubjectTree<T> {
     /// Removes one `value` stored under `pattern`; true if it was there. Nodes left empty are
     /// pruned.
     pub fn remove(&mut self, pattern: &str, value: &T) -> bool {
-        let removed = remove_rec(&mut self.root, tokens(pattern), value);
+        let removed = remove_path(&mut self.root, pattern, value);
         if removed {
             self.len -= 1;
         }
@@ -315,12 +378,12 @@ impl<T: Clone + PartialEq> SubjectTree<T> {
         if has_empty_token(subject) {
             return;
         }
-        walk(&self.root, tokens(subject), &mut f);
+        walk(&self.root, subject, &mut f);
     }
 
     /// Whether any value's pattern matches `subject` (stops at the first).
     pub fn has_match(&self, subject: &str) -> bool {
-        !has_empty_token(subject) && any_match(&self.root, tokens(subject))
+        !has_empty_token(subject) && any_match(&self.root, subject)
     }
 
     /// Number of stored values.

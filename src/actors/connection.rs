@@ -68,6 +68,11 @@ type Frame = Result<(ClientOp, Option<BudgetPermit>), ProtocolError>;
 struct SubState {
     max: Option<u64>,
     delivered: u64,
+    /// Which SUB of this sid this is (a sid may be reused once unsubscribed).
+    generation: u64,
+    /// The client sent UNSUB: messages routed before it are still delivered, until the router
+    /// confirms (`Synced::Unsubscribed`), as nats-server applies a connection's ops in order.
+    unsubscribed: bool,
 }
 
 pub struct Connection {
@@ -276,16 +281,22 @@ impl Connection {
                     self.send(ServerOp::Err("Invalid Subject".into()));
                     return;
                 }
-                if self.subs.contains_key(&sid) {
-                    // nats-server ignores a SUB that reuses a live sid.
-                    self.ok();
-                    return;
-                }
+                let generation = match self.subs.get(&sid) {
+                    Some(s) if !s.unsubscribed => {
+                        // nats-server ignores a SUB that reuses a live sid.
+                        self.ok();
+                        return;
+                    }
+                    Some(s) => s.generation + 1,
+                    None => 0,
+                };
                 self.subs.insert(
                     sid.clone(),
                     SubState {
                         max: None,
                         delivered: 0,
+                        generation,
+                        unsubscribed: false,
                     },
                 );
                 self.router.do_send(Subscribe {
@@ -297,17 +308,21 @@ impl Connection {
                 self.ok();
             }
             ClientOp::Unsub { sid, max } => {
-                let remove = match (self.subs.get_mut(&sid), max) {
-                    (Some(s), Some(max)) if s.delivered < max => {
-                        s.max = Some(max);
-                        false
+                match (self.subs.get_mut(&sid), max) {
+                    (Some(s), _) if s.unsubscribed => {}
+                    (Some(s), Some(max)) if s.delivered < max => s.max = Some(max),
+                    (Some(s), _) => {
+                        // Kept until the router confirms, so the messages of earlier PUBs
+                        // (still on their way back) are delivered.
+                        s.unsubscribed = true;
+                        let generation = s.generation;
+                        self.router.do_send(Unsubscribe {
+                            conn: self.id,
+                            sid,
+                            generation,
+                        });
                     }
-                    (Some(_), _) => true,
-                    (None, _) => false,
-                };
-                if remove {
-                    self.subs.remove(&sid);
-                    self.router.do_send(Unsubscribe { conn: self.id, sid });
+                    (None, _) => {}
                 }
                 self.ok();
             }
@@ -415,7 +430,14 @@ impl StreamHandler<Frame> for Connection {
             return;
         }
         match item {
-            Ok((op, permit)) => self.handle_op(op, permit, ctx),
+            Ok((op, permit)) => {
+                let handled =
+                    crate::actors::guard::catch("connection", || self.handle_op(op, permit, ctx));
+                if handled.is_none() {
+                    // Its state may be half updated: this connection ends, the agent goes on.
+                    self.fatal("Internal Server Error", ctx);
+                }
+            }
             Err(ProtocolError::Io(e)) => {
                 tracing::debug!(cid = self.id, error = %e, "read failed, closing");
                 ctx.stop();
@@ -447,9 +469,22 @@ impl StreamHandler<Frame> for Connection {
 
 impl Handler<Synced> for Connection {
     type Result = ();
-    fn handle(&mut self, _: Synced, ctx: &mut Self::Context) {
-        self.send(ServerOp::Pong);
-        self.flush(ctx);
+    fn handle(&mut self, m: Synced, ctx: &mut Self::Context) {
+        match m {
+            Synced::Pong => {
+                self.send(ServerOp::Pong);
+                self.flush(ctx);
+            }
+            Synced::Unsubscribed { sid, generation } => {
+                if self
+                    .subs
+                    .get(&sid)
+                    .is_some_and(|s| s.unsubscribed && s.generation == generation)
+                {
+                    self.subs.remove(&sid);
+                }
+            }
+        }
     }
 }
 
@@ -462,10 +497,12 @@ impl Handler<Deliver> for Connection {
         sub.delivered += 1;
         let done = sub.max.is_some_and(|max| sub.delivered >= max);
         if done {
+            let generation = sub.generation;
             self.subs.remove(&m.sid);
             self.router.do_send(Unsubscribe {
                 conn: self.id,
                 sid: m.sid.clone(),
+                generation,
             });
         }
         // Clients that did not negotiate headers get the payload alone, as from nats-server.

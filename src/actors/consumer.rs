@@ -15,9 +15,13 @@ use bytes::Bytes;
 use bytestring::ByteString;
 use futures::future::join_all;
 
-use crate::actors::router::{DeliverTo, InternalMsg, NatsMsg, Publish, Router, SubscribeInternal};
+use crate::actors::router::{
+    DeliverTo, HasInterest, InterestIn, InternalMsg, NatsMsg, Publish, Router, SubscribeInternal,
+};
 use crate::control_plane::client::ControlPlaneClient;
-use crate::control_plane::consumers::{AckBatch, AckEntry, AckKind, ClaimRequest, ClaimResponse};
+use crate::control_plane::consumers::{
+    AckBatch, AckEntry, AckKind, ClaimRequest, ClaimResponse, WaitingCount, WaitingReport,
+};
 use crate::control_plane::model::MessageLocation;
 use crate::jetstream::consumer::{AckSubject, PullLimits, PullRequest, ack_subject};
 use crate::protocol::headers::{Headers, status_only};
@@ -33,6 +37,8 @@ const ACK_BATCH_MAX: usize = 1000;
 type Key = (String, String);
 
 struct Waiting {
+    /// Unique within this agent, to find the request again after an asynchronous check.
+    id: u64,
     reply: ByteString,
     /// The request as sent, until the control plane checked it against the consumer's limits.
     unchecked: Option<PullRequest>,
@@ -56,6 +62,8 @@ struct Waiters {
     limits: Option<PullLimits>,
     /// (consumer, stream) sequence last delivered, for idle heartbeats.
     last: (u64, u64),
+    /// The waiting count the control plane last heard (CONSUMER.INFO `num_waiting`).
+    reported: u64,
 }
 
 /// A buffered ack and who waits for its confirmation.
@@ -82,6 +90,9 @@ pub struct ConsumerManager {
     /// Every ack with a smaller id has been applied by the control plane (acks are flushed in
     /// arrival order, one flush at a time, failed ones retried first).
     acks_applied_below: u64,
+    next_request_id: u64,
+    /// An interest check of the waiting requests is under way (one at a time).
+    checking_interest: bool,
 }
 
 impl ConsumerManager {
@@ -100,6 +111,8 @@ impl ConsumerManager {
             acks_in_flight: false,
             next_ack_id: 0,
             acks_applied_below: 0,
+            next_request_id: 0,
+            checking_interest: false,
         }
     }
 
@@ -130,7 +143,10 @@ impl ConsumerManager {
         let expires = (req.expires > 0)
             .then(|| now + Duration::from_nanos(u64::try_from(req.expires).unwrap_or(0)));
         let acks_before = self.next_ack_id;
+        let id = self.next_request_id;
+        self.next_request_id += 1;
         w.queue.push_back(Waiting {
+            id,
             reply,
             unchecked: Some(req.clone()),
             acks_before,
@@ -181,9 +197,12 @@ impl ConsumerManager {
             }
         }
         let Some(front) = w.queue.front() else {
+            self.report_waiting(vec![key], ctx);
             return;
         };
         w.claiming = true;
+        w.reported = w.queue.len() as u64;
+        let (front_id, front_reply) = (front.id, front.reply.clone());
         // The acks this request must see applied ride on the claim: one round trip, not two.
         let carried: Vec<PendingAck> = if needs_acks {
             self.acks_in_flight = true;
@@ -203,8 +222,21 @@ impl ConsumerManager {
         };
         let client = self.client.clone();
         let reader = self.reader.clone();
+        let router = self.router.clone();
         ctx.spawn(
             async move {
+                // A request whose requester is gone (its reply subject has no subscription any
+                // more: a closed `consume()` or `fetch()`) is dropped, as nats-server does, and
+                // takes nothing: its messages would wait out ack_wait at a dead inbox.
+                let interested = router
+                    .send(HasInterest {
+                        subject: front_reply.to_string(),
+                    })
+                    .await
+                    .unwrap_or(true);
+                if !interested {
+                    return (request, None);
+                }
                 let res = client.consumer_claim(&request).await;
                 let res = match res {
                     Ok(Ok(claim)) => {
@@ -214,10 +246,20 @@ impl ConsumerManager {
                     Ok(Err(e)) => Ok(Err(e)),
                     Err(e) => Err(e),
                 };
-                (request, res)
+                (request, Some(res))
             }
             .into_actor(self)
             .map(move |(request, res), act, ctx| {
+                let Some(res) = res else {
+                    if !carried.is_empty() {
+                        // Not sent: back to the front of the acks, for the next flush.
+                        act.acks_in_flight = false;
+                        act.ack_batch_done(carried, false, ctx);
+                    }
+                    act.drop_request(&key, front_id);
+                    act.pump(key, ctx);
+                    return;
+                };
                 if carried.is_empty() {
                     act.claimed(key, request, res, ctx);
                     return;
@@ -379,11 +421,106 @@ impl ConsumerManager {
             if !w.queue.is_empty() && !w.claiming {
                 to_pump.push(key.clone());
             }
-            !w.queue.is_empty() || w.claiming
+            true
         });
         for key in to_pump {
             self.pump(key, ctx);
         }
+        self.check_interest(ctx);
+        let changed: Vec<Key> = self
+            .waiters
+            .iter()
+            .filter(|(_, w)| !w.claiming && w.queue.len() as u64 != w.reported)
+            .map(|(k, _)| k.clone())
+            .collect();
+        self.report_waiting(changed, ctx);
+        self.waiters
+            .retain(|_, w| !w.queue.is_empty() || w.claiming || w.reported > 0);
+    }
+
+    /// Removes one waiting request (no status: its requester is gone).
+    fn drop_request(&mut self, key: &Key, id: u64) {
+        if let Some(w) = self.waiters.get_mut(key) {
+            w.claiming = false;
+            w.queue.retain(|r| r.id != id);
+        }
+    }
+
+    /// Asks the router which waiting requests still have a subscriber on their reply subject and
+    /// drops the others, so `num_waiting` counts live requests only.
+    fn check_interest(&mut self, ctx: &mut Context<Self>) {
+        if self.checking_interest {
+            return;
+        }
+        let mut ids: Vec<(Key, u64)> = Vec::new();
+        let mut subjects: Vec<ByteString> = Vec::new();
+        for (key, w) in &self.waiters {
+            // The front of a claiming queue is checked by its claim.
+            let skip = usize::from(w.claiming);
+            for r in w.queue.iter().skip(skip) {
+                ids.push((key.clone(), r.id));
+                subjects.push(r.reply.clone());
+            }
+        }
+        if subjects.is_empty() {
+            return;
+        }
+        self.checking_interest = true;
+        let router = self.router.clone();
+        ctx.spawn(
+            async move { router.send(InterestIn { subjects }).await }
+                .into_actor(self)
+                .map(move |answer, act, _| {
+                    act.checking_interest = false;
+                    let Ok(answer) = answer else {
+                        return;
+                    };
+                    for ((key, id), interested) in ids.into_iter().zip(answer) {
+                        let Some(w) = act.waiters.get_mut(&key) else {
+                            continue;
+                        };
+                        // A claim started since for the front request: it checks for itself.
+                        let claimed_front =
+                            w.claiming && w.queue.front().is_some_and(|r| r.id == id);
+                        if !interested && !claimed_front {
+                            w.queue.retain(|r| r.id != id);
+                        }
+                    }
+                }),
+        );
+    }
+
+    /// Tells the control plane how many requests wait for each of `keys` (CONSUMER.INFO
+    /// `num_waiting`) when that changed without a claim to carry it.
+    fn report_waiting(&mut self, keys: Vec<Key>, ctx: &mut Context<Self>) {
+        let mut counts = Vec::new();
+        for key in keys {
+            let Some(w) = self.waiters.get_mut(&key) else {
+                continue;
+            };
+            let waiting = w.queue.len() as u64;
+            if waiting == w.reported {
+                continue;
+            }
+            w.reported = waiting;
+            counts.push(WaitingCount {
+                stream: key.0,
+                consumer: key.1,
+                waiting,
+            });
+        }
+        if counts.is_empty() {
+            return;
+        }
+        let client = self.client.clone();
+        ctx.spawn(
+            async move {
+                if let Err(e) = client.consumer_waiting(&WaitingReport { counts }).await {
+                    tracing::debug!(error = %e, "waiting count report failed");
+                }
+            }
+            .into_actor(self),
+        );
     }
 
     fn on_ack(&mut self, msg: NatsMsg, ctx: &mut Context<Self>) {
@@ -699,6 +836,17 @@ impl Handler<InternalMsg> for ConsumerManager {
     type Result = ();
 
     fn handle(&mut self, m: InternalMsg, ctx: &mut Self::Context) {
+        let reply = m.msg.reply.clone();
+        if crate::actors::guard::catch("consumer_manager", || self.on_request(m, ctx)).is_none()
+            && let Some(reply) = reply
+        {
+            self.status(&reply, 500, "Internal Error");
+        }
+    }
+}
+
+impl ConsumerManager {
+    fn on_request(&mut self, m: InternalMsg, ctx: &mut Context<Self>) {
         if m.msg.subject.starts_with("$JS.ACK.") {
             self.on_ack(m.msg, ctx);
             return;
@@ -717,8 +865,8 @@ impl Handler<InternalMsg> for ConsumerManager {
         }
         let req = match PullRequest::parse(&m.msg.payload) {
             Ok(r) => r,
-            Err(_) => {
-                self.status(&reply, 400, "Bad Request");
+            Err(e) => {
+                self.status(&reply, 400, &format!("Bad Request - {e}"));
                 return;
             }
         };

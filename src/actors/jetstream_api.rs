@@ -210,6 +210,26 @@ fn unavailable(e: impl std::fmt::Display) -> ApiError {
     )
 }
 
+/// Runs one request's future; if it panics, the requester still gets an answer (a 500 JetStream
+/// error) and the JsApi actor goes on serving.
+async fn guarded(
+    (router, reply_to): (Addr<Router>, ByteString),
+    fut: impl std::future::Future<Output = ()>,
+) {
+    if crate::actors::guard::catch_future("jetstream_api", fut)
+        .await
+        .is_none()
+    {
+        let error = ApiError::new(500, 10049, "internal error".to_string());
+        reply(
+            &router,
+            reply_to,
+            None,
+            Bytes::from(json!({ "error": error }).to_string()),
+        );
+    }
+}
+
 fn error_body(kind: &str, e: &ApiError) -> Bytes {
     Bytes::from(json!({"type": kind, "error": e}).to_string())
 }
@@ -293,8 +313,9 @@ impl Handler<InternalMsg> for JsApi {
 
         if let Some(stream) = api.strip_prefix("STREAM.MSG.GET.") {
             let stream = stream.to_string();
+            let guard_reply = (router.clone(), reply_to.clone());
             ctx.spawn(
-                async move {
+                guarded(guard_reply, async move {
                     let out = match serde_json::from_slice::<LocateRequest>(&body) {
                         Err(e) => error_body(MSG_GET_KIND, &ApiError::invalid_json(e)),
                         Ok(req) => match client.locate(&stream, &req).await {
@@ -307,7 +328,7 @@ impl Handler<InternalMsg> for JsApi {
                         },
                     };
                     reply(&router, reply_to, None, out);
-                }
+                })
                 .into_actor(self),
             );
             return;
@@ -319,8 +340,9 @@ impl Handler<InternalMsg> for JsApi {
                 Some((s, subj)) => (s.to_string(), Some(subj.to_string())),
                 None => (rest.to_string(), None),
             };
+            let guard_reply = (router.clone(), reply_to.clone());
             ctx.spawn(
-                async move {
+                guarded(guard_reply, async move {
                     let direct = catalog
                         .send(GetStream(stream.clone()))
                         .await
@@ -364,7 +386,7 @@ impl Handler<InternalMsg> for JsApi {
                             reply(&router, reply_to, Some(status(503, None)), Bytes::new())
                         }
                     }
-                }
+                })
                 .into_actor(self),
             );
             return;
@@ -373,8 +395,9 @@ impl Handler<InternalMsg> for JsApi {
         let mutates = api.starts_with("STREAM.CREATE.")
             || api.starts_with("STREAM.UPDATE.")
             || api.starts_with("STREAM.DELETE.");
+        let guard_reply = (router.clone(), reply_to.clone());
         ctx.spawn(
-            async move {
+            guarded(guard_reply, async move {
                 let out = match client.js_api(&api, body).await {
                     Ok(out) => out,
                     Err(e) => {
@@ -386,7 +409,7 @@ impl Handler<InternalMsg> for JsApi {
                     let _ = catalog.send(Refresh).await;
                 }
                 reply(&router, reply_to, None, out);
-            }
+            })
             .into_actor(self),
         );
     }

@@ -8,6 +8,7 @@ pub mod batcher;
 pub mod connection;
 pub mod consumer;
 pub mod flusher;
+pub mod guard;
 pub mod jetstream_api;
 pub mod membership;
 pub mod push;

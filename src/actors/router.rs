@@ -16,6 +16,7 @@ use bytestring::ByteString;
 use rand::Rng;
 
 use crate::actors::batcher::StreamPublish;
+use crate::actors::guard;
 use crate::budget::BudgetPermit;
 use crate::protocol::headers;
 use crate::subject::SubjectTree;
@@ -68,10 +69,17 @@ pub struct Sync {
     pub conn: ConnId,
 }
 
-/// Router -> connection: the answer to `Sync`.
-#[derive(Message, Debug, Clone, Copy)]
+/// Router -> connection, through the same mailbox as `Deliver`, so it arrives after every message
+/// the router routed to the connection before it.
+#[derive(Message, Debug, Clone)]
 #[rtype(result = "()")]
-pub struct Synced;
+pub enum Synced {
+    /// The answer to `Sync`: the connection may write its PONG.
+    Pong,
+    /// The `Unsubscribe` of `sid` (generation `generation`) took effect: messages for it that
+    /// were routed before the UNSUB have been delivered, none follow.
+    Unsubscribed { sid: ByteString, generation: u64 },
+}
 
 /// Router -> internal subscriber (the JetStream API): a request addressed to it.
 #[derive(Message, Debug, Clone)]
@@ -107,11 +115,15 @@ pub struct Subscribe {
     pub queue: Option<ByteString>,
 }
 
+/// Ends a subscription once every message published before it was routed (the router's mailbox
+/// keeps the connection's order), then confirms with `Synced::Unsubscribed`.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Unsubscribe {
     pub conn: ConnId,
     pub sid: ByteString,
+    /// The connection's generation of this sid, echoed in the confirmation.
+    pub generation: u64,
 }
 
 /// Routes one message.
@@ -406,7 +418,7 @@ impl Handler<Sync> for Router {
     type Result = ();
     fn handle(&mut self, m: Sync, _: &mut Self::Context) {
         if let Some(entry) = self.conns.get(&m.conn) {
-            entry.synced.do_send(Synced);
+            entry.synced.do_send(Synced::Pong);
         }
     }
 }
@@ -472,18 +484,24 @@ impl Handler<Unsubscribe> for Router {
                 &subject,
                 &ClientSub {
                     conn: m.conn,
-                    sid: m.sid,
+                    sid: m.sid.clone(),
                     queue,
                 },
             );
         }
+        entry.synced.do_send(Synced::Unsubscribed {
+            sid: m.sid,
+            generation: m.generation,
+        });
     }
 }
 
 impl Handler<Publish> for Router {
     type Result = ();
     fn handle(&mut self, m: Publish, _: &mut Self::Context) {
-        self.route(m.origin, m.msg, m.capture, m.permit);
+        guard::catch("router", || {
+            self.route(m.origin, m.msg, m.capture, m.permit)
+        });
     }
 }
 
@@ -491,7 +509,9 @@ impl Handler<PublishBatch> for Router {
     type Result = ();
     fn handle(&mut self, m: PublishBatch, _: &mut Self::Context) {
         for p in m.0 {
-            self.route(p.origin, p.msg, p.capture, p.permit);
+            guard::catch("router", || {
+                self.route(p.origin, p.msg, p.capture, p.permit)
+            });
         }
     }
 }
@@ -573,6 +593,24 @@ pub struct DeliverTo {
 #[rtype(result = "bool")]
 pub struct HasInterest {
     pub subject: String,
+}
+
+/// For each subject, whether any client subscription matches it (pull requests whose requester
+/// has gone are dropped).
+#[derive(Message)]
+#[rtype(result = "Vec<bool>")]
+pub struct InterestIn {
+    pub subjects: Vec<ByteString>,
+}
+
+impl Handler<InterestIn> for Router {
+    type Result = Vec<bool>;
+    fn handle(&mut self, m: InterestIn, _: &mut Self::Context) -> Vec<bool> {
+        m.subjects
+            .iter()
+            .map(|s| self.clients.has_match(s))
+            .collect()
+    }
 }
 
 impl Handler<DeliverTo> for Router {

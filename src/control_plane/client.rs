@@ -300,6 +300,14 @@ impl ControlPlaneClient {
         decode_api(&self.post_raw("/v1/consumers/claim", request).await?)
     }
 
+    /// Reports changed waiting-request counts (CONSUMER.INFO `num_waiting`).
+    pub async fn consumer_waiting(
+        &self,
+        report: &super::consumers::WaitingReport,
+    ) -> Result<serde_json::Value, CpError> {
+        self.post("/v1/consumers/waiting", report).await
+    }
+
     /// Applies a batch of consumer acks.
     pub async fn consumer_ack(
         &self,

@@ -328,6 +328,33 @@ pub struct ClaimRequest {
     pub acks: Vec<AckEntry>,
 }
 
+/// `POST /v1/consumers/waiting`: how many pull requests wait at the reporting agent, for
+/// consumers whose count changed without a claim (requests expired or their requesters left).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct WaitingReport {
+    pub counts: Vec<WaitingCount>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct WaitingCount {
+    pub stream: String,
+    pub consumer: String,
+    pub waiting: u64,
+}
+
+/// Applies a [`WaitingReport`] (memory only: waiting requests do not outlive their agent).
+pub fn report_waiting(backend: &mut Backend, report: &WaitingReport) {
+    for c in &report.counts {
+        if let Some(consumer) = backend
+            .consumers
+            .consumers
+            .get_mut(&(c.stream.clone(), c.consumer.clone()))
+        {
+            consumer.waiting = c.waiting;
+        }
+    }
+}
+
 /// One claimed delivery.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claimed {

@@ -531,6 +531,26 @@ async fn consumer_claim(
     }
 }
 
+async fn consumer_waiting(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> HttpResponse {
+    auth!(req, state);
+    let report: consumers::WaitingReport = match parse_body(&body) {
+        Ok(r) => r,
+        Err(resp) => return *resp,
+    };
+    match state
+        .store
+        .call(move |b| consumers::report_waiting(b, &report))
+        .await
+    {
+        Ok(()) => json(&serde_json::json!({})),
+        Err(e) => store_failure(e),
+    }
+}
+
 async fn consumer_ack(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -611,6 +631,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v1/commit", web::post().to(commit))
         .route("/v1/commits", web::post().to(commit_many))
         .route("/v1/consumers/claim", web::post().to(consumer_claim))
+        .route("/v1/consumers/waiting", web::post().to(consumer_waiting))
         .route("/v1/consumers/ack", web::post().to(consumer_ack))
         .route("/v1/consumers/lease", web::post().to(consumer_lease))
         .route("/v1/orphans", web::post().to(record_orphan))

@@ -379,24 +379,33 @@ pub struct PullRequest {
 }
 
 impl PullRequest {
-    /// Parses a pull request body as nats-server does: empty = batch 1, a number = the batch.
-    pub fn parse(body: &[u8]) -> Result<Self, ApiError> {
-        let text = std::str::from_utf8(body)
-            .map_err(ApiError::invalid_json)?
-            .trim();
-        if text.is_empty() {
-            return Ok(Self {
-                batch: 1,
-                ..Self::default()
+    /// Parses a pull request body as nats-server does: a JSON object when it starts with `{`, else
+    /// a bare batch number, else (anything else, even bytes that are not UTF-8) a batch of 1. The
+    /// error is what nats-server puts after `400 Bad Request - `.
+    pub fn parse(body: &[u8]) -> Result<Self, String> {
+        let body = body.trim_ascii();
+        let one = Self {
+            batch: 1,
+            ..Self::default()
+        };
+        if !body.starts_with(b"{") {
+            let n = std::str::from_utf8(body)
+                .ok()
+                .and_then(|t| t.parse::<i64>().ok());
+            return Ok(match n {
+                Some(n) => Self {
+                    batch: n.max(1),
+                    ..Self::default()
+                },
+                None => one,
             });
         }
-        if let Ok(n) = text.parse::<i64>() {
-            return Ok(Self {
-                batch: n.max(1),
-                ..Self::default()
-            });
+        let mut r: PullRequest =
+            serde_json::from_slice(body).map_err(|e| format!("invalid json: {e}"))?;
+        // nats-server: a heartbeat must fit twice into the request's expiry (none = zero).
+        if r.idle_heartbeat > 0 && r.idle_heartbeat.saturating_mul(2) > r.expires {
+            return Err("heartbeat value too large".to_string());
         }
-        let mut r: PullRequest = serde_json::from_str(text).map_err(ApiError::invalid_json)?;
         if r.batch <= 0 {
             r.batch = 1;
         }
@@ -867,6 +876,23 @@ mod tests {
         assert_eq!(PullRequest::parse(b"7").map(|r| r.batch), Ok(7));
         let r = PullRequest::parse(br#"{"batch":5,"expires":null,"no_wait":true}"#).unwrap();
         assert_eq!((r.batch, r.expires, r.no_wait), (5, 0, true));
+        // As nats-server: anything that is neither JSON nor a number is a batch of one.
+        assert_eq!(PullRequest::parse(b"abc").map(|r| r.batch), Ok(1));
+        assert_eq!(PullRequest::parse(b"\xff\xfe").map(|r| r.batch), Ok(1));
+        assert!(PullRequest::parse(b"{nope").is_err());
+    }
+
+    #[test]
+    fn a_heartbeat_must_fit_twice_into_the_expiry() {
+        let too_large = Err("heartbeat value too large".to_string());
+        let hb = |hb: i64, exp: i64| {
+            PullRequest::parse(format!(r#"{{"idle_heartbeat":{hb},"expires":{exp}}}"#).as_bytes())
+                .map(|r| r.idle_heartbeat)
+        };
+        assert_eq!(hb(5, 10), Ok(5));
+        assert_eq!(hb(6, 10), too_large);
+        assert_eq!(hb(1, 0), too_large);
+        assert_eq!(hb(0, 0), Ok(0));
     }
 
     #[test]

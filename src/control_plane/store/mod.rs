@@ -36,6 +36,9 @@ pub enum StoreError {
     },
     #[error("the store thread has stopped")]
     Closed,
+    /// The request panicked; the worker rebuilt its state and serves the next one.
+    #[error("the control plane store failed on this request")]
+    Panicked,
     #[error("store invariant broken: {0}")]
     Invariant(String),
 }
@@ -237,6 +240,10 @@ pub trait MetadataStore {
     fn consumers(&mut self) -> Result<Vec<StoredConsumer>, StoreError>;
     /// Consumers: applies `writes` in order, in one transaction (all or nothing).
     fn write_consumers(&mut self, writes: &[ConsumerWrite]) -> Result<(), StoreError>;
+
+    /// After a request panicked: abandon any open transaction and rebuild every cache from what
+    /// is stored, so the next request sees durable state only.
+    fn recover(&mut self);
 }
 
 /// Stored size of a message as nats-server's file store counts it (`fileStoreMsgSize`).

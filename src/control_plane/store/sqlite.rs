@@ -632,19 +632,25 @@ fn oldest_of_subject(
         .optional()?)
 }
 
+/// The last sequence stored on exactly `subject`, taken as a literal even when it has wildcard
+/// tokens: nats-server stores `PUB a.>` under the subject `a.>` (0 when none).
+fn last_seq_of_subject(conn: &Connection, rt: &StreamRt, subject: &str) -> Result<u64, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT seq FROM messages WHERE stream_id = ?1 AND subject_hash = ?3 AND subject = ?2 ORDER BY seq DESC LIMIT 1",
+        )?
+        .query_row(params![rt.id, subject, subject_hash(subject)], |r| {
+            r.get::<_, i64>(0)
+        })
+        .optional()?
+        .map(to_u64)
+        .unwrap_or(0))
+}
+
 /// The last sequence stored on a subject pattern (0 when none).
 fn last_seq_for(conn: &Connection, rt: &StreamRt, pattern: &str) -> Result<u64, StoreError> {
     if is_literal(pattern) {
-        return Ok(conn
-            .prepare_cached(
-                "SELECT seq FROM messages WHERE stream_id = ?1 AND subject_hash = ?3 AND subject = ?2 ORDER BY seq DESC LIMIT 1",
-            )?
-            .query_row(params![rt.id, pattern, subject_hash(pattern)], |r| {
-                r.get::<_, i64>(0)
-            })
-            .optional()?
-            .map(to_u64)
-            .unwrap_or(0));
+        return last_seq_of_subject(conn, rt, pattern);
     }
     let matching: Vec<&String> = rt
         .subjects
@@ -665,10 +671,29 @@ fn last_seq_for(conn: &Connection, rt: &StreamRt, pattern: &str) -> Result<u64, 
         return Ok(0);
     }
     let mut best = 0;
+    // Stored subjects are literals, whatever tokens they hold: never read them as patterns.
     for subj in matching {
-        best = best.max(last_seq_for(conn, rt, subj)?);
+        best = best.max(last_seq_of_subject(conn, rt, subj)?);
     }
     Ok(best)
+}
+
+/// The first sequence >= `from` stored on exactly `subject` (a literal, as above).
+fn next_seq_of_subject(
+    conn: &Connection,
+    rt: &StreamRt,
+    subject: &str,
+    from: u64,
+) -> Result<Option<u64>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT seq FROM messages WHERE stream_id = ?1 AND subject_hash = ?4 AND subject = ?2 AND seq >= ?3 ORDER BY seq LIMIT 1",
+        )?
+        .query_row(params![rt.id, subject, to_i64(from), subject_hash(subject)], |r| {
+            r.get::<_, i64>(0)
+        })
+        .optional()?
+        .map(to_u64))
 }
 
 /// The first sequence >= `from` on a subject pattern.
@@ -679,15 +704,7 @@ fn next_seq_for(
     from: u64,
 ) -> Result<Option<u64>, StoreError> {
     if is_literal(pattern) {
-        return Ok(conn
-            .prepare_cached(
-                "SELECT seq FROM messages WHERE stream_id = ?1 AND subject_hash = ?4 AND subject = ?2 AND seq >= ?3 ORDER BY seq LIMIT 1",
-            )?
-            .query_row(params![rt.id, pattern, to_i64(from), subject_hash(pattern)], |r| {
-                r.get::<_, i64>(0)
-            })
-            .optional()?
-            .map(to_u64));
+        return next_seq_of_subject(conn, rt, pattern, from);
     }
     let matching: Vec<&String> = rt
         .subjects
@@ -711,8 +728,9 @@ fn next_seq_for(
         return Ok(None);
     }
     let mut best: Option<u64> = None;
+    // Stored subjects are literals, whatever tokens they hold: never read them as patterns.
     for subj in matching {
-        if let Some(seq) = next_seq_for(conn, rt, subj, from)? {
+        if let Some(seq) = next_seq_of_subject(conn, rt, subj, from)? {
             best = Some(best.map_or(seq, |b| b.min(seq)));
         }
     }
@@ -1580,6 +1598,13 @@ impl MetadataStore for SqliteStore {
                 .collect::<Result<_, _>>()?;
         }
         Ok(out)
+    }
+
+    fn recover(&mut self) {
+        if !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        self.reload_after_failure();
     }
 
     fn write_consumers(&mut self, writes: &[ConsumerWrite]) -> Result<(), StoreError> {

@@ -1,8 +1,10 @@
 //! The one thread that owns the store (a rusqlite `Connection` is not `Sync`). Requests arrive
 //! as closures over a channel and run in arrival order; answers go back on oneshot channels.
 //!
-//! Owns: the thread's life (open and load the consumers, serve, stop, join) and the API counters
-//! kept beside the store.
+//! Owns: the thread's life (open and load the consumers, serve, stop, join), restarting the
+//! worker's state after a request panics (the caller gets `StoreError::Panicked`, the store
+//! rolls back and rebuilds its caches and the consumers from what is stored, and the next
+//! request is served), and the API counters kept beside the store.
 //! Does not own: what the closures do.
 
 use std::sync::mpsc;
@@ -61,7 +63,27 @@ impl StoreHandle {
         self.tx
             .send(Msg::Job(job))
             .map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)
+        // The thread is alive (it took the job), so a dropped answer means the job panicked.
+        rx.await.map_err(|_| StoreError::Panicked)
+    }
+}
+
+/// Runs one request. A panic must not stop the control plane: its answer channel is dropped (the
+/// caller sees `Panicked`), and the store and consumers are rebuilt from what is durable, since
+/// the panic may have left a transaction open or memory half updated.
+fn run_job(job: Job, backend: &mut Backend) {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(backend)));
+    if outcome.is_ok() {
+        return;
+    }
+    tracing::error!("control plane store request panicked, restarting the store worker");
+    crate::metrics::ACTOR_RESTARTS
+        .with_label_values(&["control_plane_store"])
+        .inc();
+    backend.store.recover();
+    match Registry::load(backend.store.as_mut(), now_nanos()) {
+        Ok(consumers) => backend.consumers = consumers,
+        Err(e) => tracing::error!(error = %e, "cannot reload consumers after a panic"),
     }
 }
 
@@ -104,7 +126,7 @@ impl StoreThread {
                 };
                 while let Ok(msg) = rx.recv() {
                     match msg {
-                        Msg::Job(job) => job(&mut backend),
+                        Msg::Job(job) => run_job(job, &mut backend),
                         Msg::Stop => break,
                     }
                 }
