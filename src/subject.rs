@@ -163,7 +163,8 @@ pub fn is_subset(sub: &str, of: &str) -> bool {
     }
 }
 
-#[derive(Debug, Clone)]
+/// Not `Clone`: a derived clone would recurse once per token.
+#[derive(Debug)]
 struct Node<T> {
     literal: HashMap<Box<str>, Node<T>>,
     pwc: Option<Box<Node<T>>>,
@@ -184,7 +185,21 @@ impl<T> Default for Node<T> {
     }
 }
 
+/// Iterative, as the walks are: dropping a node 100,000 tokens deep must not recurse once per
+/// token. Each node's children are moved onto a heap stack before it is dropped.
+impl<T> Drop for Node<T> {
+    fn drop(&mut self) {
+        let mut stack: Vec<Node<T>> = self.literal.drain().map(|(_, n)| n).collect();
+        stack.extend(self.pwc.take().map(|p| *p));
+        while let Some(mut n) = stack.pop() {
+            stack.extend(n.literal.drain().map(|(_, c)| c));
+            stack.extend(n.pwc.take().map(|p| *p));
+        }
+    }
+}
+
 impl<T> Node<T> {
+    #[cfg(test)]
     fn is_empty(&self) -> bool {
         self.here.is_empty() && self.fwc.is_empty() && self.pwc.is_none() && self.literal.is_empty()
     }
@@ -242,33 +257,52 @@ fn remove_path<T: PartialEq>(root: &mut Node<T>, pattern: &str, value: &T) -> bo
     removed
 }
 
-/// Drops the deepest empty node along `edges`, then its parent if that became empty, and so on.
+/// After a removal under the path `edges`: removes the longest tail of that path whose nodes
+/// hold nothing but the path itself. Two walks down the path, so linear in its length.
 fn prune<T>(root: &mut Node<T>, edges: &[Option<&str>]) {
-    for depth in (0..edges.len()).rev() {
-        let mut parent = &mut *root;
-        for edge in &edges[..depth] {
-            let next = match edge {
-                Some(t) => parent.literal.get_mut(*t),
-                None => parent.pwc.as_deref_mut(),
-            };
-            match next {
-                Some(n) => parent = n,
-                None => return,
-            }
+    fn child<'n, T>(node: &'n Node<T>, edge: Option<&str>) -> Option<&'n Node<T>> {
+        match edge {
+            Some(t) => node.literal.get(t),
+            None => node.pwc.as_deref(),
         }
-        let empty = match edges[depth] {
-            Some(t) => parent.literal.get(t).is_some_and(Node::is_empty),
-            None => parent.pwc.as_deref().is_some_and(Node::is_empty),
-        };
-        if !empty {
+    }
+    // The first depth from which every node on the path is only the path.
+    let mut cut = None;
+    let mut node = &*root;
+    for (depth, edge) in edges.iter().enumerate() {
+        let Some(next) = child(node, *edge) else {
             return;
+        };
+        let children = next.literal.len() + usize::from(next.pwc.is_some());
+        let is_last = depth + 1 == edges.len();
+        let only_path =
+            next.here.is_empty() && next.fwc.is_empty() && children == usize::from(!is_last);
+        if !only_path {
+            cut = None;
+        } else if cut.is_none() {
+            cut = Some(depth);
         }
-        match edges[depth] {
-            Some(t) => {
-                parent.literal.remove(t);
-            }
-            None => parent.pwc = None,
+        node = next;
+    }
+    let Some(cut) = cut else {
+        return;
+    };
+    let mut parent = &mut *root;
+    for edge in &edges[..cut] {
+        let next = match edge {
+            Some(t) => parent.literal.get_mut(*t),
+            None => parent.pwc.as_deref_mut(),
+        };
+        match next {
+            Some(n) => parent = n,
+            None => return,
         }
+    }
+    match edges[cut] {
+        Some(t) => {
+            parent.literal.remove(t);
+        }
+        None => parent.pwc = None,
     }
 }
 
@@ -322,7 +356,7 @@ fn any_match<T>(node: &Node<T>, subject: &str) -> bool {
 }
 
 /// A token trie from wildcard patterns to values.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct SubjectTree<T> {
     root: Node<T>,
     len: usize,
@@ -676,5 +710,23 @@ mod tests {
             prop_assert!(is_valid_subject(&a));
             prop_assert_eq!(is_valid_literal_subject(&a), !has_wildcard(&a));
         }
+    }
+
+    /// A subject of 200,000 tokens (a JSON body can carry one) neither overflows the stack nor
+    /// misses: the tree walks iteratively.
+    #[test]
+    fn very_deep_subjects_walk_iteratively() {
+        let deep = vec!["a"; 200_000].join(".");
+        let mut tree = SubjectTree::new();
+        tree.insert(&deep, 1u32);
+        tree.insert(&format!("{deep}.*"), 2);
+        tree.insert("a.>", 3);
+        assert_eq!(collect(&tree, &deep), vec![1, 3]);
+        assert!(tree.has_match(&format!("{deep}.x")));
+        assert!(tree.remove(&deep, &1));
+        assert!(tree.remove(&format!("{deep}.*"), &2));
+        assert!(tree.remove("a.>", &3));
+        assert!(tree.is_empty());
+        assert!(tree.root.is_empty());
     }
 }

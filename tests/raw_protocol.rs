@@ -310,3 +310,58 @@ async fn payload_without_terminator_closes() {
     assert_eq!(c.line().await, "-ERR 'Unknown Protocol Operation'\r\n");
     assert!(c.closed().await);
 }
+
+/// Everything one connection sends takes effect in order: an UNSUB applies only after the
+/// earlier PUBs were routed, so both messages come before the PONG (nats-server; nats.js
+/// `sub.drain()` depends on it).
+#[tokio::test]
+async fn unsub_after_pubs_in_one_write_still_delivers_them() {
+    let agent = TestAgent::start();
+    let mut c = Raw::connect(&agent).await;
+    c.send(b"CONNECT {\"verbose\":false}\r\nSUB raw.x 1\r\nPING\r\n")
+        .await;
+    assert_eq!(c.line().await, "PONG\r\n");
+    c.send(b"PUB raw.x 2\r\nhi\r\nPUB raw.x 2\r\nho\r\nUNSUB 1\r\nPING\r\n")
+        .await;
+    assert_eq!(c.line().await, "MSG raw.x 1 2\r\n");
+    assert_eq!(c.exact(4).await, b"hi\r\n");
+    assert_eq!(c.line().await, "MSG raw.x 1 2\r\n");
+    assert_eq!(c.exact(4).await, b"ho\r\n");
+    assert_eq!(c.line().await, "PONG\r\n");
+    // And the UNSUB did apply: nothing more is delivered.
+    c.send(b"PUB raw.x 2\r\nno\r\nPING\r\n").await;
+    assert_eq!(c.line().await, "PONG\r\n");
+    // A sid reused right after its UNSUB is a new subscription.
+    c.send(b"UNSUB 1\r\nSUB raw.y 1\r\nPUB raw.y 3\r\nnew\r\nPING\r\n")
+        .await;
+    assert_eq!(c.line().await, "MSG raw.y 1 3\r\n");
+    assert_eq!(c.exact(5).await, b"new\r\n");
+    assert_eq!(c.line().await, "PONG\r\n");
+}
+
+/// A PONG is written only after every message produced by the connection's earlier commands:
+/// 5,000 SUBs, a PUB matching all of them and a PING in one write give 5,000 MSGs, then PONG.
+#[tokio::test]
+async fn pong_follows_the_messages_of_earlier_commands() {
+    let agent = TestAgent::start();
+    let mut c = Raw::connect(&agent).await;
+    let mut input = b"CONNECT {\"verbose\":false}\r\n".to_vec();
+    for sid in 0..5000 {
+        input.extend_from_slice(format!("SUB many.x {sid}\r\n").as_bytes());
+    }
+    input.extend_from_slice(b"PUB many.x 2\r\nhi\r\nPING\r\n");
+    c.send(&input).await;
+    let mut sids = std::collections::HashSet::new();
+    for _ in 0..5000 {
+        let line = c.line().await;
+        let sid = line
+            .strip_prefix("MSG many.x ")
+            .and_then(|r| r.strip_suffix(" 2\r\n"))
+            .unwrap_or_else(|| panic!("expected a MSG, got {line:?}"))
+            .to_string();
+        assert_eq!(c.exact(4).await, b"hi\r\n");
+        sids.insert(sid);
+    }
+    assert_eq!(sids.len(), 5000);
+    assert_eq!(c.line().await, "PONG\r\n");
+}

@@ -2139,4 +2139,90 @@ mod tests {
             .expect("count");
         assert_eq!(left, 0);
     }
+
+    /// Random subjects (wildcard tokens, empty tokens, long ones) are stored as literals and
+    /// looked up as patterns without ever recursing per token: last/next by subject agree with
+    /// a brute force over what was stored, and purge and counts by subject never fail.
+    mod subjects_prop {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn token() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just("a".to_string()),
+                Just("b".to_string()),
+                Just("*".to_string()),
+                Just(">".to_string()),
+                Just(String::new()),
+                "[a-z*>]{1,3}",
+            ]
+        }
+
+        fn subject() -> impl Strategy<Value = String> {
+            prop_oneof![
+                4 => proptest::collection::vec(token(), 1..6).prop_map(|t| format!("s.{}", t.join("."))),
+                1 => (1usize..3000).prop_map(|n| format!("s.{}", vec!["a"; n].join("."))),
+            ]
+        }
+
+        fn store_with(subjects: &[String]) -> SqliteStore {
+            let mut s = SqliteStore::open_in_memory().expect("store");
+            let stream = crate::jetstream::config::StreamConfigRequest::parse(
+                br#"{"name":"S","subjects":["s.>"]}"#,
+            )
+            .expect("request")
+            .config
+            .checked(false)
+            .expect("config");
+            s.create_stream(stream, 1).expect("stream");
+            let refs: Vec<&str> = subjects.iter().map(String::as_str).collect();
+            commit_subjects(&mut s, 1, &refs);
+            s
+        }
+
+        fn brute_last(stored: &[String], pattern: &str) -> Option<u64> {
+            stored
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| {
+                    pattern_matches(pattern, s) || is_literal(pattern) && *s == pattern
+                })
+                .map(|(i, _)| i as u64 + 1)
+                .max()
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+            #[test]
+            fn lookups_by_random_subjects(
+                stored in proptest::collection::vec(subject(), 1..12),
+                patterns in proptest::collection::vec(subject(), 1..6),
+            ) {
+                let mut s = store_with(&stored);
+                for p in stored.iter().chain(&patterns) {
+                    let last = s.locate("S", &LocateRequest::last_by_subject(p.clone()));
+                    match (last, brute_last(&stored, p)) {
+                        (Ok(loc), Some(seq)) => prop_assert_eq!(loc.seq, seq, "pattern {}", p),
+                        (Err(StoreError::Api(_)), None) => {}
+                        (other, want) => prop_assert!(false, "{p}: got {other:?}, want {want:?}"),
+                    }
+                    let next = s.locate("S", &LocateRequest {
+                        seq: 1,
+                        next_by_subj: Some(p.clone()),
+                        ..LocateRequest::default()
+                    });
+                    prop_assert!(matches!(next, Ok(_) | Err(StoreError::Api(_))), "{:?}", next);
+                    let filter = vec![p.clone()];
+                    prop_assert!(s.count_from("S", 1, &filter).is_ok());
+                    prop_assert!(s.last_per_subject("S", &filter).is_ok());
+                }
+                let purge = StreamPurgeRequest {
+                    filter: patterns[0].clone(),
+                    ..StreamPurgeRequest::default()
+                };
+                let purged = s.purge("S", &purge);
+                prop_assert!(matches!(purged, Ok(_) | Err(StoreError::Api(_))), "{:?}", purged);
+            }
+        }
+    }
 }

@@ -173,3 +173,48 @@ impl Drop for StoreThread {
         self.stop_inner();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control_plane::store::SqliteStore;
+    use crate::jetstream::StreamConfig;
+
+    fn config(name: &str) -> StreamConfig {
+        serde_json::from_value(serde_json::json!({"name": name, "subjects": [format!("{name}.>")]}))
+            .expect("config")
+    }
+
+    #[tokio::test]
+    async fn a_panicking_request_fails_alone_and_the_worker_serves_the_next() {
+        let thread = StoreThread::spawn(|| {
+            let store: Box<dyn MetadataStore> = Box::new(SqliteStore::open_in_memory()?);
+            Ok(store)
+        })
+        .expect("store thread");
+        let store = thread.handle();
+        let created = store
+            .call(|b| b.store.create_stream(config("kept"), 1))
+            .await
+            .expect("answered");
+        assert!(created.is_ok());
+        // Half way through a change: the stream is created, then the request panics.
+        let r: Result<(), StoreError> = store
+            .call(|b| {
+                let _ = b.store.create_stream(config("half"), 1);
+                panic!("injected");
+            })
+            .await;
+        assert!(matches!(r, Err(StoreError::Panicked)), "{r:?}");
+        let names: Vec<String> = store
+            .call(|b| b.store.streams())
+            .await
+            .expect("the worker still answers")
+            .expect("streams")
+            .into_iter()
+            .map(|v| v.config.name)
+            .collect();
+        assert!(names.contains(&"kept".to_string()), "{names:?}");
+        thread.stop();
+    }
+}
