@@ -26,7 +26,7 @@ use crate::actors::router::{
 use crate::control_plane::client::ControlPlaneClient;
 use crate::control_plane::model::{LocateRequest, MessageLocation};
 use crate::jetstream::time::format_nanos;
-use crate::jetstream::{ApiError, StreamConfig};
+use crate::jetstream::{ApiError, StreamConfig, gojson};
 use crate::protocol::headers::Headers;
 use crate::read::{Reader, read_record};
 
@@ -295,8 +295,14 @@ impl Handler<InternalMsg> for JsApi {
             let stream = stream.to_string();
             ctx.spawn(
                 async move {
-                    let out = match serde_json::from_slice::<LocateRequest>(&body) {
-                        Err(e) => error_body(MSG_GET_KIND, &ApiError::invalid_json(e)),
+                    // nats-server: an empty request is a bad request, then the Go decoding.
+                    let req = if gojson::is_empty_request(&body) {
+                        Err(ApiError::bad_request())
+                    } else {
+                        gojson::decode::<LocateRequest>(&body, &gojson::MSG_GET_REQUEST)
+                    };
+                    let out = match req {
+                        Err(e) => error_body(MSG_GET_KIND, &e),
                         Ok(req) => match client.locate(&stream, &req).await {
                             Err(e) => error_body(MSG_GET_KIND, &unavailable(e)),
                             Ok(Err(api_err)) => error_body(MSG_GET_KIND, &api_err),
