@@ -23,8 +23,59 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-/// Differences that stay, with the reason; docs/differences.md explains each at length.
-const ALLOWED: &[(&str, &str)] = &[];
+/// Differences that stay, with the reason; docs/differences.md explains each at length. A `*`
+/// stands for one path segment (the CONNECT prefix a family was tried under, or a body).
+const ALLOWED: &[(&str, &str)] = &[
+    (
+        "utf8/*/pub-ff",
+        "subjects are UTF-8 end to end (router, JSON APIs, store)",
+    ),
+    ("utf8/*/pub-bad-seq", "subjects are UTF-8 end to end"),
+    ("utf8/*/pub-cut-seq", "subjects are UTF-8 end to end"),
+    ("utf8/*/pub-overlong", "subjects are UTF-8 end to end"),
+    ("utf8/*/pub-reply-ff", "reply subjects are UTF-8 end to end"),
+    ("utf8/*/sub-ff", "subjects are UTF-8 end to end"),
+    ("utf8/*/sub-queue-ff", "queue names are UTF-8 end to end"),
+    ("utf8/*/sub-sid-ff", "sids are UTF-8 end to end"),
+    ("utf8/*/sub-surrogate", "subjects are UTF-8 end to end"),
+    ("utf8/*/unsub-sid-ff", "sids are UTF-8 end to end"),
+    ("utf8/quiet/hpub-ff", "subjects are UTF-8 end to end"),
+    (
+        "pub/*/leading-zero-size",
+        "nats-server echoes the size digits as sent (01); the agent writes the number",
+    ),
+    (
+        "pub/*/two-pubs",
+        "verbose +OK may overtake a MSG the same PUB routed back (ordering fix pending in main)",
+    ),
+    (
+        "sub/*/unsub-max-then-two",
+        "verbose +OK may overtake a MSG the same PUB routed back (ordering fix pending in main)",
+    ),
+    (
+        "jetstream/direct-get/*",
+        "503 status where nats-server has no responder (the agent cannot see no_responders)",
+    ),
+    (
+        "jetstream/consumer-create/bad-ack-policy",
+        "errors inside a consumer config keep serde's text",
+    ),
+    (
+        "jetstream/consumer-create/bad-deliver-policy",
+        "errors inside a consumer config keep serde's text",
+    ),
+    (
+        "jetstream/unknown/consumer-pause",
+        "CONSUMER.PAUSE is not implemented",
+    ),
+];
+
+/// Whether `name` matches an allow-list pattern (`*` is one `/`-separated segment).
+fn allowed_by(pattern: &str, name: &str) -> bool {
+    let p: Vec<&str> = pattern.split('/').collect();
+    let n: Vec<&str> = name.split('/').collect();
+    p.len() == n.len() && p.iter().zip(&n).all(|(p, n)| *p == "*" || p == n)
+}
 
 /// How long the first answer may take, and how long a connection must stay quiet after the last
 /// frame before we call it open.
@@ -196,12 +247,8 @@ fn normalise(line: &[u8], hdr: &[u8], payload: &[u8], js: bool) -> String {
     }
     let drop = if is_hmsg { 2 } else { 1 };
     parts.truncate(parts.len().saturating_sub(drop));
-    // A status header is compared by its first line only.
-    let status = hdr
-        .split(|&b| b == b'\n')
-        .next()
-        .map(|l| show(l.strip_suffix(b"\r").unwrap_or(l)))
-        .unwrap_or_default();
+    // Header blocks (statuses from JetStream) are compared whole.
+    let status = show(hdr);
     let body = if payload.is_empty() {
         "(empty)".to_string()
     } else {
@@ -368,10 +415,10 @@ async fn agent_answers_bad_input_exactly_as_nats_server() {
     let names: BTreeSet<&str> = cases.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names.len(), cases.len(), "case names are unique");
     assert!(cases.len() >= 300, "only {} cases", cases.len());
-    for (name, _) in ALLOWED {
+    for (pattern, _) in ALLOWED {
         assert!(
-            names.contains(name),
-            "allow-listed case {name} is not in the corpus"
+            names.iter().any(|n| allowed_by(pattern, n)),
+            "allow-list entry {pattern} matches no case in the corpus"
         );
     }
 
@@ -415,14 +462,18 @@ async fn agent_answers_bad_input_exactly_as_nats_server() {
     }
     let elapsed = started.elapsed();
 
-    let allowed: BTreeMap<&str, &str> = ALLOWED.iter().copied().collect();
-    let unexpected: Vec<&String> = differing
-        .keys()
-        .filter(|n| !allowed.contains_key(n.as_str()))
-        .collect();
-    let stale: Vec<&&str> = allowed
-        .keys()
-        .filter(|n| !differing.contains_key(**n))
+    let reason = |name: &str| {
+        ALLOWED
+            .iter()
+            .find(|(p, _)| allowed_by(p, name))
+            .map(|(_, r)| *r)
+    };
+    let unexpected: Vec<&String> = differing.keys().filter(|n| reason(n).is_none()).collect();
+    // An entry that no longer matches any difference must go: that difference was fixed.
+    let stale: Vec<&str> = ALLOWED
+        .iter()
+        .map(|(p, _)| *p)
+        .filter(|p| !differing.keys().any(|n| allowed_by(p, n)))
         .collect();
 
     let mut report = format!(
@@ -436,7 +487,7 @@ async fn agent_answers_bad_input_exactly_as_nats_server() {
         report.push_str(&format!("  {cat:<12} {n:>4} cases {d:>4} differ\n"));
     }
     for (name, (nats_out, agent_out, case)) in &differing {
-        let mark = match allowed.get(name.as_str()) {
+        let mark = match reason(name) {
             Some(reason) => format!("allowed: {reason}"),
             None => "UNEXPECTED".into(),
         };

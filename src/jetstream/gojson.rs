@@ -25,6 +25,9 @@ pub enum Kind {
     Uint(&'static str),
     /// A struct, by Go's qualified name (`server.ConsumerConfig`).
     Object(&'static str),
+    /// A Go type with its own `UnmarshalJSON` taking these JSON strings (null included, which it
+    /// refuses like any other value).
+    Enum(&'static [&'static str]),
     /// Checked by serde only.
     Any,
 }
@@ -95,9 +98,53 @@ pub const CREATE_CONSUMER_REQUEST: GoType = GoType {
         ("pedantic", Kind::Bool),
     ]),
 };
+/// nats-server's `StreamConfig` fields (every one confirmed known to 2.15.1) and `pedantic`.
 pub const STREAM_CONFIG_REQUEST: GoType = GoType {
     name: "StreamConfigRequest",
-    fields: None,
+    fields: Some(&[
+        ("name", Kind::Str),
+        ("description", Kind::Str),
+        ("subjects", Kind::Any),
+        (
+            "retention",
+            Kind::Enum(&["limits", "interest", "workqueue"]),
+        ),
+        ("max_consumers", Kind::Int("int")),
+        ("max_msgs", Kind::Int("int64")),
+        ("max_bytes", Kind::Int("int64")),
+        ("max_age", Kind::Int("time.Duration")),
+        ("max_msgs_per_subject", Kind::Int("int64")),
+        ("max_msg_size", Kind::Int("int32")),
+        ("discard", Kind::Enum(&["old", "new"])),
+        ("storage", Kind::Enum(&["file", "memory"])),
+        ("num_replicas", Kind::Int("int")),
+        ("no_ack", Kind::Bool),
+        ("duplicate_window", Kind::Int("time.Duration")),
+        ("placement", Kind::Any),
+        ("mirror", Kind::Any),
+        ("sources", Kind::Any),
+        ("compression", Kind::Any),
+        ("first_seq", Kind::Uint("uint64")),
+        ("subject_transform", Kind::Any),
+        ("republish", Kind::Any),
+        ("allow_direct", Kind::Bool),
+        ("mirror_direct", Kind::Bool),
+        ("discard_new_per_subject", Kind::Bool),
+        ("sealed", Kind::Bool),
+        ("deny_delete", Kind::Bool),
+        ("deny_purge", Kind::Bool),
+        ("allow_rollup_hdrs", Kind::Bool),
+        ("consumer_limits", Kind::Any),
+        ("allow_msg_ttl", Kind::Bool),
+        ("subject_delete_marker_ttl", Kind::Int("time.Duration")),
+        ("allow_msg_counter", Kind::Bool),
+        ("allow_atomic", Kind::Bool),
+        ("allow_msg_schedules", Kind::Bool),
+        ("persist_mode", Kind::Any),
+        ("allow_batched", Kind::Bool),
+        ("metadata", Kind::Any),
+        ("pedantic", Kind::Bool),
+    ]),
 };
 
 /// Decodes `body` as nats-server decodes a request of type `ty` into a zero value.
@@ -169,6 +216,10 @@ fn apply(merged: &mut Map<String, Value>, v: J, ty: &GoType) -> Result<(), Strin
             first_error.get_or_insert_with(|| format!("json: unknown field {}", go_quote(&key)));
             continue;
         };
+        if let (J::Null, Kind::Enum(_)) = (&value, kind) {
+            first_error.get_or_insert_with(|| "can not unmarshal \"null\"".to_string());
+            continue;
+        }
         if matches!(value, J::Null) {
             continue;
         }
@@ -191,6 +242,14 @@ fn check_kind(v: &J, kind: Kind, ty: &str, field: &str) -> Result<(), String> {
         ))
     };
     match (kind, v) {
+        (Kind::Enum(values), J::Str(s)) if values.contains(&s.as_str()) => Ok(()),
+        // The `UnmarshalJSON` of these types quotes the raw JSON it could not take.
+        (Kind::Enum(_), J::Str(s)) => Err(format!(
+            "can not unmarshal {}",
+            go_quote(&format!("\"{s}\""))
+        )),
+        (Kind::Enum(_), J::Num(n)) => Err(format!("can not unmarshal {}", go_quote(n))),
+        (Kind::Enum(_), _) => Err(format!("can not unmarshal {}", go_quote(v.kind()))),
         (Kind::Any, _)
         | (Kind::Bool, J::Bool(_))
         | (Kind::Str, J::Str(_))

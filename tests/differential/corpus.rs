@@ -83,8 +83,13 @@ impl Builder {
     }
 
     fn js(&mut self, name: String, api: &str, body: &[u8], setup: Vec<Setup>) {
-        let mut input =
-            b"CONNECT {\"verbose\":false,\"headers\":true}\r\nSUB _INBOX.%ID% 1\r\n".to_vec();
+        let connect = b"CONNECT {\"verbose\":false,\"headers\":true}\r\n";
+        self.js_with(name, connect, api, body, setup);
+    }
+
+    fn js_with(&mut self, name: String, connect: &[u8], api: &str, body: &[u8], setup: Vec<Setup>) {
+        let mut input = connect.to_vec();
+        input.extend_from_slice(b"SUB _INBOX.%ID% 1\r\n");
         input.extend_from_slice(
             format!("PUB $JS.API.{api} _INBOX.%ID% {}\r\n", body.len()).as_bytes(),
         );
@@ -676,6 +681,21 @@ fn jetstream(b: &mut Builder) {
             &format!("STREAM.DELETE.{name}"),
             body,
             vec![stream(&name, &format!("del{i}.>"))],
+        );
+    }
+    // Clients that ask for no_responders get a 503 status where nothing answers.
+    let no_responders = b"CONNECT {\"verbose\":false,\"headers\":true,\"no_responders\":true}\r\n";
+    for (api, label) in [
+        ("DIRECT.GET.DIFF", "direct-get-not-allowed"),
+        ("FOO", "unknown-api"),
+        ("STREAM.FROBNICATE.DIFF", "unknown-stream-api"),
+    ] {
+        b.js_with(
+            format!("jetstream/no-responders/{label}"),
+            no_responders,
+            api,
+            b"{\"seq\":1}",
+            diff.clone(),
         );
     }
     let special: &[(&str, &str, &[u8])] = &[
