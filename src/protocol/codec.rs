@@ -1329,10 +1329,25 @@ mod tests {
     }
 
     #[test]
+    fn hpub_refused_until_headers_are_negotiated() {
+        let flag = HeadersFlag::default();
+        let mut codec = NatsCodec::new(MAX_PAYLOAD).with_headers_flag(flag.clone());
+        // Refused before the arguments are looked at: an oversized HPUB closes silently too.
+        let out = run_chunks(&mut codec, &[b"HPUB s 10 999999\r\n"]);
+        assert!(out.err.is_some_and(|e| e.starts_with("close:")));
+        flag.set(true);
+        let mut codec = NatsCodec::new(MAX_PAYLOAD).with_headers_flag(flag);
+        let out = run_chunks(&mut codec, &[b"HPUB s 12 14\r\nNATS/1.0\r\n\r\nhi\r\n"]);
+        assert_eq!(out.err, None);
+        assert_eq!(out.ops.len(), 1);
+    }
+
+    #[test]
     fn encoder_is_byte_exact() {
         assert_eq!(
             encode(ServerOp::Info(Bytes::from_static(b"{\"a\":1}"))),
-            b"INFO {\"a\":1}\r\n"
+            // nats-server writes a space before the line end.
+            b"INFO {\"a\":1} \r\n"
         );
         assert_eq!(encode(ServerOp::Ping), b"PING\r\n");
         assert_eq!(encode(ServerOp::Pong), b"PONG\r\n");
