@@ -292,6 +292,8 @@ fn server_info(config: &AgentConfig, server_id: &str, port: u16) -> ServerInfo {
         client_ip: String::new(),
         connect_urls: Vec::new(),
         ldm: false,
+        connect_info: false,
+        remote_account: None,
     }
 }
 

@@ -235,8 +235,15 @@ async fn stream_crud_and_shapes() {
     );
     let mismatch = js(&c, "STREAM.CREATE.X", json!({"name": "Y"})).await;
     assert_eq!(mismatch["error"]["err_code"], 10056);
-    let invalid_json = js(&c, "STREAM.CREATE.X", Value::Null).await;
+    // As Go decodes it, `null` leaves the request empty: a name mismatch, not bad JSON.
+    let null = js(&c, "STREAM.CREATE.X", Value::Null).await;
+    assert_eq!(null["error"]["err_code"], 10056);
+    let invalid_json = js(&c, "STREAM.CREATE.X", json!("x")).await;
     assert_eq!(invalid_json["error"]["err_code"], 10025);
+    assert_eq!(
+        invalid_json["error"]["description"],
+        "invalid JSON: json: cannot unmarshal string into Go value of type server.StreamConfigRequest"
+    );
 
     let missing = js(&c, "STREAM.INFO.NOPE", Value::Null).await;
     assert_eq!(

@@ -31,6 +31,7 @@ use crate::actors::router::{
 };
 use crate::budget::{BudgetPermit, InflightBudget};
 use crate::metrics;
+use crate::protocol::codec::HeadersFlag;
 use crate::protocol::info::{ConnectInfo, ServerInfo};
 use crate::protocol::{ClientOp, NatsCodec, ProtocolError, ServerOp};
 use crate::subject;
@@ -82,6 +83,10 @@ pub struct Connection {
     settings: Arc<ConnectionSettings>,
     codec: NatsCodec,
     opts: ConnectInfo,
+    /// Tells the reader's decoder whether CONNECT turned headers on (HPUB is refused until then).
+    headers: HeadersFlag,
+    /// nats-server follows the first PONG with an INFO for clients of protocol 1.
+    first_pong_sent: bool,
     subs: HashMap<ByteString, SubState>,
     /// None while a write is in flight (the write future owns it).
     writer: Option<OwnedWriteHalf>,
@@ -127,6 +132,8 @@ impl Connection {
             settings,
             codec,
             opts: ConnectInfo::default(),
+            headers: HeadersFlag::default(),
+            first_pong_sent: false,
             subs: HashMap::new(),
             writer: Some(write),
             out: BytesMut::with_capacity(16 * 1024),
@@ -217,31 +224,82 @@ impl Connection {
         }
     }
 
+    /// Closes without an `-ERR`, as nats-server does for input it cannot parse; what was already
+    /// answered (say `+OK`s in verbose mode) still goes out first.
+    fn close_silently(&mut self, ctx: &mut Context<Self>) {
+        self.closing = true;
+        self.flush(ctx);
+    }
+
+    /// The INFO this connection is sent: the agent's, with the client's id and address.
+    fn info_json(&self, connect_info: bool) -> Option<bytes::Bytes> {
+        let mut info = self.settings.info.clone();
+        info.client_id = self.id;
+        info.client_ip = self.peer.ip().to_string();
+        if connect_info {
+            info.connect_info = true;
+            info.remote_account = Some("$G".to_string());
+        }
+        match serde_json::to_vec(&info) {
+            Ok(json) => Some(json.into()),
+            Err(e) => {
+                tracing::error!(error = %e, "serialising INFO failed");
+                None
+            }
+        }
+    }
+
+    /// PONG; the first one is followed, for clients of protocol 1, by an INFO with
+    /// `connect_info` and the account, as nats-server sends it.
+    fn pong(&mut self) {
+        self.send(ServerOp::Pong);
+        if !self.first_pong_sent {
+            self.first_pong_sent = true;
+            if self.opts.protocol >= 1
+                && let Some(json) = self.info_json(true)
+            {
+                self.send(ServerOp::Info(json));
+            }
+        }
+    }
+
+    fn connect(&mut self, json: &[u8], ctx: &mut Context<Self>) {
+        // Decoded onto the options in force, as nats-server unmarshals into its client's opts.
+        let mut opts = self.opts.clone();
+        if let Err(e) = opts.apply(json) {
+            tracing::debug!(cid = self.id, error = %e, "bad connect document, closing");
+            self.close_silently(ctx);
+            return;
+        }
+        // nats-server's order: authentication (an account name is refused), protocol version,
+        // then no_responders without headers.
+        if opts.new_account || opts.account.as_deref().is_some_and(|a| !a.is_empty()) {
+            self.fatal("Authorization Violation", ctx);
+            return;
+        }
+        if !(0..=1).contains(&opts.protocol) {
+            self.fatal("invalid client protocol", ctx);
+            return;
+        }
+        if opts.no_responders && !opts.headers {
+            self.fatal("no responders requires headers support", ctx);
+            return;
+        }
+        self.opts = opts;
+        self.headers.set(self.opts.headers);
+        self.router.do_send(Register {
+            conn: self.id,
+            addr: ctx.address().recipient(),
+            synced: ctx.address().recipient(),
+            echo: self.opts.echo,
+            no_responders: self.opts.no_responders && self.opts.headers,
+        });
+        self.ok();
+    }
+
     fn handle_op(&mut self, op: ClientOp, permit: Option<BudgetPermit>, ctx: &mut Context<Self>) {
         match op {
-            ClientOp::Connect(json) => match serde_json::from_slice::<ConnectInfo>(&json) {
-                Ok(opts) => {
-                    if opts.no_responders && !opts.headers {
-                        self.fatal("no responders requires headers support", ctx);
-                        return;
-                    }
-                    self.opts = opts;
-                    self.router.do_send(Register {
-                        conn: self.id,
-                        addr: ctx.address().recipient(),
-                        synced: ctx.address().recipient(),
-                        echo: self.opts.echo,
-                        no_responders: self.opts.no_responders && self.opts.headers,
-                    });
-                    self.ok();
-                }
-                Err(e) => {
-                    // nats-server closes without an -ERR on a CONNECT it cannot decode.
-                    tracing::debug!(cid = self.id, error = %e, "bad connect document, closing");
-                    self.closing = true;
-                    ctx.stop();
-                }
-            },
+            ClientOp::Connect(json) => self.connect(&json, ctx),
             ClientOp::Pub {
                 subject,
                 reply,
@@ -331,7 +389,7 @@ impl Connection {
                     self.routed_since_ping = false;
                     self.router.do_send(Sync { conn: self.id });
                 } else {
-                    self.send(ServerOp::Pong);
+                    self.pong();
                 }
             }
             ClientOp::Pong => self.pings_out = 0,
@@ -355,18 +413,15 @@ impl Actor for Connection {
             no_responders: false,
         });
 
-        let mut info = self.settings.info.clone();
-        info.client_id = self.id;
-        info.client_ip = self.peer.ip().to_string();
-        match serde_json::to_vec(&info) {
-            Ok(json) => self.send(ServerOp::Info(json.into())),
-            Err(e) => tracing::error!(error = %e, "serialising INFO failed"),
+        if let Some(json) = self.info_json(false) {
+            self.send(ServerOp::Info(json));
         }
         self.flush(ctx);
 
         if let Some(read) = self.reader.take() {
             let budget = self.settings.budget.clone();
-            let mut codec = NatsCodec::new(self.settings.max_payload);
+            let mut codec =
+                NatsCodec::new(self.settings.max_payload).with_headers_flag(self.headers.clone());
             codec.max_control_line = self.settings.max_control_line;
             let frames = FramedRead::new(read, codec).then(move |res| {
                 let budget = budget.clone();
@@ -448,10 +503,7 @@ impl StreamHandler<Frame> for Connection {
                     let text = text.to_string();
                     self.fatal(&text, ctx)
                 }
-                None => {
-                    self.closing = true;
-                    ctx.stop();
-                }
+                None => self.close_silently(ctx),
             },
         }
         self.flush(ctx);
@@ -472,7 +524,7 @@ impl Handler<Synced> for Connection {
     fn handle(&mut self, m: Synced, ctx: &mut Self::Context) {
         match m {
             Synced::Pong => {
-                self.send(ServerOp::Pong);
+                self.pong();
                 self.flush(ctx);
             }
             Synced::Unsubscribed { sid, generation } => {

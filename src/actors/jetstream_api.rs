@@ -26,7 +26,7 @@ use crate::actors::router::{
 use crate::control_plane::client::ControlPlaneClient;
 use crate::control_plane::model::{LocateRequest, MessageLocation};
 use crate::jetstream::time::format_nanos;
-use crate::jetstream::{ApiError, StreamConfig};
+use crate::jetstream::{ApiError, StreamConfig, gojson};
 use crate::protocol::headers::Headers;
 use crate::read::{Reader, read_record};
 
@@ -280,6 +280,47 @@ fn direct_headers(loc: &MessageLocation, stream: &str, original: Option<&Bytes>)
 }
 
 const MSG_GET_KIND: &str = "io.nats.jetstream.api.v1.stream_msg_get_response";
+const STREAM_STEPDOWN_KIND: &str = "io.nats.jetstream.api.v1.stream_leader_stepdown_response";
+const CONSUMER_STEPDOWN_KIND: &str = "io.nats.jetstream.api.v1.consumer_leader_stepdown_response";
+
+/// Whether nats-server subscribes to this `$JS.API.` suffix for a client account; anything else
+/// has no responder there.
+fn nats_server_answers(api: &str) -> bool {
+    let tokens: Vec<&str> = api.split('.').collect();
+    if tokens.iter().any(|t| t.is_empty()) {
+        return false;
+    }
+    matches!(
+        tokens.as_slice(),
+        ["INFO"]
+            | ["STREAM", "NAMES" | "LIST"]
+            | [
+                "STREAM",
+                "CREATE" | "UPDATE" | "INFO" | "DELETE" | "PURGE" | "SNAPSHOT" | "RESTORE",
+                _
+            ]
+            | ["STREAM", "MSG", "GET" | "DELETE", _]
+            | ["STREAM", "LEADER", "STEPDOWN", _]
+            | ["STREAM", "PEER", "REMOVE", _]
+            | ["CONSUMER", "CREATE", _, ..]
+            | ["CONSUMER", "DURABLE", "CREATE", _, _]
+            | ["CONSUMER", "NAMES" | "LIST", _]
+            | ["CONSUMER", "INFO" | "DELETE" | "PAUSE" | "UNPIN", _, _]
+            | ["CONSUMER", "LEADER", "STEPDOWN", _, _]
+            | ["DIRECT", "GET", _, ..]
+    )
+}
+
+/// nats-server's check of `STREAM.MSG.GET` options before it looks the stream up: exactly one
+/// of a sequence, a last-by-subject or a next-by-subject (a sequence may pair with the latter).
+fn msg_get_options_valid(req: LocateRequest) -> Result<LocateRequest, ApiError> {
+    let last = req.last_by_subj.as_deref().is_some_and(|s| !s.is_empty());
+    let next = req.next_by_subj.as_deref().is_some_and(|s| !s.is_empty());
+    if (req.seq > 0 && last) || (req.seq == 0 && !last && !next) || (last && next) {
+        return Err(ApiError::bad_request());
+    }
+    Ok(req)
+}
 
 impl Actor for JsApi {
     type Context = Context<Self>;
@@ -305,19 +346,43 @@ impl Handler<InternalMsg> for JsApi {
         if OWNED_ELSEWHERE.iter().any(|p| api.starts_with(p)) {
             return;
         }
+        if !nats_server_answers(&api) {
+            // nats-server has no responder there: the request goes unanswered.
+            return;
+        }
+        let stepdown = match api.split('.').collect::<Vec<_>>().as_slice() {
+            ["STREAM", "LEADER", "STEPDOWN", _] => Some(STREAM_STEPDOWN_KIND),
+            ["CONSUMER", "LEADER", "STEPDOWN", _, _] => Some(CONSUMER_STEPDOWN_KIND),
+            _ => None,
+        };
+        if let Some(kind) = stepdown {
+            // There are no stream or consumer leaders to move: an agent answers as a
+            // non-clustered nats-server does.
+            let e = ApiError::new(503, 10010, "JetStream clustering support required");
+            reply(&self.router, reply_to, None, error_body(kind, &e));
+            return;
+        }
         let client = self.client.clone();
         let router = self.router.clone();
         let catalog = self.catalog.clone();
         let store = self.store.clone();
         let body = m.msg.payload;
+        let subject = m.msg.subject.clone();
 
         if let Some(stream) = api.strip_prefix("STREAM.MSG.GET.") {
             let stream = stream.to_string();
             let guard_reply = (router.clone(), reply_to.clone());
             ctx.spawn(
                 guarded(guard_reply, async move {
-                    let out = match serde_json::from_slice::<LocateRequest>(&body) {
-                        Err(e) => error_body(MSG_GET_KIND, &ApiError::invalid_json(e)),
+                    // nats-server: an empty request is a bad request, then the Go decoding.
+                    let req = if gojson::is_empty_request(&body) {
+                        Err(ApiError::bad_request())
+                    } else {
+                        gojson::decode::<LocateRequest>(&body, &gojson::MSG_GET_REQUEST)
+                            .and_then(msg_get_options_valid)
+                    };
+                    let out = match req {
+                        Err(e) => error_body(MSG_GET_KIND, &e),
                         Ok(req) => match client.locate(&stream, &req).await {
                             Err(e) => error_body(MSG_GET_KIND, &unavailable(e)),
                             Ok(Err(api_err)) => error_body(MSG_GET_KIND, &api_err),
@@ -350,8 +415,11 @@ impl Handler<InternalMsg> for JsApi {
                         .flatten()
                         .is_some_and(|c| c.allow_direct);
                     if !direct {
-                        // nats-server has no responder on this subject unless allow_direct is set.
-                        reply(&router, reply_to, Some(status(503, None)), Bytes::new());
+                        // nats-server has no responder on this subject unless allow_direct is
+                        // set: answer what it sends a no_responders client, byte for byte.
+                        let mut h = Headers::with_status(503, None);
+                        h.insert("Nats-Subject", subject.to_string());
+                        reply(&router, reply_to, Some(h.encode()), Bytes::new());
                         return;
                     }
                     let req = match by_subject {

@@ -23,7 +23,7 @@ use super::store::{
     StoreError,
 };
 use crate::jetstream::consumer::*;
-use crate::jetstream::{ApiError, LIST_LIMIT, NAMES_LIMIT};
+use crate::jetstream::{ApiError, LIST_LIMIT, NAMES_LIMIT, gojson};
 
 /// One delivery waiting for its ack.
 #[derive(Debug, Clone, Copy)]
@@ -594,9 +594,21 @@ pub fn handle(
             CONSUMER_CREATE_RESPONSE,
             create(backend, stream, Subject::Durable(name), body, now),
         ),
+        // nats-server refuses a body on INFO and DELETE before looking anything up.
+        ["INFO", _, _] if !gojson::is_empty_request(body) => {
+            info_response(CONSUMER_INFO_RESPONSE, Err(ApiError::not_empty_request()))
+        }
         ["INFO", stream, name] => {
             info_response(CONSUMER_INFO_RESPONSE, info(backend, stream, name, now))
         }
+        ["DELETE", _, _] if !gojson::is_empty_request(body) => encode(
+            &ConsumerDeleteResponse {
+                kind: CONSUMER_DELETE_RESPONSE,
+                success: false,
+                error: Some(ApiError::not_empty_request()),
+            },
+            true,
+        ),
         ["DELETE", stream, name] => delete(backend, stream, name),
         ["NAMES", stream] => names(backend, stream, body),
         ["LIST", stream] => list(backend, stream, body, now),
@@ -617,14 +629,12 @@ fn create(
     body: &[u8],
     now: i64,
 ) -> Result<ConsumerInfo, ApiError> {
-    let req: CreateConsumerRequest =
-        serde_json::from_slice(body).map_err(ApiError::invalid_json)?;
+    let req: CreateConsumerRequest = gojson::decode(body, &gojson::CREATE_CONSUMER_REQUEST)?;
     if req.stream_name != stream {
         return Err(ApiError::stream_mismatch());
     }
-    let Some(mut cfg) = req.config else {
-        return Err(ApiError::consumer_config_required());
-    };
+    // Go's request holds the config by value: a request without one asks for the defaults.
+    let mut cfg = req.config.unwrap_or_default();
     match subject {
         Subject::Ephemeral => {
             if !cfg.durable.is_empty() {
@@ -822,11 +832,10 @@ fn delete(backend: &mut Backend, stream: &str, name: &str) -> (Vec<u8>, bool) {
 }
 
 fn list_offset(body: &[u8]) -> Result<usize, ApiError> {
-    let trimmed = body.iter().find(|b| !b.is_ascii_whitespace());
-    if !matches!(trimmed, Some(b'{')) {
+    if !gojson::is_json_object_or_array(body) {
         return Ok(0);
     }
-    let r: ConsumerListRequest = serde_json::from_slice(body).map_err(ApiError::invalid_json)?;
+    let r: ConsumerListRequest = gojson::decode(body, &gojson::CONSUMERS_REQUEST)?;
     Ok(usize::try_from(r.offset.max(0)).unwrap_or(0))
 }
 

@@ -4,6 +4,7 @@
 //! Owns: dispatch on the subject, request parsing, nats-server's check order per request, the
 //! response envelopes and the API counters. Does not own: storage (`store`) or transport.
 
+use crate::jetstream::gojson::{self, is_empty_request, is_json_object_or_array};
 use crate::jetstream::types::*;
 use crate::jetstream::{ApiError, StreamConfig, StreamConfigRequest};
 
@@ -103,22 +104,6 @@ fn api_error(e: StoreError, general: fn(String) -> ApiError) -> ApiError {
             general(other.to_string())
         }
     }
-}
-
-fn is_empty_request(body: &[u8]) -> bool {
-    if body.is_empty() || body == b"{}" {
-        return true;
-    }
-    serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v.as_object().map(|m| m.is_empty()))
-        .unwrap_or(false)
-}
-
-fn is_json_object_or_array(body: &[u8]) -> bool {
-    body.iter()
-        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
-        .is_some_and(|b| *b == b'{' || *b == b'[')
 }
 
 fn info_of(mut view: StreamView, ctx: &JsContext, dynamic: bool, cluster: bool) -> StreamInfo {
@@ -301,9 +286,9 @@ fn stream_info(backend: &mut Backend, name: &str, body: &[u8], ctx: &JsContext) 
     };
     let mut request = StreamInfoRequest::default();
     if is_json_object_or_array(body) {
-        match serde_json::from_slice(body) {
+        match gojson::decode(body, &gojson::STREAM_INFO_REQUEST) {
             Ok(r) => request = r,
-            Err(e) => return err(ApiError::invalid_json(e)),
+            Err(e) => return err(e),
         }
     }
     let detail = StateDetail {
@@ -339,12 +324,11 @@ fn stream_info(backend: &mut Backend, name: &str, body: &[u8], ctx: &JsContext) 
     })
 }
 
-fn list_request(body: &[u8]) -> Result<(usize, String), ApiError> {
+fn list_request(body: &[u8], ty: &gojson::GoType) -> Result<(usize, String), ApiError> {
     if !is_json_object_or_array(body) {
         return Ok((0, String::new()));
     }
-    let request: StreamListRequest =
-        serde_json::from_slice(body).map_err(ApiError::invalid_json)?;
+    let request: StreamListRequest = gojson::decode(body, ty)?;
     Ok((
         usize::try_from(request.offset.max(0)).unwrap_or(0),
         request.subject,
@@ -379,7 +363,7 @@ fn stream_names(backend: &mut Backend, body: &[u8]) -> (Vec<u8>, bool) {
             streams: None,
         })
     };
-    let (offset, filter) = match list_request(body) {
+    let (offset, filter) = match list_request(body, &gojson::STREAM_NAMES_REQUEST) {
         Ok(r) => r,
         Err(e) => return err(e),
     };
@@ -416,7 +400,7 @@ fn stream_list(backend: &mut Backend, body: &[u8], ctx: &JsContext) -> (Vec<u8>,
             streams: Vec::new(),
         })
     };
-    let (offset, filter) = match list_request(body) {
+    let (offset, filter) = match list_request(body, &gojson::STREAM_LIST_REQUEST) {
         Ok(r) => r,
         Err(e) => return err(e),
     };
@@ -453,9 +437,9 @@ fn stream_purge(backend: &mut Backend, name: &str, body: &[u8]) -> (Vec<u8>, boo
     };
     let mut request = StreamPurgeRequest::default();
     if is_json_object_or_array(body) {
-        match serde_json::from_slice::<StreamPurgeRequest>(body) {
+        match gojson::decode::<StreamPurgeRequest>(body, &gojson::STREAM_PURGE_REQUEST) {
             Ok(r) => request = r,
-            Err(e) => return err(ApiError::invalid_json(e)),
+            Err(e) => return err(e),
         }
         if request.seq > 0 && request.keep > 0 {
             return err(ApiError::bad_request());
@@ -483,9 +467,9 @@ fn msg_delete(backend: &mut Backend, name: &str, body: &[u8]) -> (Vec<u8>, bool)
     if is_empty_request(body) {
         return err(ApiError::bad_request());
     }
-    let request: MsgDeleteRequest = match serde_json::from_slice(body) {
+    let request: MsgDeleteRequest = match gojson::decode(body, &gojson::MSG_DELETE_REQUEST) {
         Ok(r) => r,
-        Err(e) => return err(ApiError::invalid_json(e)),
+        Err(e) => return err(e),
     };
     match backend.store.delete_message(name, request.seq) {
         Ok(()) => encode(&MsgDeleteResponse {

@@ -294,8 +294,10 @@ pub struct StreamConfigRequest {
 impl StreamConfigRequest {
     /// Parses a request payload; an error is the `invalid JSON` API error.
     pub fn parse(body: &[u8]) -> Result<Self, ApiError> {
-        let value: serde_json::Value =
-            serde_json::from_slice(body).map_err(ApiError::invalid_json)?;
+        let value = serde_json::Value::Object(super::gojson::check(
+            body,
+            &super::gojson::STREAM_CONFIG_REQUEST,
+        )?);
         let pedantic = value
             .get("pedantic")
             .and_then(serde_json::Value::as_bool)

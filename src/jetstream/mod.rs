@@ -8,6 +8,7 @@
 pub mod config;
 pub mod consumer;
 pub mod errors;
+pub mod gojson;
 pub mod time;
 pub mod types;
 

@@ -1,7 +1,8 @@
 //! `NatsCodec`: bytes <-> frames for the client protocol. Owns framing limits (max control line,
 //! max payload) and the exact wording of framing errors; does not own semantics (subject
 //! validity, permissions, routing, auth, whether headers were negotiated), which the connection
-//! decides.
+//! decides. The connection shares its headers decision with the decoder through
+//! [`HeadersFlag`], because nats-server refuses an `HPUB` before looking at its arguments.
 //!
 //! The decoder follows nats-server's `parser.go` for client connections:
 //! - operation names are matched byte by byte, case-insensitively (`PuB` is `PUB`); a byte that
@@ -16,6 +17,9 @@
 //!
 //! Client `+OK` and `INFO` are accepted and skipped (nats-server ignores them from clients);
 //! client `-ERR` closes the connection silently, as nats-server does.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
@@ -179,6 +183,22 @@ fn match_keyword(buf: &[u8]) -> KeywordMatch {
     }
 }
 
+/// Whether the client negotiated headers in CONNECT: set by the connection, read by its decoder.
+/// Frames are decoded one at a time as the connection handles them, so a CONNECT is applied
+/// before the next control line is parsed.
+#[derive(Debug, Clone, Default)]
+pub struct HeadersFlag(Arc<AtomicBool>);
+
+impl HeadersFlag {
+    pub fn set(&self, on: bool) {
+        self.0.store(on, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 /// A `PUB`/`HPUB` whose control line has been read, waiting for its payload.
 #[derive(Debug)]
 struct PendingPub {
@@ -212,6 +232,8 @@ enum State {
 pub struct NatsCodec {
     pub max_control_line: usize,
     pub max_payload: usize,
+    /// None: headers are always accepted (a codec without a connection, as in unit tests).
+    headers: Option<HeadersFlag>,
     state: State,
 }
 
@@ -224,8 +246,16 @@ impl NatsCodec {
         Self {
             max_control_line,
             max_payload,
+            headers: None,
             state: State::Start,
         }
+    }
+
+    /// `HPUB` is refused (the connection closes without an `-ERR`, as nats-server closes it)
+    /// while `flag` is false.
+    pub fn with_headers_flag(mut self, flag: HeadersFlag) -> Self {
+        self.headers = Some(flag);
+        self
     }
 
     fn decode_arg_line(
@@ -263,6 +293,12 @@ impl NatsCodec {
     }
 
     fn parse_pub_args(&self, op: ArgOp, line: Bytes) -> Result<PendingPub, ProtocolError> {
+        // nats-server checks headers support before the arguments (processHeaderPub).
+        if op == ArgOp::HPub && self.headers.as_ref().is_some_and(|h| !h.get()) {
+            return Err(ProtocolError::ParseError(
+                "hpub: headers not negotiated".into(),
+            ));
+        }
         let line = utf8_line(line)?;
         let mut args: [&str; 5] = [""; 5];
         let n = split_args(&line, is_pub_blank, &mut args);
@@ -584,10 +620,11 @@ impl Encoder<ServerOp> for NatsCodec {
     fn encode(&mut self, item: ServerOp, dst: &mut BytesMut) -> Result<(), ProtocolError> {
         match item {
             ServerOp::Info(json) => {
-                dst.reserve(5 + json.len() + 2);
+                // nats-server writes a space between the document and the line end.
+                dst.reserve(5 + json.len() + 3);
                 dst.put_slice(b"INFO ");
                 dst.put_slice(&json);
-                dst.put_slice(b"\r\n");
+                dst.put_slice(b" \r\n");
             }
             ServerOp::Msg {
                 subject,
@@ -1292,10 +1329,25 @@ mod tests {
     }
 
     #[test]
+    fn hpub_refused_until_headers_are_negotiated() {
+        let flag = HeadersFlag::default();
+        let mut codec = NatsCodec::new(MAX_PAYLOAD).with_headers_flag(flag.clone());
+        // Refused before the arguments are looked at: an oversized HPUB closes silently too.
+        let out = run_chunks(&mut codec, &[b"HPUB s 10 999999\r\n"]);
+        assert!(out.err.is_some_and(|e| e.starts_with("close:")));
+        flag.set(true);
+        let mut codec = NatsCodec::new(MAX_PAYLOAD).with_headers_flag(flag);
+        let out = run_chunks(&mut codec, &[b"HPUB s 12 14\r\nNATS/1.0\r\n\r\nhi\r\n"]);
+        assert_eq!(out.err, None);
+        assert_eq!(out.ops.len(), 1);
+    }
+
+    #[test]
     fn encoder_is_byte_exact() {
         assert_eq!(
             encode(ServerOp::Info(Bytes::from_static(b"{\"a\":1}"))),
-            b"INFO {\"a\":1}\r\n"
+            // nats-server writes a space before the line end.
+            b"INFO {\"a\":1} \r\n"
         );
         assert_eq!(encode(ServerOp::Ping), b"PING\r\n");
         assert_eq!(encode(ServerOp::Pong), b"PONG\r\n");
