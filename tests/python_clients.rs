@@ -79,3 +79,11 @@ fn nats_py_ordered_consumer_recovers_from_a_gap() {
         ],
     );
 }
+
+/// Purge with filter + keep and filter + seq, `kv.purge_deletes(olderthan=…)` and KV keys with
+/// wildcard tokens, against expectations captured from nats-server 2.15.1.
+#[test]
+fn nats_py_purge_and_kv_exactness() {
+    let stack = common::Stack::start(1);
+    run_scenario("purge_scenario.py", &stack.url(0));
+}
