@@ -45,14 +45,6 @@ const ALLOWED: &[(&str, &str)] = &[
         "nats-server echoes the size digits as sent (01); the agent writes the number",
     ),
     (
-        "pub/*/two-pubs",
-        "verbose +OK may overtake a MSG the same PUB routed back (ordering fix pending in main)",
-    ),
-    (
-        "sub/*/unsub-max-then-two",
-        "verbose +OK may overtake a MSG the same PUB routed back (ordering fix pending in main)",
-    ),
-    (
         "jetstream/direct-get/*",
         "503 status where nats-server has no responder (the agent cannot see no_responders)",
     ),

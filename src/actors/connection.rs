@@ -94,7 +94,9 @@ pub struct Connection {
     writing: usize,
     pings_out: u32,
     /// Something went to the router since the last PING: answer the next PING through it.
-    routed_since_ping: bool,
+    routed_since_sync: bool,
+    /// Answers on their way round through the router (`write_in_order`).
+    syncs_out: u32,
     /// Set once we decided to close: flush what is buffered, then stop.
     closing: bool,
     /// Held until `started` hands it to the actor's context as a stream.
@@ -139,7 +141,8 @@ impl Connection {
             out: BytesMut::with_capacity(16 * 1024),
             writing: 0,
             pings_out: 0,
-            routed_since_ping: false,
+            routed_since_sync: false,
+            syncs_out: 0,
             closing: false,
             reader: Some(read),
             reading: None,
@@ -220,7 +223,31 @@ impl Connection {
 
     fn ok(&mut self) {
         if self.opts.verbose {
-            self.send(ServerOp::Ok);
+            self.write_in_order(ServerOp::Ok);
+        }
+    }
+
+    /// Writes an answer to one of the client's commands after every message that its earlier
+    /// commands produced for this connection (nats-server writes them inline, in order): once a
+    /// PUB was routed, or while an earlier answer is still on that round trip, the answer goes
+    /// round through the router (`Sync`) and comes back behind those messages.
+    fn write_in_order(&mut self, op: ServerOp) {
+        if self.routed_since_sync || self.syncs_out > 0 {
+            self.routed_since_sync = false;
+            self.syncs_out += 1;
+            self.router.do_send(Sync {
+                conn: self.id,
+                then: op,
+            });
+        } else {
+            self.write_now(op);
+        }
+    }
+
+    fn write_now(&mut self, op: ServerOp) {
+        match op {
+            ServerOp::Pong => self.pong(),
+            other => self.send(other),
         }
     }
 
@@ -308,10 +335,12 @@ impl Connection {
             } => {
                 if self.opts.pedantic && !subject::nats_server_pedantic_pub_ok(&subject) {
                     // nats-server (pedantic) complains but still routes the message.
-                    self.send(ServerOp::Err("Invalid Publish Subject".into()));
+                    self.write_in_order(ServerOp::Err("Invalid Publish Subject".into()));
                 }
+                // nats-server acks a verbose PUB before delivering it: +OK, then its MSGs.
+                self.ok();
                 metrics::MSGS_IN.inc();
-                self.routed_since_ping = true;
+                self.routed_since_sync = true;
                 let size = (payload.len() + headers.as_ref().map_or(0, |h| h.len())) as u64;
                 metrics::BYTES_IN.inc_by(size);
                 self.stats.in_msgs += 1;
@@ -328,7 +357,6 @@ impl Connection {
                     capture: true,
                     permit,
                 });
-                self.ok();
             }
             ClientOp::Sub {
                 subject,
@@ -336,7 +364,7 @@ impl Connection {
                 sid,
             } => {
                 if !subject::nats_server_accepts_sub(&subject) {
-                    self.send(ServerOp::Err("Invalid Subject".into()));
+                    self.write_in_order(ServerOp::Err("Invalid Subject".into()));
                     return;
                 }
                 let generation = match self.subs.get(&sid) {
@@ -384,14 +412,7 @@ impl Connection {
                 }
                 self.ok();
             }
-            ClientOp::Ping => {
-                if self.routed_since_ping {
-                    self.routed_since_ping = false;
-                    self.router.do_send(Sync { conn: self.id });
-                } else {
-                    self.pong();
-                }
-            }
+            ClientOp::Ping => self.write_in_order(ServerOp::Pong),
             ClientOp::Pong => self.pings_out = 0,
         }
     }
@@ -523,8 +544,9 @@ impl Handler<Synced> for Connection {
     type Result = ();
     fn handle(&mut self, m: Synced, ctx: &mut Self::Context) {
         match m {
-            Synced::Pong => {
-                self.pong();
+            Synced::Write(op) => {
+                self.syncs_out = self.syncs_out.saturating_sub(1);
+                self.write_now(op);
                 self.flush(ctx);
             }
             Synced::Unsubscribed { sid, generation } => {

@@ -18,6 +18,7 @@ use rand::Rng;
 use crate::actors::batcher::StreamPublish;
 use crate::actors::guard;
 use crate::budget::BudgetPermit;
+use crate::protocol::ServerOp;
 use crate::protocol::headers;
 use crate::subject::SubjectTree;
 
@@ -63,10 +64,13 @@ pub struct Deliver {
 /// Connection -> router -> connection: the round trip behind a PONG. Because it comes back through
 /// the connection's mailbox, every message the router routed to this connection before it is
 /// delivered first, as nats-server guarantees (MSG before PONG).
-#[derive(Message, Debug, Clone, Copy)]
+#[derive(Message, Debug, Clone)]
 #[rtype(result = "()")]
 pub struct Sync {
     pub conn: ConnId,
+    /// What the connection writes once the round trip is back (a PONG, a verbose `+OK`, an
+    /// `-ERR`), after every message routed to it before.
+    pub then: ServerOp,
 }
 
 /// Router -> connection, through the same mailbox as `Deliver`, so it arrives after every message
@@ -74,8 +78,8 @@ pub struct Sync {
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "()")]
 pub enum Synced {
-    /// The answer to `Sync`: the connection may write its PONG.
-    Pong,
+    /// The answer to `Sync`: the connection writes `then` now.
+    Write(ServerOp),
     /// The `Unsubscribe` of `sid` (generation `generation`) took effect: messages for it that
     /// were routed before the UNSUB have been delivered, none follow.
     Unsubscribed { sid: ByteString, generation: u64 },
@@ -418,7 +422,7 @@ impl Handler<Sync> for Router {
     type Result = ();
     fn handle(&mut self, m: Sync, _: &mut Self::Context) {
         if let Some(entry) = self.conns.get(&m.conn) {
-            entry.synced.do_send(Synced::Pong);
+            entry.synced.do_send(Synced::Write(m.then));
         }
     }
 }
