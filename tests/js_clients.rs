@@ -33,19 +33,7 @@ fn run_scenario(script: &str, url: &str) {
              which installs nats.js (npm ci in tests/js)"
         );
     }
-    let out = Command::new(&node)
-        .arg(dir.join(script))
-        .arg(url)
-        .current_dir(&dir)
-        .output()
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "{script} failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
-    );
-    assert!(stdout.contains(": ok"), "{script} did not finish: {stdout}");
+    common::scenario::run(&node, &dir, script, &[url]);
 }
 
 #[test]

@@ -26,19 +26,8 @@ fn run_scenario_with(script: &str, args: &[&str]) {
         has_nats,
         "{py} cannot import nats (nats-py): run ./scripts/test.sh, which installs it"
     );
-    let path = format!("{}/tests/python/{script}", env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new(&py)
-        .arg(&path)
-        .args(args)
-        .output()
-        .expect("python runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "{script} failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
-    );
-    assert!(stdout.contains(": ok"), "{script} did not finish: {stdout}");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python");
+    common::scenario::run(&py, &dir, script, args);
 }
 
 #[test]

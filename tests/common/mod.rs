@@ -8,6 +8,7 @@ pub mod agent;
 pub mod control_plane;
 pub mod process;
 pub mod s3;
+pub mod scenario;
 pub mod stack;
 
 pub use agent::TestAgent;

@@ -1938,6 +1938,15 @@ mod tests {
         }
     }
 
+    /// Stream `S` on `s.>`, as the API would create it.
+    fn stream_s() -> StreamConfig {
+        crate::jetstream::config::StreamConfigRequest::parse(br#"{"name":"S","subjects":["s.>"]}"#)
+            .expect("request")
+            .config
+            .checked(false)
+            .expect("config")
+    }
+
     fn commit_subjects(s: &mut SqliteStore, object_id: u64, subjects: &[&str]) {
         let request = CommitRequest {
             agent_id: "a".into(),
@@ -1967,14 +1976,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         {
             let mut s = SqliteStore::open(dir.path()).expect("store");
-            let stream = crate::jetstream::config::StreamConfigRequest::parse(
-                br#"{"name":"S","subjects":["s.>"]}"#,
-            )
-            .expect("request")
-            .config
-            .checked(false)
-            .expect("config");
-            s.create_stream(stream, 1).expect("stream");
+            s.create_stream(stream_s(), 1).expect("stream");
             commit_subjects(&mut s, 1, &["s.a", "s.b", "s.a"]);
             let filter = vec!["s.a".to_string()];
             assert_eq!(s.last_per_subject("S", &filter).expect("lps"), vec![3]);
@@ -2167,14 +2169,7 @@ mod tests {
 
         fn store_with(subjects: &[String]) -> SqliteStore {
             let mut s = SqliteStore::open_in_memory().expect("store");
-            let stream = crate::jetstream::config::StreamConfigRequest::parse(
-                br#"{"name":"S","subjects":["s.>"]}"#,
-            )
-            .expect("request")
-            .config
-            .checked(false)
-            .expect("config");
-            s.create_stream(stream, 1).expect("stream");
+            s.create_stream(stream_s(), 1).expect("stream");
             let refs: Vec<&str> = subjects.iter().map(String::as_str).collect();
             commit_subjects(&mut s, 1, &refs);
             s
