@@ -400,8 +400,10 @@ impl PullRequest {
                 None => one,
             });
         }
-        let mut r: PullRequest =
-            serde_json::from_slice(body).map_err(|e| format!("invalid json: {e}"))?;
+        if let Some(e) = crate::jetstream::gojson::unmarshal_syntax_error(body) {
+            return Err(e);
+        }
+        let mut r: PullRequest = serde_json::from_slice(body).map_err(|e| e.to_string())?;
         // nats-server: a heartbeat must fit twice into the request's expiry (none = zero).
         if r.idle_heartbeat > 0 && r.idle_heartbeat.saturating_mul(2) > r.expires {
             return Err("heartbeat value too large".to_string());
@@ -879,7 +881,15 @@ mod tests {
         // As nats-server: anything that is neither JSON nor a number is a batch of one.
         assert_eq!(PullRequest::parse(b"abc").map(|r| r.batch), Ok(1));
         assert_eq!(PullRequest::parse(b"\xff\xfe").map(|r| r.batch), Ok(1));
-        assert!(PullRequest::parse(b"{nope").is_err());
+        // Go's words for a syntax error, as nats-server sends them after `Bad Request - `.
+        assert_eq!(
+            PullRequest::parse(b"{nope"),
+            Err("invalid character 'n' looking for beginning of object key string".to_string())
+        );
+        assert_eq!(
+            PullRequest::parse(br#"{"batch":1"#),
+            Err("unexpected end of JSON input".to_string())
+        );
     }
 
     #[test]

@@ -158,6 +158,29 @@ pub fn check(body: &[u8], ty: &GoType) -> Result<Map<String, Value>, ApiError> {
     merge(body, ty).map_err(ApiError::invalid_json)
 }
 
+/// The error of Go's `json.Unmarshal` for a body that is not one JSON value, worded as Go's
+/// `SyntaxError.Error()` (no offset, unlike the decoder nats-server uses for `$JS.API`
+/// requests); None when the body is well formed. nats-server decodes `CONSUMER.MSG.NEXT` bodies
+/// this way.
+pub fn unmarshal_syntax_error(body: &[u8]) -> Option<String> {
+    let mut p = Parser { s: body, i: 0 };
+    p.ws();
+    if let Err(e) = p.value() {
+        return Some(match e {
+            SyntaxError::Eof => "unexpected end of JSON input".to_string(),
+            SyntaxError::Char(_, ctx) => format!("invalid character {ctx}"),
+            SyntaxError::Escape(text, _) => format!("invalid escape sequence `{text}` in string"),
+        });
+    }
+    p.ws();
+    (p.i < body.len()).then(|| {
+        format!(
+            "invalid character {} after top-level value",
+            quote_char(body, p.i)
+        )
+    })
+}
+
 /// nats-server's `isEmptyRequest`: nothing, `{}`, or a JSON object without members.
 pub fn is_empty_request(body: &[u8]) -> bool {
     if body.is_empty() || body == b"{}" {

@@ -860,6 +860,33 @@ fn jetstream(b: &mut Builder) {
             b"",
         ),
         ("unknown/consumer-pause", "CONSUMER.PAUSE.CONS.D1", b"{}"),
+        // Pull requests: Go's json.Unmarshal words, the heartbeat rule, no_wait.
+        ("msg-next/bad-json", "CONSUMER.MSG.NEXT.CONS.D1", b"{nope"),
+        (
+            "msg-next/truncated",
+            "CONSUMER.MSG.NEXT.CONS.D1",
+            b"{\"batch\":1",
+        ),
+        (
+            "msg-next/trailing",
+            "CONSUMER.MSG.NEXT.CONS.D1",
+            b"{\"batch\":1} x",
+        ),
+        (
+            "msg-next/heartbeat-too-large",
+            "CONSUMER.MSG.NEXT.CONS.D1",
+            b"{\"expires\":1000000000,\"idle_heartbeat\":600000000}",
+        ),
+        (
+            "msg-next/heartbeat-without-expiry",
+            "CONSUMER.MSG.NEXT.CONS.D1",
+            b"{\"idle_heartbeat\":1}",
+        ),
+        (
+            "msg-next/no-wait",
+            "CONSUMER.MSG.NEXT.CONS.D1",
+            b"{\"batch\":1,\"no_wait\":true}",
+        ),
         ("unknown/trailing-dot", "INFO.", b""),
         ("unknown/empty-token", "STREAM..INFO", b""),
     ];
