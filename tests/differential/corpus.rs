@@ -860,6 +860,37 @@ fn jetstream(b: &mut Builder) {
             b"",
         ),
         ("unknown/consumer-pause", "CONSUMER.PAUSE.CONS.D1", b"{}"),
+        // Wildcard subjects in lookups (these once overflowed the control plane's stack).
+        (
+            "wildcard/last-by-fwc",
+            "STREAM.MSG.GET.DIFF",
+            b"{\"last_by_subj\":\"diff.>\"}",
+        ),
+        (
+            "wildcard/last-by-pwc-fwc",
+            "STREAM.MSG.GET.DIFF",
+            b"{\"last_by_subj\":\"diff.*.>\"}",
+        ),
+        (
+            "wildcard/next-by-fwc",
+            "STREAM.MSG.GET.DIFF",
+            b"{\"next_by_subj\":\">\",\"seq\":2}",
+        ),
+        (
+            "wildcard/last-by-empty-token",
+            "STREAM.MSG.GET.DIFF",
+            b"{\"last_by_subj\":\"diff..a\"}",
+        ),
+        (
+            "wildcard/info-subjects-filter",
+            "STREAM.INFO.DIFF",
+            b"{\"subjects_filter\":\"diff.*\"}",
+        ),
+        (
+            "wildcard/purge-filter-keep",
+            "STREAM.PURGE.PURGE",
+            b"{\"filter\":\"purge.>\",\"keep\":1}",
+        ),
         // Pull requests: Go's json.Unmarshal words, the heartbeat rule, no_wait.
         ("msg-next/bad-json", "CONSUMER.MSG.NEXT.CONS.D1", b"{nope"),
         (
