@@ -106,6 +106,36 @@ fn segment(s: &str) -> String {
     out
 }
 
+/// The TLS settings of every control-plane client in this process, built once: the system's
+/// root certificates (`rustls-native-certs`, which honours `SSL_CERT_FILE` and `SSL_CERT_DIR`),
+/// TLS 1.2 and 1.3 with ring. None only if rustls refuses the protocol versions, which it never
+/// does for its own defaults; then https URLs fail to connect and say so.
+fn tls_config() -> Option<std::sync::Arc<rustls::ClientConfig>> {
+    static CONFIG: std::sync::LazyLock<Option<std::sync::Arc<rustls::ClientConfig>>> =
+        std::sync::LazyLock::new(|| {
+            let mut roots = rustls::RootCertStore::empty();
+            let native = rustls_native_certs::load_native_certs();
+            for e in &native.errors {
+                tracing::warn!(error = %e, "cannot load a system root certificate");
+            }
+            let (added, ignored) = roots.add_parsable_certificates(native.certs);
+            tracing::debug!(added, ignored, "control plane tls roots loaded");
+            let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+            match rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+            {
+                Ok(builder) => Some(std::sync::Arc::new(
+                    builder.with_root_certificates(roots).with_no_client_auth(),
+                )),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot configure tls for the control plane");
+                    None
+                }
+            }
+        });
+    CONFIG.clone()
+}
+
 impl ControlPlaneClient {
     pub fn new(base_url: impl Into<String>, group_id: impl Into<String>, key: &Secret) -> Self {
         Self::with_options(base_url, group_id, key, ClientOptions::default())
@@ -117,8 +147,13 @@ impl ControlPlaneClient {
         key: &Secret,
         options: ClientOptions,
     ) -> Self {
+        let connector = awc::Connector::new().connector(nodelay_connector());
+        let connector = match tls_config() {
+            Some(tls) => connector.rustls_0_23(tls),
+            None => connector,
+        };
         let http = awc::Client::builder()
-            .connector(awc::Connector::new().connector(nodelay_connector()))
+            .connector(connector)
             .timeout(options.timeout)
             .disable_redirects()
             .finish();
