@@ -184,7 +184,9 @@ async fn a_heartbeat_too_large_for_the_expiry_is_refused() {
         assert!(n > 0, "closed: {:?}", String::from_utf8_lossy(&got));
         got.extend_from_slice(&buf[..n]);
     }
-    // A heartbeat that fits twice is accepted: the request waits (counted).
+    // A heartbeat that fits twice is accepted: the request waits (counted). The inbox is
+    // subscribed first: a request without interest would be dropped.
+    let _inbox = client.subscribe("_INBOX.ok").await.expect("sub");
     client
         .publish_with_reply(
             "$JS.API.CONSUMER.MSG.NEXT.HB.d",
@@ -195,7 +197,6 @@ async fn a_heartbeat_too_large_for_the_expiry_is_refused() {
         )
         .await
         .expect("pull");
-    let _inbox = client.subscribe("_INBOX.ok").await.expect("sub");
     sync(&client).await;
     wait_for_num_waiting(&client, "HB", "d", 1).await;
 }
