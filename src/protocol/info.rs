@@ -262,32 +262,50 @@ mod tests {
 
     #[test]
     fn connect_defaults_echo_on() {
-        let c = connect(r#"{"verbose":false}"#).unwrap();
+        let c = connect(r#"{"verbose":false}"#).expect("a CONNECT nats-server accepts");
         assert!(c.echo);
         assert!(!c.verbose);
         assert!(c.pedantic);
-        let c = connect(r#"{"echo":false,"foo":1}"#).unwrap();
+        let c = connect(r#"{"echo":false,"foo":1}"#).expect("a CONNECT nats-server accepts");
         assert!(!c.echo);
     }
 
     #[test]
     fn connect_decodes_like_go() {
         // Keys without regard to case, the last duplicate winning, null as "leave it".
-        let c = connect(r#"{"VERBOSE":false,"echo":false,"Echo":true,"pedantic":null}"#).unwrap();
+        let c = connect(r#"{"VERBOSE":false,"echo":false,"Echo":true,"pedantic":null}"#)
+            .expect("a CONNECT nats-server accepts");
         assert!(!c.verbose && c.echo && c.pedantic);
-        assert!(connect("null").unwrap().verbose);
+        assert!(
+            connect("null")
+                .expect("a CONNECT nats-server accepts")
+                .verbose
+        );
         assert!(connect("[]").is_err());
         assert!(connect(r#"{"verbose":1}"#).is_err());
         assert!(connect(r#"{"protocol":1.5}"#).is_err());
-        assert_eq!(connect(r#"{"protocol":99}"#).unwrap().protocol, 99);
-        assert_eq!(connect(r#"{"protocol":-1}"#).unwrap().protocol, -1);
+        assert_eq!(
+            connect(r#"{"protocol":99}"#)
+                .expect("a CONNECT nats-server accepts")
+                .protocol,
+            99
+        );
+        assert_eq!(
+            connect(r#"{"protocol":-1}"#)
+                .expect("a CONNECT nats-server accepts")
+                .protocol,
+            -1
+        );
         // Invalid UTF-8 inside a string is replaced, not refused.
         let mut c = ConnectInfo::default();
-        c.apply(b"{\"name\":\"\xff\"}").unwrap();
+        c.apply(b"{\"name\":\"\xff\"}")
+            .expect("a CONNECT nats-server accepts");
         assert_eq!(c.name.as_deref(), Some("\u{fffd}"));
         // A second CONNECT keeps what it does not name.
-        c.apply(br#"{"verbose":false}"#).unwrap();
-        c.apply(br#"{"pedantic":false}"#).unwrap();
+        c.apply(br#"{"verbose":false}"#)
+            .expect("a CONNECT nats-server accepts");
+        c.apply(br#"{"pedantic":false}"#)
+            .expect("a CONNECT nats-server accepts");
         assert!(!c.verbose);
     }
 
