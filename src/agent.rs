@@ -31,6 +31,7 @@ use crate::cache::{ReadCache, ReadCacheSettings, SetPeer};
 use crate::config::AgentConfig;
 use crate::control_plane::client::ControlPlaneClient;
 use crate::control_plane::model::AgentPorts;
+use crate::logging::{self, Banner, LogFormat};
 use crate::monitor::{BeginShutdown, HealthProbe, MonitorSources};
 use crate::protocol::info::{COMPAT_SERVER_VERSION, ServerInfo, new_server_id};
 use crate::read::Reader;
@@ -229,6 +230,7 @@ pub struct AgentBuilder {
 
 #[derive(Default)]
 struct AgentHooks {
+    listeners: Option<Listeners>,
     object_store: Option<Arc<dyn object_store::ObjectStore>>,
     on_commit: Option<Recipient<Committed>>,
     health_interval: Option<Duration>,
@@ -257,6 +259,13 @@ impl AgentBuilder {
         self
     }
 
+    /// Serves on listeners bound beforehand (the playground binds them before it opens any
+    /// state, so a port in use stops it before anything is written).
+    pub fn listeners(mut self, listeners: Listeners) -> Self {
+        self.hooks.listeners = Some(listeners);
+        self
+    }
+
     /// Sends `Committed` to `observer` after every successful commit (after the acks).
     pub fn on_commit(mut self, observer: Recipient<Committed>) -> Self {
         self.hooks.on_commit = Some(observer);
@@ -273,6 +282,36 @@ impl AgentBuilder {
     pub async fn start(self) -> Result<RunningAgent, AgentError> {
         start_with(self.config, self.tuning, self.hooks).await
     }
+}
+
+/// The agent's three listening sockets: NATS clients, peers (the zone's read cache), HTTP.
+#[derive(Debug)]
+pub struct Listeners {
+    pub client: std::net::TcpListener,
+    pub peer: std::net::TcpListener,
+    pub http: std::net::TcpListener,
+}
+
+impl Listeners {
+    /// Binds the ports of `config` (port 0 picks a free one), clients first.
+    pub fn bind(config: &AgentConfig) -> Result<Self, AgentError> {
+        let bind = |port: u16| {
+            let addr = format!("{}:{}", config.host, port);
+            std::net::TcpListener::bind(&addr).map_err(|source| AgentError::Bind { addr, source })
+        };
+        Ok(Self {
+            client: bind(config.port)?,
+            peer: bind(config.peer_port)?,
+            http: bind(config.http_port)?,
+        })
+    }
+}
+
+fn local_addr(listener: &std::net::TcpListener) -> Result<SocketAddr, AgentError> {
+    listener.local_addr().map_err(|source| AgentError::Bind {
+        addr: "a bound listener".to_owned(),
+        source,
+    })
 }
 
 fn server_info(config: &AgentConfig, server_id: &str, port: u16) -> ServerInfo {
@@ -308,17 +347,24 @@ async fn start_with(
     hooks: AgentHooks,
 ) -> Result<RunningAgent, AgentError> {
     crate::metrics::init();
-    let addr = format!("{}:{}", config.host, config.port);
-    let listener = TcpListener::bind(&addr)
-        .await
-        .map_err(|source| AgentError::Bind {
-            addr: addr.clone(),
+    // Every port first: one in use stops the agent before anything else starts.
+    let listeners = match hooks.listeners {
+        Some(listeners) => listeners,
+        None => Listeners::bind(&config)?,
+    };
+    let client_addr = local_addr(&listeners.client)?;
+    let peer_addr = local_addr(&listeners.peer)?;
+    let http_listener = listeners.http;
+    let peer_listener = listeners.peer;
+    let listener = {
+        let std = listeners.client;
+        let runtime = |source| AgentError::Bind {
+            addr: client_addr.to_string(),
             source,
-        })?;
-    let client_addr = listener.local_addr().map_err(|source| AgentError::Bind {
-        addr: addr.clone(),
-        source,
-    })?;
+        };
+        std.set_nonblocking(true).map_err(runtime)?;
+        TcpListener::from_std(std).map_err(runtime)?
+    };
 
     let server_id = new_server_id();
     let budget = InflightBudget::new(config.max_inflight_bytes, config.max_inflight_msgs);
@@ -405,19 +451,7 @@ async fn start_with(
         };
         ReadCache::start_in_arbiter(&js_handle, move |_| ReadCache::new(settings, store))
     };
-    // Bound here, once: the peer cache's supervisor keeps it across restarts of the peer cache.
-    let peer_bind = format!("{}:{}", config.host, config.peer_port);
-    let peer_listener =
-        std::net::TcpListener::bind(&peer_bind).map_err(|source| AgentError::Bind {
-            addr: peer_bind.clone(),
-            source,
-        })?;
-    let peer_addr = peer_listener
-        .local_addr()
-        .map_err(|source| AgentError::Bind {
-            addr: peer_bind.clone(),
-            source,
-        })?;
+    // Bound once: the peer cache's supervisor keeps it across restarts of the peer cache.
     let peer_cache = {
         let settings = PeerSettings::new(
             config.group_id.clone(),
@@ -495,12 +529,18 @@ async fn start_with(
         max_pings_out: tuning.max_pings_out,
         max_pending: tuning.max_pending,
     };
-    let (http_addr, http) = crate::monitor::start(&config, &server_id, client_addr.port(), sources)
-        .await
-        .map_err(|source| AgentError::Bind {
-            addr: format!("{}:{}", config.host, config.http_port),
-            source,
-        })?;
+    let http_addr = local_addr(&http_listener)?;
+    let http = crate::monitor::start(
+        &config,
+        http_listener,
+        &server_id,
+        client_addr.port(),
+        sources,
+    )
+    .map_err(|source| AgentError::Bind {
+        addr: http_addr.to_string(),
+        source,
+    })?;
 
     // Membership: register once every listener is bound, so the ports registered are real.
     let (urls_tx, mut urls_rx) = tokio::sync::watch::channel(Vec::<String>::new());
@@ -580,26 +620,74 @@ async fn start_with(
     })
 }
 
-/// Runs an agent until SIGINT/SIGTERM.
-pub fn run_blocking(config: AgentConfig) -> Result<(), AgentError> {
+/// Runs an agent until SIGINT/SIGTERM; `format` decides between a banner for people and the
+/// JSON "started" event.
+pub fn run_blocking(config: AgentConfig, format: LogFormat) -> Result<(), AgentError> {
     let system = actix_rt::System::new();
     system.block_on(async move {
         let running = start(config.clone(), AgentTuning::default()).await?;
-        tracing::info!(
-            port = running.client_addr.port(),
-            http_port = running.http_addr.port(),
-            peer_port = config.peer_port,
-            group_id = %config.group_id,
-            bucket = %config.bucket.redacted(),
-            batch_write_ms = config.batch_write.as_millis() as u64,
-            workers = config.workers,
-            server_id = %running.server_id,
-            "infinistream agent started"
-        );
+        match format {
+            LogFormat::Text => print!(
+                "{}",
+                banner("agent", &config, &running)
+                    .row("bucket", config.bucket.redacted())
+                    .row("control plane", config.control_plane_url.as_str())
+                    .row("group", config.group_id.as_str())
+                    .footer("Ctrl-C drains and stops it.")
+                    .render()
+            ),
+            LogFormat::Json => tracing::info!(
+                url = %logging::url("nats", &config.host, running.client_addr.port()),
+                host = %config.host,
+                port = running.client_addr.port(),
+                http_port = running.http_addr.port(),
+                peer_port = running.peer_addr.port(),
+                group_id = %config.group_id,
+                bucket = %config.bucket.redacted(),
+                control_plane = %config.control_plane_url,
+                batch_write_ms = config.batch_write.as_millis() as u64,
+                workers = config.workers,
+                server_id = %running.server_id,
+                version = env!("CARGO_PKG_VERSION"),
+                "infinistream agent started"
+            ),
+        }
         wait_for_signal().await;
         shutdown_on_signal(running, config.graceful_shutdown_timeout).await;
         Ok(())
     })
+}
+
+/// The agent's startup banner (also the playground's, with rows of its own).
+pub fn banner(what: &str, config: &AgentConfig, running: &RunningAgent) -> Banner {
+    Banner::new(format!("InfiniStream {} {what}", env!("CARGO_PKG_VERSION")))
+        .row(
+            "NATS",
+            logging::url("nats", &config.host, running.client_addr.port()),
+        )
+        .row(
+            "monitoring",
+            format!(
+                "{}/healthz  /metrics  /varz",
+                logging::url("http", &config.host, running.http_addr.port())
+            ),
+        )
+        .row(
+            "peers",
+            format!(
+                "{}:{}",
+                logging::connect_host(&config.host),
+                running.peer_addr.port()
+            ),
+        )
+        .row(
+            "window",
+            format!(
+                "{} ms (one object per window, or {} MiB)",
+                config.batch_write.as_millis(),
+                config.max_object_bytes / (1024 * 1024)
+            ),
+        )
 }
 
 /// Graceful shutdown after the first signal; a second signal stops at once.

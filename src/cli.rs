@@ -72,7 +72,7 @@ pub struct CommonArgs {
         hide_env_values = true
     )]
     pub config: Option<PathBuf>,
-    /// Log format: json (one JSON object per line) or text (for people) [default: json].
+    /// Log format: text (for people, with a banner) or json (one object per line) [default: text on a terminal, else json].
     #[arg(
         long,
         value_name = "FORMAT",
@@ -508,7 +508,8 @@ impl BenchArgs {
 /// What `main` should run, fully validated.
 #[derive(Debug, Clone)]
 pub struct Invocation {
-    pub log_format: LogFormat,
+    /// The log format asked for; `None` lets the binary choose by the terminal.
+    pub log_format: Option<LogFormat>,
     pub run: Run,
 }
 
@@ -628,7 +629,7 @@ pub fn parse(argv: &[String], env: &HashMap<String, String>) -> Result<Invocatio
                 .map_err(|err| CliExit::Usage(err.render().to_string()))?;
             let (command, json) = args.command();
             Ok(Invocation {
-                log_format: LogFormat::default(),
+                log_format: None,
                 run: Run::Bench { command, json },
             })
         }

@@ -623,7 +623,7 @@ pub fn load_playground(
 pub(crate) fn agent_from_matches(
     matches: &ArgMatches,
     env: &HashMap<String, String>,
-) -> Result<(AgentConfig, LogFormat), ConfigErrors> {
+) -> Result<(AgentConfig, Option<LogFormat>), ConfigErrors> {
     let mut r = Reader::new(cli::AGENT, matches, env);
     let group_id = r.required("group_id", "group id");
     let group_key = r.required_secret("group_key", "group key");
@@ -689,7 +689,7 @@ pub(crate) fn agent_from_matches(
 pub(crate) fn control_plane_from_matches(
     matches: &ArgMatches,
     env: &HashMap<String, String>,
-) -> Result<(ControlPlaneConfig, LogFormat), ConfigErrors> {
+) -> Result<(ControlPlaneConfig, Option<LogFormat>), ConfigErrors> {
     let mut r = Reader::new(cli::CONTROL_PLANE, matches, env);
     let group_id = r.required("group_id", "group id");
     let group_key = r.required_secret("group_key", "group key");
@@ -734,7 +734,7 @@ pub(crate) fn control_plane_from_matches(
 pub(crate) fn playground_from_matches(
     matches: &ArgMatches,
     env: &HashMap<String, String>,
-) -> Result<(PlaygroundConfig, LogFormat), ConfigErrors> {
+) -> Result<(PlaygroundConfig, Option<LogFormat>), ConfigErrors> {
     let mut r = Reader::new(cli::PLAYGROUND, matches, env);
     let dir = absolute(Path::new(&r.string("dir", DEFAULT_PLAYGROUND_DIR)));
     let runtime = r.runtime();
@@ -1122,9 +1122,10 @@ impl Reader {
         }
     }
 
-    fn log_format(&mut self) -> LogFormat {
-        self.parsed("log_format", "log format", LogFormat::default(), |s| {
-            s.parse::<LogFormat>()
+    /// The format asked for, `None` when unset (the binary then decides by the terminal).
+    fn log_format(&mut self) -> Option<LogFormat> {
+        self.parsed("log_format", "log format", None, |s| {
+            s.parse::<LogFormat>().map(Some)
         })
     }
 

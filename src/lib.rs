@@ -12,6 +12,7 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod control_plane;
+pub mod dirlock;
 pub mod format;
 pub mod jetstream;
 pub mod logging;

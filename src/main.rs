@@ -1,5 +1,5 @@
 //! The `infinistream` binary: parses the command line, prints configuration problems (exit 2),
-//! sets up logging, and runs the chosen subcommand (an error from it: one line, exit 1).
+//! sets up logging, and runs the chosen subcommand (an error from it: one line on stderr, exit 1).
 //!
 //! Owns only this edge; everything else lives in the library.
 
@@ -8,6 +8,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use infinistream::cli::{self, Run};
+use infinistream::logging::LogFormat;
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args_os()
@@ -31,35 +32,28 @@ fn main() -> ExitCode {
     };
 
     // The bench's stdout is its report (`--json`), so logs must not be written there.
-    if !matches!(invocation.run, Run::Bench { .. }) {
-        infinistream::logging::init(invocation.log_format);
-    }
+    let format = match invocation.run {
+        Run::Bench { .. } => LogFormat::Text,
+        _ => infinistream::logging::init(invocation.log_format),
+    };
 
-    match run(invocation.run) {
+    match run(invocation.run, format) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            let line = format!("{err:#}").replace('\n', " ");
-            tracing::error!(error = %line, "stopped on error");
+            // Once, on stderr, each cause once (the error types carry their sources in their
+            // messages; `{:#}` would print them twice).
+            let line = infinistream::logging::error_chain(err.as_ref());
             let _ = writeln!(std::io::stderr(), "error: {line}");
             ExitCode::from(1)
         }
     }
 }
 
-fn run(run: Run) -> anyhow::Result<()> {
+fn run(run: Run, format: LogFormat) -> anyhow::Result<()> {
     match run {
-        Run::Agent(cfg) => {
-            tracing::info!(config = ?cfg, "starting agent");
-            infinistream::agent::run_blocking(cfg)?;
-        }
-        Run::ControlPlane(cfg) => {
-            tracing::info!(config = ?cfg, "starting control plane");
-            infinistream::control_plane::run_blocking(cfg)?;
-        }
-        Run::Playground(cfg) => {
-            tracing::info!(config = ?cfg, "starting playground");
-            infinistream::playground::run_blocking(cfg)?;
-        }
+        Run::Agent(cfg) => infinistream::agent::run_blocking(cfg, format)?,
+        Run::ControlPlane(cfg) => infinistream::control_plane::run_blocking(cfg, format)?,
+        Run::Playground(cfg) => infinistream::playground::run_blocking(cfg, format)?,
         Run::Bench { command, json } => {
             infinistream::bench::run_blocking(command, json)?;
         }

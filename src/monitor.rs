@@ -11,7 +11,6 @@
 //! `Send`) cannot live; everything that talks to the control plane is in the `HealthProbe`
 //! actor on the JetStream arbiter, and handlers ask it by message.
 
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -546,15 +545,15 @@ async fn jsz(state: web::Data<MonitorState>, query: web::Query<JszQuery>) -> Htt
     HttpResponse::Ok().json(body)
 }
 
-/// Binds the monitoring server on `host:http_port` and runs it on the current actix system.
-pub async fn start(
+/// Serves the monitoring endpoints on `listener` (bound by the agent) in the current actix system.
+pub fn start(
     config: &AgentConfig,
+    listener: std::net::TcpListener,
     server_id: &str,
     client_port: u16,
     sources: MonitorSources,
-) -> std::io::Result<(SocketAddr, actix_web::dev::ServerHandle)> {
-    // Bound first so `/varz` can report the real port when `http_port` is 0.
-    let listener = std::net::TcpListener::bind((config.host.as_str(), config.http_port))?;
+) -> std::io::Result<actix_web::dev::ServerHandle> {
+    // Bound by the caller, so `/varz` reports the real port when `http_port` is 0.
     let addr = listener.local_addr()?;
     let state = web::Data::new(MonitorState {
         sources,
@@ -586,7 +585,7 @@ pub async fn start(
     let server = server.run();
     let handle = server.handle();
     actix_rt::spawn(server);
-    Ok((addr, handle))
+    Ok(handle)
 }
 
 #[cfg(test)]

@@ -40,10 +40,10 @@ impl Playground {
         std::thread::spawn(move || {
             let mut tx = Some(tx);
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line.starts_with("nats://")
+                if let Some(url) = started_url(&line)
                     && let Some(tx) = tx.take()
                 {
-                    let _ = tx.send(line);
+                    let _ = tx.send(url);
                 }
             }
         });
@@ -103,4 +103,13 @@ async fn playground_keeps_its_data_across_restarts() {
     assert_eq!(ack.sequence, 4, "sequences continue after a restart");
     drop(js);
     assert!(pg.stop().success());
+}
+
+/// The `url` of the playground's JSON "started" line (its output is JSON off a terminal).
+fn started_url(line: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    if v.get("message")?.as_str()? != "infinistream playground started" {
+        return None;
+    }
+    Some(v.get("url")?.as_str()?.to_owned())
 }

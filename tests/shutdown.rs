@@ -135,8 +135,8 @@ fn binary_exits_zero_on_sigterm() {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line.starts_with("nats://") {
-                let _ = tx.send(line);
+            if let Some(url) = started_url(&line) {
+                let _ = tx.send(url);
             }
         }
     });
@@ -212,4 +212,13 @@ fn clients_get_lame_duck_info_then_close() {
     let report = agent.wait_shutdown();
     assert!(report.drained);
     assert_eq!(report.connections, 1);
+}
+
+/// The `url` of the playground's JSON "started" line (its output is JSON off a terminal).
+fn started_url(line: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    if v.get("message")?.as_str()? != "infinistream playground started" {
+        return None;
+    }
+    Some(v.get("url")?.as_str()?.to_owned())
 }

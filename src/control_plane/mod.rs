@@ -36,6 +36,13 @@ pub enum ControlPlaneError {
     Metrics(#[from] prometheus::Error),
     #[error("control plane runtime: {0}")]
     Runtime(#[from] std::io::Error),
+    #[error(transparent)]
+    Lock(#[from] crate::dirlock::LockError),
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// Knobs that are not in `ControlPlaneConfig` (tests shorten the agent expiry).
@@ -68,6 +75,8 @@ pub struct RunningControlPlane {
     handle: actix_web::dev::ServerHandle,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     store: Option<store::StoreThread>,
+    /// Held for as long as this control plane runs (released after the store is closed).
+    _lock: Option<crate::dirlock::DirLock>,
 }
 
 impl std::fmt::Debug for RunningControlPlane {
@@ -131,6 +140,25 @@ pub async fn start_in_process_with(
     config: ControlPlaneConfig,
     options: ControlPlaneOptions,
 ) -> Result<RunningControlPlane, ControlPlaneError> {
+    // Everything that can be refused is checked before the database is opened: the directory
+    // lock (one owner), then the port.
+    let lock = match &config.data_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(|source| ControlPlaneError::DataDir {
+                path: dir.display().to_string(),
+                source,
+            })?;
+            Some(crate::dirlock::DirLock::acquire(dir)?)
+        }
+        None => None,
+    };
+    let bind = |source| ControlPlaneError::Bind {
+        addr: config.listen,
+        source,
+    };
+    let listener = std::net::TcpListener::bind(config.listen).map_err(bind)?;
+    let addr = listener.local_addr().map_err(bind)?;
+
     let data_dir = config.data_dir.clone();
     let store_thread = tokio::task::spawn_blocking(move || {
         store::StoreThread::spawn(move || {
@@ -163,36 +191,63 @@ pub async fn start_in_process_with(
     .tcp_nodelay(true)
     .disable_signals()
     .shutdown_timeout(options.shutdown_timeout.as_secs())
-    .bind(config.listen)
-    .map_err(|source| ControlPlaneError::Bind {
-        addr: config.listen,
-        source,
-    })?;
-    let addr = http.addrs().first().copied().unwrap_or(config.listen);
+    .listen(listener)
+    .map_err(bind)?;
     let running = http.run();
     let handle = running.handle();
     let server = tokio::spawn(running);
-    tracing::info!(
-        listen = %addr,
-        group_id = %config.group_id,
-        data_dir = ?config.data_dir,
-        "infinistream control plane started"
-    );
+    tracing::debug!(listen = %addr, "control plane listening");
     Ok(RunningControlPlane {
         addr,
         handle,
         server: Some(server),
         store: Some(store_thread),
+        _lock: lock,
     })
 }
 
-/// Runs the control plane HTTP server until SIGINT or SIGTERM, then stops gracefully.
-pub fn run_blocking(config: ControlPlaneConfig) -> Result<(), ControlPlaneError> {
+/// Runs the control plane HTTP server until SIGINT or SIGTERM, then stops gracefully; `format`
+/// decides between a banner for people and a JSON "started" event.
+pub fn run_blocking(
+    config: ControlPlaneConfig,
+    format: crate::logging::LogFormat,
+) -> Result<(), ControlPlaneError> {
     actix_rt::System::new().block_on(async move {
-        let running = start_in_process(config).await?;
+        let running = start_in_process(config.clone()).await?;
+        announce(&config, running.local_addr(), format);
         crate::agent::wait_for_signal().await;
         tracing::info!("infinistream control plane stopping");
         running.stop().await;
         Ok(())
     })
+}
+
+fn announce(config: &ControlPlaneConfig, addr: SocketAddr, format: crate::logging::LogFormat) {
+    let url = crate::logging::url("http", &addr.ip().to_string(), addr.port());
+    let data_dir = match &config.data_dir {
+        Some(dir) => dir.display().to_string(),
+        None => "in memory (lost on exit)".to_owned(),
+    };
+    match format {
+        crate::logging::LogFormat::Text => print!(
+            "{}",
+            crate::logging::Banner::new(format!(
+                "InfiniStream {} control plane",
+                env!("CARGO_PKG_VERSION")
+            ))
+            .row("agents", format!("--control-plane-url {url}"))
+            .row("group", config.group_id.as_str())
+            .row("data", data_dir)
+            .footer("Ctrl-C stops it.")
+            .render()
+        ),
+        crate::logging::LogFormat::Json => tracing::info!(
+            listen = %addr,
+            url = %url,
+            group_id = %config.group_id,
+            data_dir = %data_dir,
+            version = env!("CARGO_PKG_VERSION"),
+            "infinistream control plane started"
+        ),
+    }
 }
