@@ -49,6 +49,8 @@ pub enum AgentError {
     Startup(String),
     #[error("cannot open the bucket: {0}")]
     Bucket(#[from] crate::bucket::BucketError),
+    #[error(transparent)]
+    Tls(#[from] crate::control_plane::client::TlsError),
 }
 
 /// Knobs tests turn; production uses the defaults.
@@ -347,7 +349,8 @@ async fn start_with(
     hooks: AgentHooks,
 ) -> Result<RunningAgent, AgentError> {
     crate::metrics::init();
-    // Every port first: one in use stops the agent before anything else starts.
+    // What can refuse to start goes first: the CA file, then every port.
+    let tls = crate::control_plane::client::tls_with_ca(config.control_plane_ca.as_deref())?;
     let listeners = match hooks.listeners {
         Some(listeners) => listeners,
         None => Listeners::bind(&config)?,
@@ -391,7 +394,11 @@ async fn start_with(
         let url = config.control_plane_url.clone();
         let group_id = config.group_id.clone();
         let key = config.group_key.clone();
-        move || ControlPlaneClient::new(&url, &group_id, &key)
+        let options = crate::control_plane::ClientOptions {
+            tls: Some(tls),
+            ..Default::default()
+        };
+        move || ControlPlaneClient::with_options(&url, &group_id, &key, options.clone())
     };
     let sequencer = {
         let cp = cp.clone();

@@ -234,6 +234,14 @@ pub struct AgentArgs {
         hide_env_values = true
     )]
     pub control_plane_url: Option<String>,
+    /// PEM file of CA certificates to trust for an https control plane, besides the system roots.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "INFINISTREAM_CONTROL_PLANE_CA",
+        hide_env_values = true
+    )]
+    pub control_plane_ca: Option<String>,
     /// Availability zone of this agent.
     #[arg(
         long,

@@ -348,6 +348,8 @@ pub struct AgentConfig {
     pub region: String,
     /// Resolved control plane base URL: `--control-plane-url` or the region's endpoint.
     pub control_plane_url: String,
+    /// PEM file of CA certificates trusted for an https control plane, beside the system roots.
+    pub control_plane_ca: Option<PathBuf>,
     /// Interface to bind the listeners on (default 0.0.0.0).
     pub host: String,
     /// Client port (0 picks a free one).
@@ -393,6 +395,7 @@ impl AgentConfig {
                 .to_owned(),
             availability_zone: None,
             advertise_address: None,
+            control_plane_ca: None,
             batch_write: runtime.batch_write,
             max_object_bytes: runtime.max_object_bytes,
             host: runtime.host,
@@ -646,6 +649,7 @@ pub(crate) fn agent_from_matches(
             }
         },
     };
+    let control_plane_ca = r.optional_string("control_plane_ca").map(PathBuf::from);
     let availability_zone = r.optional_string("availability_zone");
     let advertise_address = r
         .optional_string("advertise_address")
@@ -667,6 +671,7 @@ pub(crate) fn agent_from_matches(
         bucket,
         region,
         control_plane_url,
+        control_plane_ca,
         availability_zone,
         advertise_address,
         batch_write: runtime.batch_write,

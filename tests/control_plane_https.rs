@@ -1,7 +1,8 @@
 //! The agent reaches a control plane over https: a TLS proxy (a certificate from a test CA) in
 //! front of the test control plane, and the real agent binary trusting that CA through
 //! `SSL_CERT_FILE`, as on a machine whose system roots include it. JetStream works end to end;
-//! with the CA unknown the agent refuses the certificate and JetStream is unavailable.
+//! with the CA unknown the agent refuses the certificate and JetStream is unavailable; with it
+//! given as `--control-plane-ca` (system roots without it) JetStream works again.
 
 mod common;
 
@@ -124,4 +125,53 @@ async fn an_agent_commits_through_an_https_control_plane() {
         .await
         .expect("answered in time");
     assert!(refused.is_err(), "an unknown CA was trusted: {refused:?}");
+
+    // The CA given explicitly, beside system roots that do not hold it.
+    let explicit = common::process::AgentProcess::start_with_env(
+        &bucket,
+        &https,
+        &[
+            ("SSL_CERT_FILE", empty.to_str().expect("utf-8 path")),
+            ("INFINISTREAM_CONTROL_PLANE_CA", ca),
+        ],
+    );
+    let seq = tokio::time::timeout(Duration::from_secs(30), stream_create(&explicit.url))
+        .await
+        .expect("in time")
+        .expect("publish acked with --control-plane-ca");
+    assert_eq!(seq, 2);
+
+    // A CA file that holds no certificate stops the agent at startup, in one line.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_infinistream"))
+        .args([
+            "agent",
+            "--group-id",
+            "g",
+            "--group-key",
+            "k",
+            "--port",
+            "0",
+        ])
+        .args([
+            "--http-port",
+            "0",
+            "--peer-port",
+            "0",
+            "--bucket-name",
+            &bucket,
+        ])
+        .args(["--control-plane-url", &https, "--control-plane-ca"])
+        .arg(&empty)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("agent runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(
+        err.trim_end(),
+        format!(
+            "error: the control plane CA file {} holds no certificate",
+            empty.display()
+        )
+    );
 }

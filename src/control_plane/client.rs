@@ -65,6 +65,8 @@ pub struct ClientOptions {
     pub timeout: Duration,
     /// Sent as `x-infinistream-server-name` on `$JS.API` requests (stream leader in STREAM.INFO).
     pub server_name: Option<String>,
+    /// Trust for https (`tls_with_ca`); `None`: the system roots.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl Default for ClientOptions {
@@ -72,6 +74,7 @@ impl Default for ClientOptions {
         Self {
             timeout: Duration::from_secs(5),
             server_name: None,
+            tls: None,
         }
     }
 }
@@ -106,31 +109,92 @@ fn segment(s: &str) -> String {
     out
 }
 
-/// The TLS settings of every control-plane client in this process, built once: the system's
-/// root certificates (`rustls-native-certs`, which honours `SSL_CERT_FILE` and `SSL_CERT_DIR`),
-/// TLS 1.2 and 1.3 with ring. None only if rustls refuses the protocol versions, which it never
-/// does for its own defaults; then https URLs fail to connect and say so.
-fn tls_config() -> Option<std::sync::Arc<rustls::ClientConfig>> {
+/// Why the trust for an https control plane cannot be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read the control plane CA file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the control plane CA file {path} is not PEM certificates: {reason}")]
+    Invalid { path: String, reason: String },
+    #[error("the control plane CA file {path} holds no certificate")]
+    Empty { path: String },
+    #[error("cannot configure tls for the control plane: {0}")]
+    Config(#[from] rustls::Error),
+}
+
+/// The trust of https control planes: the system roots (`rustls-native-certs`, which honours
+/// `SSL_CERT_FILE` and `SSL_CERT_DIR`) plus every certificate of `ca_file` (PEM), TLS 1.2 and
+/// 1.3 with ring. Read once at startup, so a missing or broken file stops the agent at once.
+pub fn tls_with_ca(
+    ca_file: Option<&std::path::Path>,
+) -> Result<std::sync::Arc<rustls::ClientConfig>, TlsError> {
+    let extra = match ca_file {
+        Some(path) => read_ca_file(path)?,
+        None => Vec::new(),
+    };
+    build_tls(extra)
+}
+
+fn read_ca_file(
+    path: &std::path::Path,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, TlsError> {
+    use rustls::pki_types::pem::PemObject;
+    let shown = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|source| TlsError::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    let certs = rustls::pki_types::CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::Invalid {
+            path: shown.clone(),
+            reason: e.to_string(),
+        })?;
+    if certs.is_empty() {
+        return Err(TlsError::Empty { path: shown });
+    }
+    Ok(certs)
+}
+
+fn build_tls(
+    extra: Vec<rustls::pki_types::CertificateDer<'static>>,
+) -> Result<std::sync::Arc<rustls::ClientConfig>, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for e in &native.errors {
+        tracing::warn!(error = %e, "cannot load a system root certificate");
+    }
+    let (added, ignored) = roots.add_parsable_certificates(native.certs);
+    let extra_count = extra.len();
+    for cert in extra {
+        roots.add(cert)?;
+    }
+    tracing::debug!(
+        added,
+        ignored,
+        extra = extra_count,
+        "control plane tls roots loaded"
+    );
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(std::sync::Arc::new(config))
+}
+
+/// The system roots only, built once for clients given no trust of their own. None only if
+/// rustls refuses the protocol versions, which it never does with the ring provider.
+fn system_tls() -> Option<std::sync::Arc<rustls::ClientConfig>> {
     static CONFIG: std::sync::LazyLock<Option<std::sync::Arc<rustls::ClientConfig>>> =
-        std::sync::LazyLock::new(|| {
-            let mut roots = rustls::RootCertStore::empty();
-            let native = rustls_native_certs::load_native_certs();
-            for e in &native.errors {
-                tracing::warn!(error = %e, "cannot load a system root certificate");
-            }
-            let (added, ignored) = roots.add_parsable_certificates(native.certs);
-            tracing::debug!(added, ignored, "control plane tls roots loaded");
-            let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-            match rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-            {
-                Ok(builder) => Some(std::sync::Arc::new(
-                    builder.with_root_certificates(roots).with_no_client_auth(),
-                )),
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot configure tls for the control plane");
-                    None
-                }
+        std::sync::LazyLock::new(|| match build_tls(Vec::new()) {
+            Ok(config) => Some(config),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot configure tls for the control plane");
+                None
             }
         });
     CONFIG.clone()
@@ -148,7 +212,11 @@ impl ControlPlaneClient {
         options: ClientOptions,
     ) -> Self {
         let connector = awc::Connector::new().connector(nodelay_connector());
-        let connector = match tls_config() {
+        let tls = match &options.tls {
+            Some(tls) => Some(tls.clone()),
+            None => system_tls(),
+        };
+        let connector = match tls {
             Some(tls) => connector.rustls_0_23(tls),
             None => connector,
         };
@@ -428,5 +496,18 @@ mod tests {
         .expect("decodes");
         assert_eq!(err.expect_err("api error"), ApiError::stream_not_found());
         assert!(decode_api::<StreamState>(b"[]").is_err());
+    }
+
+    #[test]
+    fn a_ca_file_must_exist_and_hold_certificates() {
+        let dir = tempfile::tempdir().expect("dir");
+        let missing = dir.path().join("absent.pem");
+        let err = tls_with_ca(Some(&missing)).expect_err("missing file");
+        assert!(matches!(err, TlsError::Read { .. }), "{err}");
+        let text = dir.path().join("notes.pem");
+        std::fs::write(&text, "not a certificate\n").expect("write");
+        let err = tls_with_ca(Some(&text)).expect_err("no certificate");
+        assert!(matches!(err, TlsError::Empty { .. }), "{err}");
+        assert!(tls_with_ca(None).is_ok());
     }
 }
