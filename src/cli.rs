@@ -49,10 +49,18 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum CliCommand {
     /// Run an agent: speaks the NATS protocol to clients, writes to your bucket (production).
-    #[command(after_help = OPTIONS_FILE_HELP)]
+    #[command(
+        after_help = OPTIONS_FILE_HELP,
+        override_usage = "infinistream agent --group-id ID --group-key KEY --bucket-name URL [OPTIONS]\n       \
+                          (each required setting may come from its variable or --config instead)"
+    )]
     Agent(AgentArgs),
-    /// Run the mock control plane (metadata only, never message bytes).
-    #[command(after_help = OPTIONS_FILE_HELP)]
+    /// Run the reference control plane: metadata only, never message bytes; SQLite in --data-dir.
+    #[command(
+        after_help = OPTIONS_FILE_HELP,
+        override_usage = "infinistream control-plane --group-id ID --group-key KEY [OPTIONS]\n       \
+                          (each required setting may come from its variable or --config instead)"
+    )]
     ControlPlane(ControlPlaneArgs),
     /// Run the whole stack (control plane and one agent) in one process on a local directory.
     #[command(after_help = OPTIONS_FILE_HELP)]
