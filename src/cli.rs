@@ -218,7 +218,7 @@ pub struct AgentArgs {
         hide_env_values = true
     )]
     pub group_key: Option<String>,
-    /// Bucket URL (required): `s3://BUCKET?endpoint=…&region=…`, `file:///path` or `mem://name`.
+    /// Bucket URL (required): `s3://BUCKET?endpoint=…&region=…`, `gs://BUCKET?…`, `az://CONTAINER?account_name=…`, `file:///path` or `mem://name`.
     #[arg(
         long,
         value_name = "URL",

@@ -49,7 +49,7 @@ pub const PLAYGROUND_GROUP_ID: &str = "playground";
 /// control plane first and replaces this with the real address.
 pub const PLAYGROUND_CONTROL_PLANE_PLACEHOLDER: &str = "http://127.0.0.1:0";
 /// Schemes accepted in a bucket URL, as printed in error messages.
-pub const BUCKET_SCHEMES: &str = "s3://, file://, mem://";
+pub const BUCKET_SCHEMES: &str = "s3://, gs://, az://, file://, mem://";
 
 /// Control plane endpoint of each known region.
 pub const REGIONS: &[(&str, &str)] = &[
@@ -108,6 +108,18 @@ pub enum BucketUrl {
         /// Query options (endpoint, region, allow_http, access_key_id, …) in order.
         options: Vec<(String, String)>,
     },
+    /// `gs://bucket?<any object_store GoogleConfigKey>=…` (Google Cloud Storage)
+    Gcs {
+        bucket: String,
+        /// Query options (service_account_key, base_url, …) in order.
+        options: Vec<(String, String)>,
+    },
+    /// `az://container?account_name=…&<any object_store AzureConfigKey>=…` (Azure Blob Storage)
+    Azure {
+        container: String,
+        /// Query options (account_name, access_key, endpoint, use_emulator, …) in order.
+        options: Vec<(String, String)>,
+    },
     /// `file:///absolute/path`
     File { path: PathBuf },
     /// `mem://name`: process-local, for tests and demos.
@@ -121,8 +133,8 @@ pub enum BucketUrlError {
     NotAUrl,
     #[error("unsupported scheme {0:?}")]
     UnsupportedScheme(String),
-    #[error("missing bucket name (s3://BUCKET?endpoint=…&region=…)")]
-    MissingBucket,
+    #[error("missing bucket name ({0}://BUCKET?…)")]
+    MissingBucket(&'static str),
     #[error("invalid bucket name {0:?}: use letters, digits, '.', '-' or '_' (at most 255)")]
     InvalidBucketName(String),
     #[error("a path after the bucket name is not supported")]
@@ -143,24 +155,77 @@ pub enum BucketUrlError {
     MemoryExtra,
 }
 
-/// Option names whose values are credentials, compared without any `aws_` prefix.
+/// Option names whose values are credentials, compared without any `aws_`, `google_`,
+/// `azure_storage_` or `azure_` prefix.
 const SECRET_OPTIONS: &[&str] = &[
+    // S3
     "access_key_id",
     "secret_access_key",
     "session_token",
     "token",
     "sse_customer_key_base64",
+    // Google Cloud Storage
+    "service_account_key",
+    "bearer_token",
+    // Azure
+    "access_key",
+    "account_key",
+    "master_key",
+    "client_secret",
+    "sas_key",
+    "sas_token",
+    "encryption_key",
+    "fabric_session_token",
 ];
 
-/// Whether an S3 option value is a credential that must never be printed.
+/// Whether a bucket URL option value is a credential that must never be printed.
 pub fn is_secret_option(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
-    let key = key.strip_prefix("aws_").unwrap_or(&key);
+    let key = ["aws_", "google_", "azure_storage_", "azure_"]
+        .iter()
+        .find_map(|prefix| key.strip_prefix(prefix))
+        .unwrap_or(&key);
     SECRET_OPTIONS.contains(&key)
 }
 
+/// The cloud object stores a bucket URL can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cloud {
+    S3,
+    Gcs,
+    Azure,
+}
+
+impl Cloud {
+    fn scheme(self) -> &'static str {
+        match self {
+            Cloud::S3 => "s3",
+            Cloud::Gcs => "gs",
+            Cloud::Azure => "az",
+        }
+    }
+
+    fn validate(self, key: &str, value: &str) -> Result<(), crate::bucket::BucketError> {
+        match self {
+            Cloud::S3 => crate::bucket::parse_s3_option(key, value).map(drop),
+            Cloud::Gcs => crate::bucket::parse_gcs_option(key, value).map(drop),
+            Cloud::Azure => crate::bucket::parse_azure_option(key, value).map(drop),
+        }
+    }
+}
+
+fn redact_options(out: &mut String, options: &[(String, String)]) {
+    for (index, (key, value)) in options.iter().enumerate() {
+        out.push(if index == 0 { '?' } else { '&' });
+        out.push_str(key);
+        out.push('=');
+        out.push_str(if is_secret_option(key) { "***" } else { value });
+    }
+}
+
 impl BucketUrl {
-    /// Parses `s3://bucket?k=v&…`, `file:///abs/path` or `mem://name`.
+    /// Parses `s3://bucket?k=v&…`, `gs://bucket?k=v&…`, `az://container?k=v&…`,
+    /// `file:///abs/path` or `mem://name`.
     ///
     /// In S3 query values `%XX` escapes are decoded but `+` is kept as is: AWS secret keys
     /// contain `+`, and no option value ever needs a space.
@@ -170,7 +235,9 @@ impl BucketUrl {
             return Err(BucketUrlError::NotAUrl);
         };
         match scheme.to_ascii_lowercase().as_str() {
-            "s3" => parse_s3(rest),
+            "s3" => parse_cloud(Cloud::S3, rest),
+            "gs" => parse_cloud(Cloud::Gcs, rest),
+            "az" | "azure" => parse_cloud(Cloud::Azure, rest),
             "file" => parse_file(s),
             "mem" | "memory" => parse_memory(rest),
             other => Err(BucketUrlError::UnsupportedScheme(other.to_owned())),
@@ -182,12 +249,17 @@ impl BucketUrl {
         match self {
             BucketUrl::S3 { bucket, options } => {
                 let mut out = format!("s3://{bucket}");
-                for (index, (key, value)) in options.iter().enumerate() {
-                    out.push(if index == 0 { '?' } else { '&' });
-                    out.push_str(key);
-                    out.push('=');
-                    out.push_str(if is_secret_option(key) { "***" } else { value });
-                }
+                redact_options(&mut out, options);
+                out
+            }
+            BucketUrl::Gcs { bucket, options } => {
+                let mut out = format!("gs://{bucket}");
+                redact_options(&mut out, options);
+                out
+            }
+            BucketUrl::Azure { container, options } => {
+                let mut out = format!("az://{container}");
+                redact_options(&mut out, options);
                 out
             }
             BucketUrl::File { path } => format!("file://{}", path.display()),
@@ -195,10 +267,12 @@ impl BucketUrl {
         }
     }
 
-    /// The value of an S3 option (last one wins), by exact key.
+    /// The value of a cloud store's option (last one wins), by exact key.
     pub fn option(&self, key: &str) -> Option<&str> {
         match self {
-            BucketUrl::S3 { options, .. } => options
+            BucketUrl::S3 { options, .. }
+            | BucketUrl::Gcs { options, .. }
+            | BucketUrl::Azure { options, .. } => options
                 .iter()
                 .rev()
                 .find(|(k, _)| k == key)
@@ -220,7 +294,7 @@ impl fmt::Debug for BucketUrl {
     }
 }
 
-fn parse_s3(rest: &str) -> Result<BucketUrl, BucketUrlError> {
+fn parse_cloud(cloud: Cloud, rest: &str) -> Result<BucketUrl, BucketUrlError> {
     let (authority, query) = match rest.split_once('?') {
         Some((authority, query)) => (authority, Some(query)),
         None => (rest, None),
@@ -233,7 +307,7 @@ fn parse_s3(rest: &str) -> Result<BucketUrl, BucketUrlError> {
         return Err(BucketUrlError::S3Path);
     }
     if bucket.is_empty() {
-        return Err(BucketUrlError::MissingBucket);
+        return Err(BucketUrlError::MissingBucket(cloud.scheme()));
     }
     let valid_name = bucket.len() <= 255
         && bucket
@@ -253,13 +327,19 @@ fn parse_s3(rest: &str) -> Result<BucketUrl, BucketUrlError> {
             .to_ascii_lowercase();
         let value = percent_decode(value)
             .ok_or_else(|| BucketUrlError::Option(format!("bad %-escape in the value of {key}")))?;
-        crate::bucket::parse_s3_option(&key, &value)
+        cloud
+            .validate(&key, &value)
             .map_err(|err| BucketUrlError::Option(err.to_string()))?;
         options.push((key, value));
     }
-    Ok(BucketUrl::S3 {
-        bucket: bucket.to_owned(),
-        options,
+    let bucket = bucket.to_owned();
+    Ok(match cloud {
+        Cloud::S3 => BucketUrl::S3 { bucket, options },
+        Cloud::Gcs => BucketUrl::Gcs { bucket, options },
+        Cloud::Azure => BucketUrl::Azure {
+            container: bucket,
+            options,
+        },
     })
 }
 
@@ -1716,7 +1796,7 @@ batch_write = 100
     #[test]
     fn several_problems_at_once() {
         let errors = load_agent(
-            &args(&["--batch-write=40ms", "--port=x", "--bucket-name=gs://b"]),
+            &args(&["--batch-write=40ms", "--port=x", "--bucket-name=ftp://b"]),
             &HashMap::new(),
         )
         .unwrap_err();
@@ -1725,10 +1805,10 @@ batch_write = 100
 
     #[test]
     fn bucket_errors_list_schemes_and_hide_secrets() {
-        let line = one_error(&["--bucket-name=gs://b"]);
+        let line = one_error(&["--bucket-name=ftp://b"]);
         assert_eq!(
             line,
-            "invalid bucket URL \"gs://b\" from --bucket-name: unsupported scheme \"gs\"; accepted schemes: s3://, file://, mem://"
+            "invalid bucket URL \"ftp://b\" from --bucket-name: unsupported scheme \"ftp\"; accepted schemes: s3://, gs://, az://, file://, mem://"
         );
         let line = one_error(&["--bucket-name=s3://b?secret_access_key=TOPSECRET&bogus=1"]);
         assert!(!line.contains("TOPSECRET"), "{line}");
@@ -1787,7 +1867,7 @@ batch_write = 100
         );
         assert_eq!(
             BucketUrl::parse("s3://"),
-            Err(BucketUrlError::MissingBucket)
+            Err(BucketUrlError::MissingBucket("s3"))
         );
         assert_eq!(BucketUrl::parse("bucket"), Err(BucketUrlError::NotAUrl));
         assert!(matches!(
@@ -1828,9 +1908,18 @@ batch_write = 100
 
     #[test]
     fn raw_redaction_of_unparsable_urls() {
-        let r = redact_raw_bucket("gs://b?secret_access_key=S&x=1");
-        assert_eq!(r, "gs://b?secret_access_key=***&x=1");
-        assert_eq!(redact_raw_bucket("gs://u:p@b"), "<hidden>");
+        let r = redact_raw_bucket("ftp://b?secret_access_key=S&x=1");
+        assert_eq!(r, "ftp://b?secret_access_key=***&x=1");
+        assert_eq!(redact_raw_bucket("ftp://u:p@b"), "<hidden>");
+        // Parsable cloud URLs: every provider's credentials are masked.
+        assert_eq!(
+            redact_raw_bucket("gs://b?service_account_key=KEY&base_url=http://x"),
+            "gs://b?service_account_key=***&base_url=http://x"
+        );
+        assert_eq!(
+            redact_raw_bucket("az://c?account_name=a&access_key=KEY&azure_storage_sas_key=S"),
+            "az://c?account_name=a&access_key=***&azure_storage_sas_key=***"
+        );
     }
 
     #[test]
