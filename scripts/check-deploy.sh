@@ -324,7 +324,7 @@ refused "a drain timeout not below the grace period" "must be below terminationG
 refused "two group key sources" "not both" "groupKey: {value: k}"
 refused "no group key source" "set groupKey.existingSecret.name" "groupKey: {existingSecret: {name: ''}}"
 refused "a batch window out of range" "out of range" "batchWrite: 1s"
-refused "credentials in the bucket URL" "keep S3 credentials out" \
+refused "credentials in the bucket URL" "keep credentials out" \
   "bucketUrl: 's3://b?region=us-east-1&secret_access_key=x'"
 refused "a managed variable in extraEnv" "the chart sets this variable itself" \
   "extraEnv: [{name: INFINISTREAM_PORT, value: '5222'}]"

@@ -106,8 +106,8 @@ upgrade or template with a message naming the values to fix.
 {{- if and (or .Values.s3Credentials.accessKeyId .Values.s3Credentials.secretAccessKey) (not .Values.s3Credentials.fromSecret) }}
 {{- fail "s3Credentials: accessKeyId/secretAccessKey are set but fromSecret is false, so the agents would never read them" }}
 {{- end }}
-{{- if regexMatch "(?i)(secret_access_key|secret_key|session_token)=" .Values.bucketUrl }}
-{{- fail "bucketUrl: keep S3 credentials out of the bucket URL (it lands in a ConfigMap): use s3Credentials or the pods' workload identity" }}
+{{- if regexMatch "(?i)(secret_access_key|secret_key|session_token|service_account_key|access_key|account_key|master_key|client_secret|sas_key|sas_token)=" .Values.bucketUrl }}
+{{- fail "bucketUrl: keep credentials out of the bucket URL (it lands in a ConfigMap): use s3Credentials or the pods' workload identity" }}
 {{- end }}
 {{- $timeout := int .Values.gracefulShutdownTimeoutSeconds }}
 {{- $grace := int .Values.terminationGracePeriodSeconds }}
