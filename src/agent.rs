@@ -47,7 +47,7 @@ pub enum AgentError {
     Runtime(std::io::Error),
     #[error("{0}")]
     Startup(String),
-    #[error("cannot open the bucket: {0}")]
+    #[error(transparent)]
     Bucket(#[from] crate::bucket::BucketError),
     #[error(transparent)]
     Tls(#[from] crate::control_plane::client::TlsError),
@@ -349,8 +349,13 @@ async fn start_with(
     hooks: AgentHooks,
 ) -> Result<RunningAgent, AgentError> {
     crate::metrics::init();
-    // What can refuse to start goes first: the CA file, then every port.
+    // What can refuse to start goes first: the CA file, the bucket client, then every port.
     let tls = crate::control_plane::client::tls_with_ca(config.control_plane_ca.as_deref())?;
+    // Building the bucket client contacts nothing; it fails only on a URL it cannot use.
+    let store = match hooks.object_store {
+        Some(store) => store,
+        None => crate::bucket::build_object_store(&config.bucket)?,
+    };
     let listeners = match hooks.listeners {
         Some(listeners) => listeners,
         None => Listeners::bind(&config)?,
@@ -386,10 +391,6 @@ async fn start_with(
     // The JetStream write path and API share one arbiter: they exchange many small messages.
     let js = Arbiter::new();
     let js_handle = js.handle();
-    let store = match hooks.object_store {
-        Some(store) => store,
-        None => crate::bucket::build_object_store(&config.bucket)?,
-    };
     let cp = {
         let url = config.control_plane_url.clone();
         let group_id = config.group_id.clone();

@@ -153,7 +153,10 @@ pub fn parse_s3_option(key: &str, value: &str) -> Result<S3Option, BucketError> 
 }
 
 /// Understands one GCS URL option.
-pub fn parse_gcs_option(key: &str, value: &str) -> Result<CloudOption<GoogleConfigKey>, BucketError> {
+pub fn parse_gcs_option(
+    key: &str,
+    value: &str,
+) -> Result<CloudOption<GoogleConfigKey>, BucketError> {
     parse_option(key, value)
 }
 
@@ -246,9 +249,8 @@ fn build_gcs(
         builder = builder.with_config(key, value);
     }
     if allow_http {
-        builder = builder.with_client_options(
-            object_store::ClientOptions::new().with_allow_http(true),
-        );
+        builder =
+            builder.with_client_options(object_store::ClientOptions::new().with_allow_http(true));
     }
     Ok(Arc::new(builder.with_retry(retry).build()?))
 }

@@ -12,7 +12,7 @@ const COMMANDS: &[&str] = &["agent", "playground", "control-plane"];
 fn command() -> Command {
     let mut cmd = Command::new(BIN);
     for (key, _) in std::env::vars() {
-        if key.starts_with("INFINISTREAM_") || key == "RUST_LOG" {
+        if key.starts_with("INFINISTREAM_") || key.starts_with("AZURE_") || key == "RUST_LOG" {
             cmd.env_remove(key);
         }
     }
@@ -211,6 +211,15 @@ fn printed_errors() -> Vec<String> {
             vec![("INFINISTREAM_BUCKET_NAME", "gopher://b".to_owned())],
         ),
         (agent(&["--max-payload", "lots"]), vec![]),
+        (
+            agent(&[
+                "--port=0",
+                "--http-port=0",
+                "--peer-port=0",
+                "--bucket-name=az://container",
+            ]),
+            vec![],
+        ),
         (agent(&["--control-plane-url", "ftp://x"]), vec![]),
         (agent(&["--workers", "0"]), vec![]),
         (agent(&["--log-format", "xml"]), vec![]),
