@@ -168,11 +168,19 @@ pub fn parse_azure_option(
     parse_option(key, value)
 }
 
+/// A URL's options for one provider's builder.
+struct BuilderOptions<K> {
+    keys: Vec<(K, String)>,
+    retry: RetryConfig,
+    /// An `http://` endpoint was given without `allow_http`: allow it.
+    allow_http: bool,
+}
+
 /// The options of a URL for one provider's builder: object_store keys (with `allow_http`
 /// implied by an `http://` endpoint unless given) and the retry settings.
-fn builder_options<K: ProviderKey + Clone>(
+fn builder_options<K: ProviderKey>(
     options: &[(String, String)],
-) -> Result<(Vec<(K, String)>, RetryConfig, bool), BucketError> {
+) -> Result<BuilderOptions<K>, BucketError> {
     let mut keys = Vec::new();
     let mut retry = RetryConfig::default();
     let mut allow_http_set = false;
@@ -192,7 +200,11 @@ fn builder_options<K: ProviderKey + Clone>(
             }
         }
     }
-    Ok((keys, retry, http_endpoint && !allow_http_set))
+    Ok(BuilderOptions {
+        keys,
+        retry,
+        allow_http: http_endpoint && !allow_http_set,
+    })
 }
 
 fn parse_bool(value: &str) -> Option<bool> {
@@ -228,7 +240,11 @@ fn build_s3(
     bucket: &str,
     options: &[(String, String)],
 ) -> Result<Arc<dyn ObjectStore>, BucketError> {
-    let (keys, retry, allow_http) = builder_options::<AmazonS3ConfigKey>(options)?;
+    let BuilderOptions {
+        keys,
+        retry,
+        allow_http,
+    } = builder_options::<AmazonS3ConfigKey>(options)?;
     let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
     for (key, value) in keys {
         builder = builder.with_config(key, value);
@@ -243,7 +259,11 @@ fn build_gcs(
     bucket: &str,
     options: &[(String, String)],
 ) -> Result<Arc<dyn ObjectStore>, BucketError> {
-    let (keys, retry, allow_http) = builder_options::<GoogleConfigKey>(options)?;
+    let BuilderOptions {
+        keys,
+        retry,
+        allow_http,
+    } = builder_options::<GoogleConfigKey>(options)?;
     let mut builder = GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket);
     for (key, value) in keys {
         builder = builder.with_config(key, value);
@@ -259,7 +279,11 @@ fn build_azure(
     container: &str,
     options: &[(String, String)],
 ) -> Result<Arc<dyn ObjectStore>, BucketError> {
-    let (keys, retry, allow_http) = builder_options::<AzureConfigKey>(options)?;
+    let BuilderOptions {
+        keys,
+        retry,
+        allow_http,
+    } = builder_options::<AzureConfigKey>(options)?;
     let mut builder = MicrosoftAzureBuilder::from_env().with_container_name(container);
     for (key, value) in keys {
         builder = builder.with_config(key, value);

@@ -127,12 +127,15 @@ fn batch_write_out_of_range() {
 #[test]
 fn bad_bucket_url() {
     let out = run(
-        &["agent", "--group-id=g", "--bucket-name", "gs://bucket"],
+        &["agent", "--group-id=g", "--bucket-name", "ftp://bucket"],
         &[("INFINISTREAM_GROUP_KEY", KEY)],
     );
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
-    assert!(err.contains("s3://, file://, mem://"), "{err}");
+    assert!(
+        err.contains("s3://, gs://, az://, file://, mem://"),
+        "{err}"
+    );
     assert!(err.contains("--bucket-name"), "{err}");
     assert_no_key(&out);
 }

@@ -159,6 +159,9 @@ fn matches(pattern: &str, line: &str) -> bool {
     rest.is_empty()
 }
 
+/// Arguments and extra environment of one run of the binary.
+type Run = (Vec<String>, Vec<(&'static str, String)>);
+
 /// Runs the binary on inputs that provoke each documented startup error; returns its lines.
 fn printed_errors() -> Vec<String> {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -183,7 +186,7 @@ fn printed_errors() -> Vec<String> {
     let bad_config = dir.path().join("bad.toml");
     std::fs::write(&bad_config, "batch_wrte = \"100ms\"\n").expect("write");
 
-    let runs: Vec<(Vec<String>, Vec<(&str, String)>)> = vec![
+    let runs: Vec<Run> = vec![
         (vec!["agent".into()], vec![]),
         (
             agent(&[]),

@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use actix::{ArbiterHandle, AtomicResponse};
 use object_store::path::Path;
-use object_store::{GetOptions, GetRange, ObjectStore, PutMode, PutOptions, PutPayload};
+use object_store::{
+    GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+};
 use rand::Rng;
 use tokio::sync::Semaphore;
 use tracing::Instrument;
@@ -178,13 +180,28 @@ async fn check_existing(
     let len = payload.content_length() as u64;
     let tail = TAIL_CHECK_LEN.min(len);
     // One request gives both the size (meta) and the tail; an empty object needs a HEAD since
-    // a zero-length range is invalid.
+    // a zero-length range is invalid. The tail is asked as an offset range, not a suffix range:
+    // Azure has no suffix ranges (object_store refuses them), every store has offset ranges.
     let opts = if tail == 0 {
         GetOptions::new().with_head(true)
     } else {
-        GetOptions::new().with_range(Some(GetRange::Suffix(tail)))
+        GetOptions::new().with_range(Some(GetRange::Offset(len - tail)))
     };
-    let got = store.get_opts(key, opts).await?;
+    let got = match store.get_opts(key, opts).await {
+        Ok(got) => got,
+        // A shorter object than the offset: the range is unsatisfiable; its size says enough.
+        Err(e) if tail > 0 => {
+            let meta = store.head(key).await?;
+            if meta.size == len {
+                return Err(e);
+            }
+            return Ok(Existing::Different(format!(
+                "existing object is {} bytes, ours is {len}",
+                meta.size
+            )));
+        }
+        Err(e) => return Err(e),
+    };
     let size = got.meta.size;
     let e_tag = got.meta.e_tag.clone();
     if size != len {
@@ -749,6 +766,12 @@ mod tests {
         let out = p.upload(upload("a/9.obj", b"", LONG)).await.unwrap();
         assert!(out.already_existed);
         assert_eq!(stored(&store, "a/8.obj").await, "diff");
+        // Ours is longer than the tail checked and the stored one shorter than the offset of
+        // that tail: the range cannot be served, the size tells.
+        let long: &'static [u8] =
+            Box::leak(vec![b'x'; TAIL_CHECK_LEN as usize * 3].into_boxed_slice());
+        let err = p.upload(upload("a/8.obj", long, LONG)).await.unwrap_err();
+        assert!(matches!(err, UploadError::Permanent(_)), "{err:?}");
     }
 
     async fn wait_in_flight(store: &TestStore, want: usize) {
