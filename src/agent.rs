@@ -233,6 +233,7 @@ pub struct AgentBuilder {
 #[derive(Default)]
 struct AgentHooks {
     listeners: Option<Listeners>,
+    on_listening: Option<Box<dyn FnOnce(Ports)>>,
     object_store: Option<Arc<dyn object_store::ObjectStore>>,
     on_commit: Option<Recipient<Committed>>,
     health_interval: Option<Duration>,
@@ -265,6 +266,13 @@ impl AgentBuilder {
     /// state, so a port in use stops it before anything is written).
     pub fn listeners(mut self, listeners: Listeners) -> Self {
         self.hooks.listeners = Some(listeners);
+        self
+    }
+
+    /// Calls `f` with the bound ports once every startup check passed and before any actor
+    /// runs, so what it prints comes before the agent's first event.
+    pub fn on_listening(mut self, f: impl FnOnce(Ports) + 'static) -> Self {
+        self.hooks.on_listening = Some(Box::new(f));
         self
     }
 
@@ -305,6 +313,24 @@ impl Listeners {
             client: bind(config.port)?,
             peer: bind(config.peer_port)?,
             http: bind(config.http_port)?,
+        })
+    }
+}
+
+/// The ports an agent listens on (the real ones when the configuration asked for 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ports {
+    pub client: u16,
+    pub peer: u16,
+    pub http: u16,
+}
+
+impl Listeners {
+    pub fn ports(&self) -> Result<Ports, AgentError> {
+        Ok(Ports {
+            client: local_addr(&self.client)?.port(),
+            peer: local_addr(&self.peer)?.port(),
+            http: local_addr(&self.http)?.port(),
         })
     }
 }
@@ -362,6 +388,9 @@ async fn start_with(
     };
     let client_addr = local_addr(&listeners.client)?;
     let peer_addr = local_addr(&listeners.peer)?;
+    if let Some(on_listening) = hooks.on_listening {
+        on_listening(listeners.ports()?);
+    }
     let http_listener = listeners.http;
     let peer_listener = listeners.peer;
     let listener = {
@@ -633,17 +662,24 @@ async fn start_with(
 pub fn run_blocking(config: AgentConfig, format: LogFormat) -> Result<(), AgentError> {
     let system = actix_rt::System::new();
     system.block_on(async move {
-        let running = start(config.clone(), AgentTuning::default()).await?;
+        let mut builder = AgentBuilder::new(config.clone());
+        if format == LogFormat::Text {
+            let config = config.clone();
+            builder = builder.on_listening(move |ports| {
+                print!(
+                    "{}",
+                    banner("agent", &config, ports)
+                        .row("bucket", config.bucket.redacted())
+                        .row("control plane", config.control_plane_url.as_str())
+                        .row("group", config.group_id.as_str())
+                        .footer("Ctrl-C drains and stops it.")
+                        .render()
+                );
+            });
+        }
+        let running = builder.start().await?;
         match format {
-            LogFormat::Text => print!(
-                "{}",
-                banner("agent", &config, &running)
-                    .row("bucket", config.bucket.redacted())
-                    .row("control plane", config.control_plane_url.as_str())
-                    .row("group", config.group_id.as_str())
-                    .footer("Ctrl-C drains and stops it.")
-                    .render()
-            ),
+            LogFormat::Text => {}
             LogFormat::Json => tracing::info!(
                 url = %logging::url("nats", &config.host, running.client_addr.port()),
                 host = %config.host,
@@ -667,26 +703,19 @@ pub fn run_blocking(config: AgentConfig, format: LogFormat) -> Result<(), AgentE
 }
 
 /// The agent's startup banner (also the playground's, with rows of its own).
-pub fn banner(what: &str, config: &AgentConfig, running: &RunningAgent) -> Banner {
+pub fn banner(what: &str, config: &AgentConfig, ports: Ports) -> Banner {
     Banner::new(format!("InfiniStream {} {what}", env!("CARGO_PKG_VERSION")))
-        .row(
-            "NATS",
-            logging::url("nats", &config.host, running.client_addr.port()),
-        )
+        .row("NATS", logging::url("nats", &config.host, ports.client))
         .row(
             "monitoring",
             format!(
                 "{}/healthz  /metrics  /varz",
-                logging::url("http", &config.host, running.http_addr.port())
+                logging::url("http", &config.host, ports.http)
             ),
         )
         .row(
             "peers",
-            format!(
-                "{}:{}",
-                logging::connect_host(&config.host),
-                running.peer_addr.port()
-            ),
+            format!("{}:{}", logging::connect_host(&config.host), ports.peer),
         )
         .row(
             "window",

@@ -36,6 +36,16 @@ pub fn run_blocking(config: PlaygroundConfig, format: LogFormat) -> Result<(), P
     create(&config.dir)?;
     let _lock = DirLock::acquire(&config.dir)?;
     let listeners = Listeners::bind(&config.agent)?;
+    // Printed now, before the control plane and the agent log their first events.
+    if format == LogFormat::Text {
+        print!(
+            "{}",
+            agent::banner("playground", &config.agent, listeners.ports()?)
+                .row("data", config.dir.display().to_string())
+                .footer("Ctrl-C stops it; the data stays for the next start.")
+                .render()
+        );
+    }
     for sub in ["bucket", "control-plane"] {
         create(&config.dir.join(sub))?;
     }
@@ -64,13 +74,7 @@ pub fn run_blocking(config: PlaygroundConfig, format: LogFormat) -> Result<(), P
         };
         let url = crate::logging::url("nats", &agent_config.host, running.client_addr.port());
         match format {
-            LogFormat::Text => print!(
-                "{}",
-                agent::banner("playground", &agent_config, &running)
-                    .row("data", config.dir.display().to_string())
-                    .footer("Ctrl-C stops it; the data stays for the next start.")
-                    .render()
-            ),
+            LogFormat::Text => {}
             LogFormat::Json => tracing::info!(
                 url = %url,
                 host = %agent_config.host,

@@ -155,6 +155,56 @@ fn a_terminal_gets_a_banner_and_readable_lines() {
     }
 }
 
+/// An agent on a terminal: its banner comes before its first event, even when the first events
+/// are warnings about a control plane that is down.
+#[test]
+fn an_agent_on_a_terminal_prints_its_banner_first() {
+    let bucket = tempfile::tempdir().expect("temp dir");
+    let bucket_url = format!("file://{}", bucket.path().display());
+    let pty = nix::pty::openpty(None, None).expect("a pseudo-terminal");
+    let slave: OwnedFd = pty.slave;
+    let child = command(&[
+        "agent",
+        "--group-id",
+        "g",
+        "--group-key",
+        "k",
+        "--bucket-name",
+        &bucket_url,
+        "--control-plane-url",
+        "http://127.0.0.1:1",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--http-port",
+        "0",
+        "--peer-port",
+        "0",
+    ])
+    .stdout(Stdio::from(slave.try_clone().expect("dup")))
+    .stderr(Stdio::from(slave))
+    .spawn()
+    .expect("agent starts");
+    let rx = read_lines_until(std::fs::File::from(pty.master), |lines| {
+        lines.iter().any(|l| l.contains("WARN"))
+    });
+    let lines = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the agent warned");
+    stop(child);
+    let text = lines.join("\n");
+    assert_eq!(
+        lines[0].trim_end(),
+        format!("InfiniStream {} agent", env!("CARGO_PKG_VERSION")),
+        "{text}"
+    );
+    let url_row = lines.iter().position(|l| l.contains("nats://127.0.0.1:"));
+    let first_warning = lines.iter().position(|l| l.contains("WARN"));
+    assert!(url_row < first_warning, "{text}");
+    assert!(text.contains("control plane  http://127.0.0.1:1"), "{text}");
+}
+
 /// Off a terminal: JSON lines only, the started line with the real host's URL; the URL works.
 #[test]
 fn off_a_terminal_every_line_is_json_with_the_real_host() {
