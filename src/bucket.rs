@@ -222,9 +222,18 @@ fn parse_bool(value: &str) -> Option<bool> {
 /// needed.
 pub fn build_object_store(url: &BucketUrl) -> Result<Arc<dyn ObjectStore>, BucketError> {
     match url {
-        BucketUrl::S3 { bucket, options } => build_s3(bucket, options),
-        BucketUrl::Gcs { bucket, options } => build_gcs(bucket, options),
-        BucketUrl::Azure { container, options } => build_azure(container, options),
+        BucketUrl::S3 { bucket, options } => build_cloud(
+            AmazonS3Builder::from_env().with_bucket_name(bucket),
+            options,
+        ),
+        BucketUrl::Gcs { bucket, options } => build_cloud(
+            GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket),
+            options,
+        ),
+        BucketUrl::Azure { container, options } => build_cloud(
+            MicrosoftAzureBuilder::from_env().with_container_name(container),
+            options,
+        ),
         BucketUrl::File { path } => {
             std::fs::create_dir_all(path).map_err(|source| BucketError::CreateDir {
                 path: path.clone(),
@@ -236,62 +245,71 @@ pub fn build_object_store(url: &BucketUrl) -> Result<Arc<dyn ObjectStore>, Bucke
     }
 }
 
-fn build_s3(
-    bucket: &str,
-    options: &[(String, String)],
-) -> Result<Arc<dyn ObjectStore>, BucketError> {
-    let BuilderOptions {
-        keys,
-        retry,
-        allow_http,
-    } = builder_options::<AmazonS3ConfigKey>(options)?;
-    let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
-    for (key, value) in keys {
-        builder = builder.with_config(key, value);
-    }
-    if allow_http {
-        builder = builder.with_allow_http(true);
-    }
-    Ok(Arc::new(builder.with_retry(retry).build()?))
+/// What the three cloud builders of object_store have in common, so one function configures
+/// them all.
+trait CloudBuilder: Sized {
+    type Key: ProviderKey;
+    fn set(self, key: Self::Key, value: String) -> Self;
+    fn allow_http(self) -> Self;
+    fn finish(self, retry: RetryConfig) -> Result<Arc<dyn ObjectStore>, object_store::Error>;
 }
 
-fn build_gcs(
-    bucket: &str,
-    options: &[(String, String)],
-) -> Result<Arc<dyn ObjectStore>, BucketError> {
-    let BuilderOptions {
-        keys,
-        retry,
-        allow_http,
-    } = builder_options::<GoogleConfigKey>(options)?;
-    let mut builder = GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket);
-    for (key, value) in keys {
-        builder = builder.with_config(key, value);
+impl CloudBuilder for AmazonS3Builder {
+    type Key = AmazonS3ConfigKey;
+    fn set(self, key: Self::Key, value: String) -> Self {
+        self.with_config(key, value)
     }
-    if allow_http {
-        builder =
-            builder.with_client_options(object_store::ClientOptions::new().with_allow_http(true));
+    fn allow_http(self) -> Self {
+        self.with_allow_http(true)
     }
-    Ok(Arc::new(builder.with_retry(retry).build()?))
+    fn finish(self, retry: RetryConfig) -> Result<Arc<dyn ObjectStore>, object_store::Error> {
+        Ok(Arc::new(self.with_retry(retry).build()?))
+    }
 }
 
-fn build_azure(
-    container: &str,
+impl CloudBuilder for GoogleCloudStorageBuilder {
+    type Key = GoogleConfigKey;
+    fn set(self, key: Self::Key, value: String) -> Self {
+        self.with_config(key, value)
+    }
+    fn allow_http(self) -> Self {
+        self.with_client_options(object_store::ClientOptions::new().with_allow_http(true))
+    }
+    fn finish(self, retry: RetryConfig) -> Result<Arc<dyn ObjectStore>, object_store::Error> {
+        Ok(Arc::new(self.with_retry(retry).build()?))
+    }
+}
+
+impl CloudBuilder for MicrosoftAzureBuilder {
+    type Key = AzureConfigKey;
+    fn set(self, key: Self::Key, value: String) -> Self {
+        self.with_config(key, value)
+    }
+    fn allow_http(self) -> Self {
+        self.with_allow_http(true)
+    }
+    fn finish(self, retry: RetryConfig) -> Result<Arc<dyn ObjectStore>, object_store::Error> {
+        Ok(Arc::new(self.with_retry(retry).build()?))
+    }
+}
+
+/// Applies a URL's options to `builder` (which already names the bucket) and builds it.
+fn build_cloud<B: CloudBuilder>(
+    builder: B,
     options: &[(String, String)],
 ) -> Result<Arc<dyn ObjectStore>, BucketError> {
     let BuilderOptions {
         keys,
         retry,
         allow_http,
-    } = builder_options::<AzureConfigKey>(options)?;
-    let mut builder = MicrosoftAzureBuilder::from_env().with_container_name(container);
-    for (key, value) in keys {
-        builder = builder.with_config(key, value);
-    }
+    } = builder_options::<B::Key>(options)?;
+    let mut builder = keys
+        .into_iter()
+        .fold(builder, |builder, (key, value)| builder.set(key, value));
     if allow_http {
-        builder = builder.with_allow_http(true);
+        builder = builder.allow_http();
     }
-    Ok(Arc::new(builder.with_retry(retry).build()?))
+    Ok(builder.finish(retry)?)
 }
 
 #[cfg(test)]

@@ -42,6 +42,29 @@ fn playground_args<'a>(dir: &'a str, host: &'a str) -> Vec<&'a str> {
     ]
 }
 
+/// An agent on loopback, free ports, writing to `bucket_url`.
+fn agent_args<'a>(bucket_url: &'a str, control_plane_url: &'a str) -> Vec<&'a str> {
+    vec![
+        "agent",
+        "--group-id",
+        "g",
+        "--group-key",
+        "k",
+        "--bucket-name",
+        bucket_url,
+        "--control-plane-url",
+        control_plane_url,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--http-port",
+        "0",
+        "--peer-port",
+        "0",
+    ]
+}
+
 /// Reads lines from `source` on a thread until `done` says stop; returns what was read.
 fn read_lines_until(
     source: impl Read + Send + 'static,
@@ -163,29 +186,11 @@ fn an_agent_on_a_terminal_prints_its_banner_first() {
     let bucket_url = format!("file://{}", bucket.path().display());
     let pty = nix::pty::openpty(None, None).expect("a pseudo-terminal");
     let slave: OwnedFd = pty.slave;
-    let child = command(&[
-        "agent",
-        "--group-id",
-        "g",
-        "--group-key",
-        "k",
-        "--bucket-name",
-        &bucket_url,
-        "--control-plane-url",
-        "http://127.0.0.1:1",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--http-port",
-        "0",
-        "--peer-port",
-        "0",
-    ])
-    .stdout(Stdio::from(slave.try_clone().expect("dup")))
-    .stderr(Stdio::from(slave))
-    .spawn()
-    .expect("agent starts");
+    let child = command(&agent_args(&bucket_url, "http://127.0.0.1:1"))
+        .stdout(Stdio::from(slave.try_clone().expect("dup")))
+        .stderr(Stdio::from(slave))
+        .spawn()
+        .expect("agent starts");
     let rx = read_lines_until(std::fs::File::from(pty.master), |lines| {
         lines.iter().any(|l| l.contains("WARN"))
     });
@@ -261,25 +266,20 @@ fn one_error_line(out: &Output) -> String {
     err
 }
 
-/// A second playground on the same directory is refused with the owner's pid; the first one
-/// keeps running.
-#[test]
-fn one_playground_per_directory() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let dir_text = dir.path().display().to_string();
-    let mut first = command(&playground_args(&dir_text, "127.0.0.1"))
+/// Runs `args` twice on the directory `dir`: the second is refused with the first's pid, and
+/// the first keeps running.
+fn a_second_owner_is_refused(args: &[&str], dir: &str) {
+    let mut first = command(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .expect("first playground");
+        .expect("first process");
     wait_for_start(&mut first);
-    let second = command(&playground_args(&dir_text, "127.0.0.1"))
-        .output()
-        .expect("second playground");
+    let second = command(args).output().expect("second process");
     let err = one_error_line(&second);
     assert!(
         err.contains(&format!(
-            "{dir_text} is in use by another infinistream process (pid {})",
+            "{dir} is in use by another infinistream process (pid {})",
             first.id()
         )),
         "{err}"
@@ -289,6 +289,14 @@ fn one_playground_per_directory() {
         "the first still runs"
     );
     stop(first);
+}
+
+/// A second playground on the same directory is refused.
+#[test]
+fn one_playground_per_directory() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dir_text = dir.path().display().to_string();
+    a_second_owner_is_refused(&playground_args(&dir_text, "127.0.0.1"), &dir_text);
 }
 
 fn control_plane_args<'a>(dir: &'a str, listen: &'a str) -> Vec<&'a str> {
@@ -322,21 +330,7 @@ fn sqlite_files(dir: &Path) -> Vec<String> {
 fn one_control_plane_per_data_directory() {
     let dir = tempfile::tempdir().expect("temp dir");
     let dir_text = dir.path().display().to_string();
-    let mut first = command(&control_plane_args(&dir_text, "127.0.0.1:0"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("first control plane");
-    wait_for_start(&mut first);
-    let second = command(&control_plane_args(&dir_text, "127.0.0.1:0"))
-        .output()
-        .expect("second control plane");
-    let err = one_error_line(&second);
-    assert!(
-        err.contains("is in use by another infinistream process"),
-        "{err}"
-    );
-    stop(first);
+    a_second_owner_is_refused(&control_plane_args(&dir_text, "127.0.0.1:0"), &dir_text);
 }
 
 /// A port in use: one line, the OS error once, and no database created (the check comes first).
@@ -383,29 +377,11 @@ fn a_control_plane_that_is_down_does_not_flood_the_log() {
     let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
     let dead_url = format!("http://{}", dead.local_addr().expect("addr"));
     drop(dead);
-    let mut child = command(&[
-        "agent",
-        "--group-id",
-        "g",
-        "--group-key",
-        "k",
-        "--bucket-name",
-        &bucket_url,
-        "--control-plane-url",
-        &dead_url,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--http-port",
-        "0",
-        "--peer-port",
-        "0",
-    ])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null())
-    .spawn()
-    .expect("agent starts");
+    let mut child = command(&agent_args(&bucket_url, &dead_url))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("agent starts");
     const MESSAGE: &str = "push consumer lease failed";
     let stdout = child.stdout.take().expect("stdout");
     let rx = read_lines_until(stdout, |lines| {
