@@ -42,6 +42,18 @@ fn playground_args<'a>(dir: &'a str, host: &'a str) -> Vec<&'a str> {
     ]
 }
 
+/// Runs the binary with stdout and stderr on a new pseudo-terminal; its other end is returned.
+fn spawn_on_a_terminal(args: &[&str]) -> (Child, std::fs::File) {
+    let pty = nix::pty::openpty(None, None).expect("a pseudo-terminal");
+    let slave: OwnedFd = pty.slave;
+    let child = command(args)
+        .stdout(Stdio::from(slave.try_clone().expect("dup")))
+        .stderr(Stdio::from(slave))
+        .spawn()
+        .expect("the binary starts");
+    (child, std::fs::File::from(pty.master))
+}
+
 /// An agent on loopback, free ports, writing to `bucket_url`.
 fn agent_args<'a>(bucket_url: &'a str, control_plane_url: &'a str) -> Vec<&'a str> {
     vec![
@@ -120,15 +132,8 @@ fn speaks_nats(host: &str, port: u16) {
 fn a_terminal_gets_a_banner_and_readable_lines() {
     let dir = tempfile::tempdir().expect("temp dir");
     let dir_text = dir.path().display().to_string();
-    let pty = nix::pty::openpty(None, None).expect("a pseudo-terminal");
-    let slave: OwnedFd = pty.slave;
-    let child = command(&playground_args(&dir_text, "127.0.0.2"))
-        .stdout(Stdio::from(slave.try_clone().expect("dup")))
-        .stderr(Stdio::from(slave))
-        .spawn()
-        .expect("playground starts");
-    let master = std::fs::File::from(pty.master);
-    let rx = read_lines_until(master, |lines| {
+    let (child, terminal) = spawn_on_a_terminal(&playground_args(&dir_text, "127.0.0.2"));
+    let rx = read_lines_until(terminal, |lines| {
         lines
             .iter()
             .any(|l| l.contains("availability zone membership changed"))
@@ -184,16 +189,8 @@ fn a_terminal_gets_a_banner_and_readable_lines() {
 fn an_agent_on_a_terminal_prints_its_banner_first() {
     let bucket = tempfile::tempdir().expect("temp dir");
     let bucket_url = format!("file://{}", bucket.path().display());
-    let pty = nix::pty::openpty(None, None).expect("a pseudo-terminal");
-    let slave: OwnedFd = pty.slave;
-    let child = command(&agent_args(&bucket_url, "http://127.0.0.1:1"))
-        .stdout(Stdio::from(slave.try_clone().expect("dup")))
-        .stderr(Stdio::from(slave))
-        .spawn()
-        .expect("agent starts");
-    let rx = read_lines_until(std::fs::File::from(pty.master), |lines| {
-        lines.iter().any(|l| l.contains("WARN"))
-    });
+    let (child, terminal) = spawn_on_a_terminal(&agent_args(&bucket_url, "http://127.0.0.1:1"));
+    let rx = read_lines_until(terminal, |lines| lines.iter().any(|l| l.contains("WARN")));
     let lines = rx
         .recv_timeout(Duration::from_secs(60))
         .expect("the agent warned");
