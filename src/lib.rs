@@ -21,6 +21,7 @@ pub mod monitor;
 pub mod playground;
 pub mod protocol;
 pub mod read;
+pub mod route;
 pub mod subject;
 #[cfg(test)]
 mod test_support;
