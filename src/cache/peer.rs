@@ -99,14 +99,24 @@ impl PeerSettings {
             group_key,
             agent_id: agent_id.into(),
             connect_timeout: Duration::from_millis(500),
-            max_frame: 160 * 1024 * 1024,
+            max_frame: MAX_DECODED,
         }
     }
 }
 
 type Wire = Framed<TcpStream, LengthDelimitedCodec>;
 
-const BINCODE: bincode::config::Configuration = bincode::config::standard();
+/// The largest frame decoded (a block and its envelope); see `settings.max_frame`.
+const MAX_DECODED: usize = 160 * 1024 * 1024;
+
+/// Decoding is bounded: without a limit, a length prefix claiming terabytes (before the
+/// handshake, from anyone who can connect) would make bincode allocate them before finding the
+/// input short, and a failed allocation aborts the process.
+const BINCODE: bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Varint,
+    bincode::config::Limit<MAX_DECODED>,
+> = bincode::config::standard().with_limit::<MAX_DECODED>();
 
 fn encode(frame: &PeerFrame) -> Result<Bytes, PeerError> {
     bincode::serde::encode_to_vec(frame, BINCODE)
@@ -513,6 +523,24 @@ mod tests {
 
     fn settings(group: &str, key: &str, agent: &str) -> PeerSettings {
         PeerSettings::new(group, Secret::new(key), agent)
+    }
+
+    /// A Hello (before any authentication) whose group id claims an absurd length is an error,
+    /// not an allocation of that length (which would abort the process).
+    #[test]
+    fn a_huge_length_claim_is_refused_before_any_allocation() {
+        let mut bytes = vec![1u8]; // variant Hello
+        bytes.push(253); // varint: a u64 follows
+        bytes.extend_from_slice(&(u64::MAX / 2).to_le_bytes());
+        bytes.extend_from_slice(b"short");
+        assert!(decode(&bytes).is_err());
+        let hello = PeerFrame::Hello {
+            group_id: "g".into(),
+            agent_id: "a".into(),
+            mac: vec![1, 2],
+        };
+        let encoded = encode(&hello).expect("encode");
+        assert_eq!(decode(&encoded).expect("decode"), hello);
     }
 
     struct Node {

@@ -18,7 +18,7 @@ use crate::subject::SubjectTree;
 pub type PeerId = u32;
 
 /// What the other agents must be told after a local subscribe or unsubscribe.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum InterestDelta {
     /// Interest in `subject` (for `queue`, with `weight` local members).
     Add {
