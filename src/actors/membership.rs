@@ -5,8 +5,9 @@
 //! list changes. Does not own what members are used for: the peer cache builds its ring from
 //! them, the accept loop puts their client addresses in INFO's `connect_urls`.
 //!
-//! Only agents of this agent's zone are reported (`availability_zone`, "" when unset): agents of
-//! other zones never serve each other's reads.
+//! `MembersChanged` reports only agents of this agent's zone (`availability_zone`, "" when
+//! unset): agents of other zones never serve each other's reads. `GroupChanged` reports every
+//! member of the group, whatever its zone, for the route mesh (core NATS crosses zones).
 
 use std::net::{IpAddr, Ipv4Addr, UdpSocket};
 use std::rc::Rc;
@@ -25,6 +26,20 @@ pub struct MembersChanged {
     pub self_id: String,
     pub members: Vec<AgentInfo>,
 }
+
+/// The group's members changed, every zone (sorted by agent id; this agent included once
+/// registered).
+#[derive(Debug, Clone, PartialEq, Eq, Message)]
+#[rtype(result = "()")]
+pub struct GroupChanged {
+    pub self_id: String,
+    pub members: Vec<AgentInfo>,
+}
+
+/// Wiring: one more recipient of `GroupChanged` (it gets the current view at once).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SubscribeGroup(pub Recipient<GroupChanged>);
 
 /// The current view of the zone.
 #[derive(Debug, Clone, Copy, Message)]
@@ -89,8 +104,11 @@ pub struct Membership {
     settings: MembershipSettings,
     client: Rc<ControlPlaneClient>,
     subscribers: Vec<Recipient<MembersChanged>>,
+    group_subscribers: Vec<Recipient<GroupChanged>>,
     connect_urls: Option<watch::Sender<Vec<String>>>,
     members: Vec<AgentInfo>,
+    /// Every member of the group, all zones.
+    group: Vec<AgentInfo>,
     registered: bool,
     heartbeat: Duration,
     /// Consecutive failed ticks: only the first is a warning (no log flood during an outage).
@@ -119,8 +137,10 @@ impl Membership {
             settings,
             client: Rc::new(client),
             subscribers: Vec::new(),
+            group_subscribers: Vec::new(),
             connect_urls: None,
             members: Vec::new(),
+            group: Vec::new(),
             registered: false,
             failures: 0,
             left: false,
@@ -210,19 +230,14 @@ impl Membership {
         );
     }
 
-    fn update(&mut self, all: Vec<AgentInfo>) {
-        let mut zone: Vec<AgentInfo> = all
+    fn update(&mut self, mut all: Vec<AgentInfo>) {
+        all.sort_by(|a, b| a.agent_id.cmp(&b.agent_id));
+        self.update_group(&all);
+        let zone: Vec<AgentInfo> = all
             .into_iter()
             .filter(|a| a.availability_zone == self.settings.zone)
             .collect();
-        zone.sort_by(|a, b| a.agent_id.cmp(&b.agent_id));
-        let same = zone.len() == self.members.len()
-            && zone.iter().zip(&self.members).all(|(a, b)| {
-                a.agent_id == b.agent_id
-                    && a.advertise_address == b.advertise_address
-                    && a.ports == b.ports
-            });
-        if same {
+        if same_members(&zone, &self.members) {
             self.members = zone;
             return;
         }
@@ -244,6 +259,35 @@ impl Membership {
             tx.send_replace(self.members.iter().map(client_url).collect());
         }
     }
+}
+
+impl Membership {
+    fn update_group(&mut self, all: &[AgentInfo]) {
+        if same_members(all, &self.group) {
+            self.group = all.to_vec();
+            return;
+        }
+        self.group = all.to_vec();
+        let msg = GroupChanged {
+            self_id: self.settings.agent_id.clone(),
+            members: self.group.clone(),
+        };
+        self.group_subscribers.retain(|s| s.connected());
+        for s in &self.group_subscribers {
+            s.do_send(msg.clone());
+        }
+    }
+}
+
+/// Same agents at the same addresses (heartbeat times aside); both sorted by agent id.
+fn same_members(a: &[AgentInfo], b: &[AgentInfo]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(a, b)| {
+            a.agent_id == b.agent_id
+                && a.availability_zone == b.availability_zone
+                && a.advertise_address == b.advertise_address
+                && a.ports == b.ports
+        })
 }
 
 fn log_cp_error(what: &str, e: &CpError, failures: u32) {
@@ -300,6 +344,19 @@ impl Handler<Subscribe> for Membership {
     }
 }
 
+impl Handler<SubscribeGroup> for Membership {
+    type Result = ();
+    fn handle(&mut self, m: SubscribeGroup, _: &mut Self::Context) {
+        if !self.group.is_empty() {
+            m.0.do_send(GroupChanged {
+                self_id: self.settings.agent_id.clone(),
+                members: self.group.clone(),
+            });
+        }
+        self.group_subscribers.push(m.0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,5 +375,90 @@ mod tests {
         assert_eq!(resolve_advertise_address(Some(""), "::"), "127.0.0.1");
         let auto = resolve_advertise_address(Some("auto-ip4"), "0.0.0.0");
         assert!(auto.parse::<Ipv4Addr>().is_ok(), "{auto}");
+    }
+
+    /// Forwards what it is told to a channel the test awaits.
+    struct Collector {
+        group: tokio::sync::mpsc::UnboundedSender<GroupChanged>,
+        zone: tokio::sync::mpsc::UnboundedSender<MembersChanged>,
+    }
+
+    impl Actor for Collector {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<GroupChanged> for Collector {
+        type Result = ();
+        fn handle(&mut self, m: GroupChanged, _: &mut Self::Context) {
+            let _ = self.group.send(m);
+        }
+    }
+
+    impl Handler<MembersChanged> for Collector {
+        type Result = ();
+        fn handle(&mut self, m: MembersChanged, _: &mut Self::Context) {
+            let _ = self.zone.send(m);
+        }
+    }
+
+    fn member(
+        id: &str,
+        zone: &str,
+        cp: &crate::control_plane::RunningControlPlane,
+    ) -> Addr<Membership> {
+        let settings = MembershipSettings {
+            agent_id: id.to_owned(),
+            zone: zone.to_owned(),
+            advertise_address: "127.0.0.1".to_owned(),
+            ports: AgentPorts {
+                client: 4222,
+                peer: 9222,
+                http: 8222,
+            },
+            refresh: Duration::from_millis(20),
+        };
+        let key = crate::config::Secret::new("k");
+        Membership::new(settings, ControlPlaneClient::new(cp.base_url(), "g", &key)).start()
+    }
+
+    /// The group view spans zones; the zone view keeps to this agent's zone.
+    #[actix_rt::test]
+    async fn the_group_view_spans_zones_and_the_zone_view_does_not() {
+        let cp = crate::control_plane::start_in_process(crate::config::ControlPlaneConfig {
+            listen: ([127, 0, 0, 1], 0).into(),
+            data_dir: None,
+            group_id: "g".into(),
+            group_key: crate::config::Secret::new("k"),
+        })
+        .await
+        .expect("control plane");
+        let a = member("agent-a", "zone-1", &cp);
+        let _b = member("agent-b", "zone-2", &cp);
+        let (group_tx, mut group_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (zone_tx, mut zone_rx) = tokio::sync::mpsc::unbounded_channel();
+        let collector = Collector {
+            group: group_tx,
+            zone: zone_tx,
+        }
+        .start();
+        a.do_send(SubscribeGroup(collector.clone().recipient()));
+        a.do_send(Subscribe(collector.recipient()));
+        let both = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let m = group_rx.recv().await.expect("group views");
+                if m.members.len() == 2 {
+                    return m;
+                }
+            }
+        })
+        .await
+        .expect("both agents in the group view");
+        let ids: Vec<&str> = both.members.iter().map(|m| m.agent_id.as_str()).collect();
+        assert_eq!(ids, vec!["agent-a", "agent-b"]);
+        assert_eq!(both.self_id, "agent-a");
+        let zone = zone_rx.recv().await.expect("a zone view");
+        let ids: Vec<&str> = zone.members.iter().map(|m| m.agent_id.as_str()).collect();
+        assert_eq!(ids, vec!["agent-a"]);
+        cp.stop().await;
     }
 }
