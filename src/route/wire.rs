@@ -90,11 +90,11 @@ pub fn decode(bytes: &[u8]) -> Result<RouteFrame, WireError> {
 
 fn mac_of(key: &Secret, nonce: &[u8], group_id: &str, agent_id: &str) -> Option<Hmac<Sha256>> {
     let mut mac = Hmac::<Sha256>::new_from_slice(key.expose().as_bytes()).ok()?;
-    mac.update(LABEL);
-    mac.update(nonce);
-    mac.update(group_id.as_bytes());
-    mac.update(&[0]);
-    mac.update(agent_id.as_bytes());
+    // Each part with its length first, so no split of the same bytes gives the same proof.
+    for part in [LABEL, nonce, group_id.as_bytes(), agent_id.as_bytes()] {
+        mac.update(&(part.len() as u64).to_le_bytes());
+        mac.update(part);
+    }
     Some(mac)
 }
 
