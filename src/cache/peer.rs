@@ -10,7 +10,9 @@
 //! Wire: length-delimited frames (tokio-util) holding bincode-2 encoded [`PeerFrame`]s. The
 //! server opens with a random nonce; the client answers with its group id, agent id and
 //! HMAC-SHA256(group key, nonce | group id | agent id); a wrong MAC or a foreign group id is
-//! refused, logged, and the connection closed before any block is served.
+//! refused, logged, and the connection closed before any block is served. A `RouteHello` instead
+//! of `Hello` (proven with the route proof) makes the connection a route: it is handed to the
+//! route manager after `RouteWelcome`, and serves no blocks.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -32,6 +34,7 @@ use crate::cache::ring::{Ring, RingNode};
 use crate::cache::{PeerFetch, Read, ReadCache};
 use crate::config::Secret;
 use crate::read::{BlockLocation, ReadError};
+use crate::route::manager::RouteSocket;
 
 pub const PROTOCOL_VERSION: u32 = 1;
 const NONCE_LEN: usize = 32;
@@ -60,6 +63,16 @@ pub enum PeerFrame {
     Block {
         id: u64,
         result: Result<Vec<u8>, String>,
+    },
+    /// Instead of `Hello`: this connection is a route (core NATS between agents), proven with
+    /// the route proof of `route::wire`; after `RouteWelcome` both sides speak route frames.
+    RouteHello {
+        group_id: String,
+        agent_id: String,
+        mac: Vec<u8>,
+    },
+    RouteWelcome {
+        agent_id: String,
     },
 }
 
@@ -118,13 +131,13 @@ const BINCODE: bincode::config::Configuration<
     bincode::config::Limit<MAX_DECODED>,
 > = bincode::config::standard().with_limit::<MAX_DECODED>();
 
-fn encode(frame: &PeerFrame) -> Result<Bytes, PeerError> {
+pub(crate) fn encode(frame: &PeerFrame) -> Result<Bytes, PeerError> {
     bincode::serde::encode_to_vec(frame, BINCODE)
         .map(Bytes::from)
         .map_err(|e| PeerError::Codec(e.to_string()))
 }
 
-fn decode(buf: &[u8]) -> Result<PeerFrame, PeerError> {
+pub(crate) fn decode(buf: &[u8]) -> Result<PeerFrame, PeerError> {
     bincode::serde::decode_from_slice(buf, BINCODE)
         .map(|(f, _)| f)
         .map_err(|e| PeerError::Codec(e.to_string()))
@@ -209,8 +222,16 @@ pub async fn connect(addr: &str, settings: &PeerSettings) -> Result<Wire, PeerEr
         .map_err(|_| PeerError::Timeout)?
 }
 
-/// Server side of the handshake: the authenticated peer's agent id.
-async fn authenticate(w: &mut Wire, settings: &PeerSettings) -> Result<String, PeerError> {
+/// Who passed the handshake.
+enum Authenticated {
+    /// A peer cache client.
+    Cache(String),
+    /// A route (`RouteHello`).
+    Route(String),
+}
+
+/// Server side of the handshake: the authenticated agent and what it came for.
+async fn authenticate(w: &mut Wire, settings: &PeerSettings) -> Result<Authenticated, PeerError> {
     let nonce: Vec<u8> = (0..NONCE_LEN).map(|_| rand::random::<u8>()).collect();
     w.send(encode(&PeerFrame::Challenge {
         version: PROTOCOL_VERSION,
@@ -229,7 +250,30 @@ async fn authenticate(w: &mut Wire, settings: &PeerSettings) -> Result<String, P
                 "bad credentials".to_string()
             } else {
                 w.send(encode(&PeerFrame::Welcome)?).await?;
-                return Ok(agent_id);
+                return Ok(Authenticated::Cache(agent_id));
+            }
+        }
+        PeerFrame::RouteHello {
+            group_id,
+            agent_id,
+            mac,
+        } => {
+            if group_id != settings.group_id {
+                format!("foreign group {group_id}")
+            } else if !crate::route::wire::hello_ok(
+                &settings.group_key,
+                &nonce,
+                &group_id,
+                &agent_id,
+                &mac,
+            ) {
+                "bad credentials".to_string()
+            } else {
+                w.send(encode(&PeerFrame::RouteWelcome {
+                    agent_id: settings.agent_id.clone(),
+                })?)
+                .await?;
+                return Ok(Authenticated::Route(agent_id));
             }
         }
         other => format!("expected hello, got {}", frame_name(&other)),
@@ -250,11 +294,19 @@ fn frame_name(f: &PeerFrame) -> &'static str {
         PeerFrame::Refused { .. } => "refused",
         PeerFrame::Get { .. } => "get",
         PeerFrame::Block { .. } => "block",
+        PeerFrame::RouteHello { .. } => "route hello",
+        PeerFrame::RouteWelcome { .. } => "route welcome",
     }
 }
 
-/// Serves one incoming peer connection from this agent's read cache.
-async fn serve(stream: TcpStream, settings: Arc<PeerSettings>, cache: Addr<ReadCache>) {
+/// Serves one incoming peer connection from this agent's read cache, or hands a route to
+/// `routes`.
+async fn serve(
+    stream: TcpStream,
+    settings: Arc<PeerSettings>,
+    cache: Addr<ReadCache>,
+    routes: Option<Recipient<RouteSocket>>,
+) {
     let remote = stream
         .peer_addr()
         .map(|a| a.to_string())
@@ -263,7 +315,18 @@ async fn serve(stream: TcpStream, settings: Arc<PeerSettings>, cache: Addr<ReadC
     let auth =
         tokio::time::timeout(settings.connect_timeout, authenticate(&mut w, &settings)).await;
     let agent = match auth {
-        Ok(Ok(agent)) => agent,
+        Ok(Ok(Authenticated::Cache(agent))) => agent,
+        Ok(Ok(Authenticated::Route(agent))) => {
+            match routes {
+                Some(routes) => {
+                    w.codec_mut()
+                        .set_max_frame_length(crate::route::wire::MAX_FRAME);
+                    routes.do_send(RouteSocket { agent, wire: w });
+                }
+                None => tracing::warn!(peer = %remote, "a route was offered but routes are off"),
+            }
+            return;
+        }
         Ok(Err(e)) => {
             tracing::warn!(peer = %remote, error = %e, "refused a peer connection");
             return;
@@ -386,6 +449,7 @@ pub struct PeerCache {
     ring: Ring,
     self_id: String,
     conns: HashMap<String, mpsc::Sender<Request>>,
+    routes: Option<Recipient<RouteSocket>>,
 }
 
 impl PeerCache {
@@ -403,7 +467,15 @@ impl PeerCache {
             listener,
             ring: Ring::default(),
             conns: HashMap::new(),
+            routes: None,
         }
+    }
+
+    /// Hands authenticated route connections (`RouteHello`) to `routes`; without it they are
+    /// dropped after the handshake.
+    pub fn with_routes(mut self, routes: Recipient<RouteSocket>) -> Self {
+        self.routes = Some(routes);
+        self
     }
 }
 
@@ -426,12 +498,18 @@ impl Actor for PeerCache {
         };
         let settings = self.settings.clone();
         let cache = self.cache.clone();
+        let routes = self.routes.clone();
         ctx.spawn(
             async move {
                 loop {
                     match listener.accept().await {
                         Ok((stream, _)) => {
-                            actix_rt::spawn(serve(stream, settings.clone(), cache.clone()));
+                            actix_rt::spawn(serve(
+                                stream,
+                                settings.clone(),
+                                cache.clone(),
+                                routes.clone(),
+                            ));
                         }
                         Err(e) => {
                             tracing::warn!(error = %e, "peer accept failed");

@@ -10,8 +10,8 @@
 //! forwarded message. The writer channels are unbounded for now: before the router feeds this
 //! actor they must be bounded (a slow route must slow the publishers, invariant 3, not grow a
 //! queue). Does not own delivery to local subscribers (routed messages go to the
-//! `deliver` recipient, the router's job) nor the listener (accepted sockets come in as
-//! [`Accepted`]).
+//! `deliver` recipient, the router's job) nor the listener (the peer cache accepts routes on
+//! the peer port and hands them over as [`RouteSocket`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -19,7 +19,6 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use futures::StreamExt;
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
 use super::interest::{LocalInterest, PeerId, RemoteInterest};
@@ -44,10 +43,13 @@ pub struct RoutedMsg {
     pub queues: Vec<String>,
 }
 
-/// A socket accepted for a route (the handshake has not run yet).
+/// A route the peer port accepted: the other agent passed the route handshake.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Accepted(pub TcpStream);
+pub struct RouteSocket {
+    pub agent: String,
+    pub wire: Wire,
+}
 
 /// A local subscription was added (`subscribe`) or removed.
 #[derive(Debug, Clone, Message)]
@@ -220,17 +222,16 @@ impl Handler<GroupChanged> for RouteManager {
     }
 }
 
-impl Handler<Accepted> for RouteManager {
+impl Handler<RouteSocket> for RouteManager {
     type Result = ();
-    fn handle(&mut self, m: Accepted, ctx: &mut Self::Context) {
-        let me = self.me.clone();
-        let this = ctx.address();
-        actix_rt::spawn(async move {
-            match link::accept(m.0, &me).await {
-                Ok((wire, agent)) => this.do_send(Established { agent, wire }),
-                Err(e) => tracing::warn!(error = %e, "refused a route"),
-            }
-        });
+    fn handle(&mut self, m: RouteSocket, ctx: &mut Self::Context) {
+        self.handle(
+            Established {
+                agent: m.agent,
+                wire: m.wire,
+            },
+            ctx,
+        );
     }
 }
 
@@ -311,9 +312,6 @@ impl Handler<Inbound> for RouteManager {
                         queues,
                     });
                 }
-            }
-            other => {
-                tracing::warn!(agent = %link.agent, frame = ?std::mem::discriminant(&other), "unexpected route frame");
             }
         }
     }
@@ -407,8 +405,28 @@ impl Handler<Routes> for RouteManager {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::peer::{PeerCache, PeerSettings};
+    use crate::cache::{ReadCache, ReadCacheSettings};
     use crate::config::Secret;
     use crate::control_plane::model::{AgentInfo, AgentPorts};
+
+    /// A peer port (a real peer cache over an empty store) that hands routes to `routes`; its
+    /// port.
+    fn peer_port(agent: &str, key: &str, routes: Recipient<RouteSocket>) -> u16 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let store: Arc<dyn object_store::ObjectStore> =
+            Arc::new(object_store::memory::InMemory::new());
+        let cache = ReadCache::new(ReadCacheSettings::default(), store).start();
+        PeerCache::new(
+            PeerSettings::new("g", Secret::new(key), agent),
+            cache,
+            Some(listener),
+        )
+        .with_routes(routes)
+        .start();
+        port
+    }
 
     struct Inbox(mpsc::UnboundedSender<RoutedMsg>);
 
@@ -469,22 +487,11 @@ mod tests {
 
     #[actix_rt::test]
     async fn interest_and_messages_cross_a_route_which_comes_back_after_a_loss() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let b_port = listener.local_addr().expect("addr").port();
         let (inbox_tx, mut inbox) = mpsc::unbounded_channel();
         let inbox_addr = Inbox(inbox_tx).start();
         let b_manager = RouteManager::new(identity("b"), Some(inbox_addr.recipient()));
         let b = b_manager.start();
-        {
-            let b = b.clone();
-            actix_rt::spawn(async move {
-                while let Ok((stream, _)) = listener.accept().await {
-                    b.do_send(Accepted(stream));
-                }
-            });
-        }
+        let b_port = peer_port("b", "k", b.clone().recipient());
         let a_manager = RouteManager::new(identity("a"), None);
         let mut a_changes = a_manager.changes();
         let a = a_manager.start();
@@ -563,28 +570,37 @@ mod tests {
     }
 
     #[actix_rt::test]
-    async fn a_wrong_key_gets_no_route() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let port = listener.local_addr().expect("addr").port();
+    async fn the_peer_port_opens_routes_for_the_group_key_only() {
         let b_manager = RouteManager::new(identity("b"), None);
         let b_changes = b_manager.changes();
         let b = b_manager.start();
-        {
-            let b = b.clone();
-            actix_rt::spawn(async move {
-                while let Ok((stream, _)) = listener.accept().await {
-                    b.do_send(Accepted(stream));
-                }
-            });
-        }
+        let port = peer_port("b", "k", b.clone().recipient());
+        let addr = format!("127.0.0.1:{port}");
+
         let mut wrong = identity("a");
         wrong.group_key = Secret::new("not the key");
-        // Dial directly: the handshake is refused on both sides.
-        let dialled = link::dial(&format!("127.0.0.1:{port}"), &wrong).await;
-        assert!(dialled.is_err());
+        let refused = link::dial(&addr, &wrong).await;
+        assert!(
+            matches!(refused, Err(link::LinkError::Refused(ref r)) if r == "bad credentials"),
+            "{refused:?}"
+        );
+        let mut foreign = identity("a");
+        foreign.group_id = "h".into();
+        let refused = link::dial(&addr, &foreign).await;
+        assert!(
+            matches!(refused, Err(link::LinkError::Refused(ref r)) if r == "foreign group h"),
+            "{refused:?}"
+        );
         assert!(b.send(Routes).await.expect("routes").is_empty());
         assert!(!b_changes.has_changed().unwrap_or(true));
+
+        // Kept open: the route lives as long as its socket.
+        let (_wire, answered) = link::dial(&addr, &identity("a")).await.expect("a route");
+        assert_eq!(answered, "b");
+        let mut b_changes = b_changes;
+        until(&mut b_changes, "b holds the route", || async {
+            b.send(Routes).await.expect("routes") == vec!["a".to_owned()]
+        })
+        .await;
     }
 }

@@ -1,12 +1,13 @@
 //! The route wire between two agents of a group (issue 14, in progress: no connection uses it
 //! yet).
 //!
-//! Owns the frames and the handshake's proof. Frames are length-delimited (tokio-util) and
-//! bincode-2 encoded, as on the peer-cache wire. The accepting agent opens with a random nonce;
-//! the dialling one answers with its group id, agent id and HMAC-SHA256(group key, "route" |
-//! nonce | group id | agent id). The "route" label keeps a route proof from ever passing as a
-//! peer-cache proof and back. Does not own sockets, reconnects or what the frames mean to the
-//! router.
+//! Owns the route frames and the route handshake's proof. Routes run over the peer port: the
+//! accepting agent's peer cache opens with its challenge (a random nonce); the dialling agent
+//! answers `RouteHello` with its group id, agent id and HMAC-SHA256 under the group key of
+//! "route", the nonce, the group id and the agent id, each length-prefixed. The "route" label
+//! keeps a route proof from ever passing as a peer-cache proof and back. After `RouteWelcome`
+//! frames are length-delimited (tokio-util) bincode-2 encoded [`RouteFrame`]s. Does not own
+//! sockets, reconnects or what the frames mean to the router.
 
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
@@ -15,7 +16,6 @@ use sha2::Sha256;
 use super::interest::InterestDelta;
 use crate::config::Secret;
 
-pub const ROUTE_PROTOCOL_VERSION: u32 = 1;
 const LABEL: &[u8] = b"route";
 /// The largest frame a route carries: a message of the largest payload with its headers.
 pub const MAX_FRAME: usize = 64 * 1024 * 1024;
@@ -28,27 +28,10 @@ const BINCODE: bincode::config::Configuration<
     bincode::config::Limit<MAX_FRAME>,
 > = bincode::config::standard().with_limit::<MAX_FRAME>();
 
-/// One frame on a route.
+/// One frame on a route, after the handshake (which is the peer port's: `PeerFrame::RouteHello`
+/// and `RouteWelcome`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RouteFrame {
-    /// Accepting side, first: the protocol version and a fresh nonce.
-    Challenge {
-        version: u32,
-        nonce: Vec<u8>,
-    },
-    /// Dialling side's answer.
-    Hello {
-        group_id: String,
-        agent_id: String,
-        mac: Vec<u8>,
-    },
-    /// Accepted; the accepting agent's id.
-    Welcome {
-        agent_id: String,
-    },
-    Refused {
-        reason: String,
-    },
     /// A change of the sender's interest.
     Interest(InterestDelta),
     /// A message for the receiver's local subscribers only: every plain one, and one member of
@@ -117,10 +100,6 @@ mod tests {
     #[test]
     fn frames_round_trip_and_garbage_is_an_error() {
         let frames = [
-            RouteFrame::Challenge {
-                version: ROUTE_PROTOCOL_VERSION,
-                nonce: vec![1; 32],
-            },
             RouteFrame::Interest(InterestDelta::Add {
                 subject: "orders.>".into(),
                 queue: Some("workers".into()),
@@ -145,10 +124,10 @@ mod tests {
         assert!(decode(&[0xff; 7]).is_err());
     }
 
-    /// A Hello whose group id claims an absurd length: refused, nothing allocated for it.
+    /// A message whose subject claims an absurd length: refused, nothing allocated for it.
     #[test]
     fn a_huge_length_claim_is_an_error_not_an_allocation() {
-        let mut bytes = vec![1u8]; // variant Hello
+        let mut bytes = vec![1u8]; // variant Msg
         bytes.push(253); // varint: a u64 follows
         bytes.extend_from_slice(&(u64::MAX / 2).to_le_bytes());
         bytes.extend_from_slice(b"short");
