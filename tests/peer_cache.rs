@@ -113,6 +113,22 @@ where
     }
 }
 
+/// Waits until the agent at `url` answers DIRECT.GET for `stream`: it subscribes the direct-get
+/// subject once its catalog (polled every 250 ms) has seen the stream; until then a direct get
+/// is "no responders". Probes a sequence past the end, so no block is read.
+async fn wait_direct_get(url: &str, stream: &str) {
+    let js = js(url).await;
+    let s = js.get_stream(stream).await.expect("stream");
+    let deadline = Instant::now() + WAIT;
+    while let Err(e) = s.direct_get(u64::MAX / 2).await {
+        if !e.to_string().contains("no responders") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{url} never served DIRECT.GET");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn zones_with_slow_hedge() -> Stack {
     // A generous hedge so the GET counts are exact on a loaded machine.
     Stack::start_zones_with(&["a", "a", "a", "b"], |_, _, t| {
@@ -133,6 +149,9 @@ async fn each_block_is_fetched_once_per_zone() {
         .expect("stream created");
     let (msgs, objects) = publish(&stack, &js0, "ZONE", 40, 4).await;
     assert!(objects >= 4, "{objects} objects");
+    for i in 1..4 {
+        wait_direct_get(&stack.url(i), "ZONE").await;
+    }
 
     stack.s3.reset_counts();
     for _ in 0..3 {
