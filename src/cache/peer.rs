@@ -238,42 +238,44 @@ async fn authenticate(w: &mut Wire, settings: &PeerSettings) -> Result<Authentic
         nonce: nonce.clone(),
     })?)
     .await?;
+    // Why a hello from `group_id` is refused, if it is: another group, or a proof that fails.
+    let refused = |group_id: &str, proven: bool| {
+        if group_id != settings.group_id {
+            Some(format!("foreign group {group_id}"))
+        } else if !proven {
+            Some("bad credentials".to_string())
+        } else {
+            None
+        }
+    };
+    let key = &settings.group_key;
     let refusal = match next_frame(w).await? {
         PeerFrame::Hello {
             group_id,
             agent_id,
             mac,
-        } => {
-            if group_id != settings.group_id {
-                format!("foreign group {group_id}")
-            } else if !mac_ok(&settings.group_key, &nonce, &group_id, &agent_id, &mac) {
-                "bad credentials".to_string()
-            } else {
+        } => match refused(&group_id, mac_ok(key, &nonce, &group_id, &agent_id, &mac)) {
+            Some(why) => why,
+            None => {
                 w.send(encode(&PeerFrame::Welcome)?).await?;
                 return Ok(Authenticated::Cache(agent_id));
             }
-        }
+        },
         PeerFrame::RouteHello {
             group_id,
             agent_id,
             mac,
         } => {
-            if group_id != settings.group_id {
-                format!("foreign group {group_id}")
-            } else if !crate::route::wire::hello_ok(
-                &settings.group_key,
-                &nonce,
-                &group_id,
-                &agent_id,
-                &mac,
-            ) {
-                "bad credentials".to_string()
-            } else {
-                w.send(encode(&PeerFrame::RouteWelcome {
-                    agent_id: settings.agent_id.clone(),
-                })?)
-                .await?;
-                return Ok(Authenticated::Route(agent_id));
+            let proven = crate::route::wire::hello_ok(key, &nonce, &group_id, &agent_id, &mac);
+            match refused(&group_id, proven) {
+                Some(why) => why,
+                None => {
+                    w.send(encode(&PeerFrame::RouteWelcome {
+                        agent_id: settings.agent_id.clone(),
+                    })?)
+                    .await?;
+                    return Ok(Authenticated::Route(agent_id));
+                }
             }
         }
         other => format!("expected hello, got {}", frame_name(&other)),
