@@ -6,7 +6,7 @@
 //! is opened: the directory lock, then the agent's ports, then the database, then the agent.
 //! Does not own the control plane or the agent themselves.
 
-use crate::agent::{self, AgentBuilder, AgentTuning, Listeners};
+use crate::agent::{self, AgentBuilder, Listeners};
 use crate::config::{ControlPlaneConfig, PlaygroundConfig};
 use crate::control_plane;
 use crate::dirlock::{DirLock, LockError};
@@ -61,7 +61,6 @@ pub fn run_blocking(config: PlaygroundConfig, format: LogFormat) -> Result<(), P
         let mut agent_config = config.agent.clone();
         agent_config.control_plane_url = cp.base_url();
         let started = AgentBuilder::new(agent_config.clone())
-            .tuning(AgentTuning::default())
             .listeners(listeners)
             .start()
             .await;

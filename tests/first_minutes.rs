@@ -24,22 +24,14 @@ fn command(args: &[&str]) -> Command {
     cmd
 }
 
+/// Every listener on a free port.
+const FREE_PORTS: [&str; 6] = ["--port", "0", "--http-port", "0", "--peer-port", "0"];
+
 fn playground_args<'a>(dir: &'a str, host: &'a str) -> Vec<&'a str> {
-    vec![
-        "playground",
-        "--dir",
-        dir,
-        "--host",
-        host,
-        "--port",
-        "0",
-        "--http-port",
-        "0",
-        "--peer-port",
-        "0",
-        "--batch-write",
-        "50ms",
-    ]
+    let mut args = vec!["playground", "--dir", dir, "--host", host];
+    args.extend(FREE_PORTS);
+    args.extend(["--batch-write", "50ms"]);
+    args
 }
 
 /// Runs the binary with stdout and stderr on a new pseudo-terminal; its other end is returned.
@@ -56,7 +48,7 @@ fn spawn_on_a_terminal(args: &[&str]) -> (Child, std::fs::File) {
 
 /// An agent on loopback, free ports, writing to `bucket_url`.
 fn agent_args<'a>(bucket_url: &'a str, control_plane_url: &'a str) -> Vec<&'a str> {
-    vec![
+    let mut args = vec![
         "agent",
         "--group-id",
         "g",
@@ -68,13 +60,9 @@ fn agent_args<'a>(bucket_url: &'a str, control_plane_url: &'a str) -> Vec<&'a st
         control_plane_url,
         "--host",
         "127.0.0.1",
-        "--port",
-        "0",
-        "--http-port",
-        "0",
-        "--peer-port",
-        "0",
-    ]
+    ];
+    args.extend(FREE_PORTS);
+    args
 }
 
 /// Reads lines from `source` on a thread until `done` says stop; returns what was read.

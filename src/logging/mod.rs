@@ -222,7 +222,7 @@ mod tests {
 
     impl std::io::Write for Buffer {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
+            self.0.lock().expect("buffer lock").extend_from_slice(buf);
             Ok(buf.len())
         }
         fn flush(&mut self) -> std::io::Result<()> {
@@ -250,8 +250,8 @@ mod tests {
             quiet,
         );
         tracing::subscriber::with_default(subscriber, events);
-        let bytes = buffer.0.lock().unwrap().clone();
-        String::from_utf8(bytes).unwrap()
+        let bytes = buffer.0.lock().expect("buffer lock").clone();
+        String::from_utf8(bytes).expect("log lines are UTF-8")
     }
 
     fn sample() {
@@ -264,7 +264,7 @@ mod tests {
         let out = capture(LogFormat::Json, "info", sample);
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines.len(), 1, "{out}");
-        let line: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        let line: serde_json::Value = serde_json::from_str(lines[0]).expect("a JSON line");
         assert_eq!(line["message"], "logging works");
         assert_eq!(line["answer"], 42);
         assert_eq!(line["level"], "INFO");
@@ -318,7 +318,7 @@ mod tests {
         let out = capture(LogFormat::Json, "info", warn_storm);
         assert_eq!(out.lines().count(), 4, "{out}");
         for line in out.lines() {
-            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let v: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
             assert!(v["message"].is_string(), "{line}");
         }
     }
@@ -330,14 +330,14 @@ mod tests {
             let start = std::time::Instant::now();
             let now = Arc::new(Mutex::new(start));
             let clock = now.clone();
-            let quiet = Quiet::with_clock(Arc::new(move || *clock.lock().unwrap()));
+            let quiet = Quiet::with_clock(Arc::new(move || *clock.lock().expect("clock lock")));
             // One callsite: identical warnings come from the same line of code.
             let warn = || tracing::warn!(error = "connection refused", "polling streams failed");
             let out = capture_with(format, "info", quiet, || {
                 for _ in 0..141 {
                     warn();
                 }
-                *now.lock().unwrap() = start + std::time::Duration::from_secs(10);
+                *now.lock().expect("clock lock") = start + std::time::Duration::from_secs(10);
                 warn();
             });
             let lines: Vec<&str> = out.lines().collect();
@@ -350,7 +350,7 @@ mod tests {
                     "{out}"
                 ),
                 LogFormat::Json => {
-                    let v: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
+                    let v: serde_json::Value = serde_json::from_str(lines[1]).expect("a JSON line");
                     assert_eq!(v["suppressed"], 140, "{out}");
                     assert_eq!(v["suppressed_over_ms"], 10_000, "{out}");
                     assert_eq!(v["message"], "polling streams failed", "{out}");
