@@ -17,7 +17,8 @@ use crate::actors::flusher::SealNow;
 use crate::actors::flusher::{Flusher, FlusherSettings};
 use crate::actors::jetstream_api::{JsApi, Refresh, StreamCatalog};
 use crate::actors::membership::{
-    Leave, Membership, MembershipSettings, Subscribe as SubscribeMembers, resolve_advertise_address,
+    Leave, Membership, MembershipSettings, Subscribe as SubscribeMembers, SubscribeGroup,
+    resolve_advertise_address,
 };
 use crate::actors::router::{BroadcastControl, ConnControl};
 use crate::actors::router::{GetStats, Router};
@@ -35,6 +36,12 @@ use crate::logging::{self, Banner, LogFormat};
 use crate::monitor::{BeginShutdown, HealthProbe, MonitorSources};
 use crate::protocol::info::{COMPAT_SERVER_VERSION, ServerInfo, new_server_id};
 use crate::read::Reader;
+use crate::route::link::RouteIdentity;
+use crate::route::manager::RouteManager;
+use crate::route::messages::RouterPorts;
+
+/// Bound on dialling another agent's peer port plus the route handshake.
+const ROUTE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -106,6 +113,8 @@ pub struct RunningAgent {
     pub peer_cache: Addr<PeerSupervisor>,
     pub read_cache: Addr<ReadCache>,
     pub membership: Addr<Membership>,
+    /// Routes to the group's other agents (core NATS across agents).
+    pub routes: Addr<RouteManager>,
     arbiters: Vec<Arbiter>,
     accept: actix_rt::task::JoinHandle<()>,
     http: actix_web::dev::ServerHandle,
@@ -488,7 +497,24 @@ async fn start_with(
         };
         ReadCache::start_in_arbiter(&js_handle, move |_| ReadCache::new(settings, store))
     };
-    // Bound once: the peer cache's supervisor keeps it across restarts of the peer cache.
+    // Routes get an arbiter of their own: their sockets' reads and writes are the hot path of
+    // every message that crosses agents.
+    let route_arbiter = Arbiter::new();
+    let routes = {
+        let me = RouteIdentity {
+            group_id: config.group_id.clone(),
+            group_key: config.group_key.clone(),
+            agent_id: agent_id.clone(),
+            zone: config.availability_zone.clone().unwrap_or_default(),
+            handshake_timeout: ROUTE_HANDSHAKE_TIMEOUT,
+        };
+        let ports = RouterPorts::of(&router);
+        RouteManager::start_in_arbiter(&route_arbiter.handle(), move |_| {
+            RouteManager::new(me, ports)
+        })
+    };
+    // Bound once: the peer cache's supervisor keeps it across restarts of the peer cache. It
+    // accepts routes too (the peer port carries both) and hands them to the route manager.
     let peer_cache = {
         let settings = PeerSettings::new(
             config.group_id.clone(),
@@ -496,9 +522,11 @@ async fn start_with(
             agent_id.clone(),
         );
         let cache = read_cache.clone();
+        let route_sockets = routes.clone().recipient();
         PeerSupervisor::start_in_arbiter(&js_handle, move |_| {
             PeerSupervisor::new(Some(peer_listener), move |listener| {
                 PeerCache::new(settings.clone(), cache.clone(), listener)
+                    .with_routes(route_sockets.clone())
             })
         })
     };
@@ -550,6 +578,7 @@ async fn start_with(
     let mut arbiters: Vec<Arbiter> = (0..config.workers.max(1)).map(|_| Arbiter::new()).collect();
     let handles: Vec<ArbiterHandle> = arbiters.iter().map(|a| a.handle()).collect();
     arbiters.push(js);
+    arbiters.push(route_arbiter);
 
     let probe = {
         let cp = cp.clone();
@@ -602,6 +631,7 @@ async fn start_with(
         })
     };
     membership.do_send(SubscribeMembers(peer_cache.clone().recipient()));
+    membership.do_send(SubscribeGroup(routes.clone().recipient()));
 
     let accept_router = router.clone();
     let accept = actix_rt::spawn(async move {
@@ -651,6 +681,7 @@ async fn start_with(
         peer_cache,
         read_cache,
         membership,
+        routes,
         arbiters,
         accept,
         http,

@@ -16,6 +16,7 @@ pub mod dirlock;
 pub mod format;
 pub mod jetstream;
 pub mod logging;
+pub mod message;
 pub mod metrics;
 pub mod monitor;
 pub mod playground;

@@ -277,6 +277,10 @@ pub fn init() {
     LazyLock::force(&CONTROL_PLANE_UP);
     LazyLock::force(&SHUTTING_DOWN);
     LazyLock::force(&JS_PUBLISH_ERRORS);
+    LazyLock::force(&ROUTES);
+    LazyLock::force(&ROUTED_MSGS);
+    LazyLock::force(&ROUTED_BYTES);
+    LazyLock::force(&ROUTE_DROPPED);
     for stage in FLUSH_STAGES {
         FLUSH_STAGE.with_label_values(&[stage]);
     }
@@ -343,3 +347,31 @@ mod tests {
         assert!(text.contains("source=\"peer\""));
     }
 }
+
+pub static ROUTES: LazyLock<IntGauge> = LazyLock::new(|| {
+    gauge(
+        "infinistream_routes",
+        "routes up to other agents of the group",
+    )
+});
+pub static ROUTED_MSGS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "infinistream_routed_msgs_total",
+        "core messages copied over routes, by direction and the other agent's availability zone",
+        &["direction", "zone"],
+    )
+});
+pub static ROUTED_BYTES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "infinistream_routed_bytes_total",
+        "bytes of core messages (subject, reply, headers, payload) copied over routes, by direction and zone (the inter-zone bill)",
+        &["direction", "zone"],
+    )
+});
+pub static ROUTE_DROPPED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "infinistream_route_dropped_msgs_total",
+        "messages not copied to a route whose queue was full (a slow route), by zone",
+        &["zone"],
+    )
+});

@@ -1,4 +1,4 @@
-//! The agent's HTTP monitoring port (8222): `/healthz`, `/varz`, `/connz`, `/subsz`, `/jsz` in
+//! The agent's HTTP monitoring port (8222): `/healthz`, `/varz`, `/connz`, `/subsz`, `/jsz`, `/routez` in
 //! nats-server's JSON shapes (so NATS dashboards and prometheus-nats-exporter work), and
 //! `/metrics` in Prometheus' text format.
 //!
@@ -26,6 +26,7 @@ use crate::budget::InflightBudget;
 use crate::config::AgentConfig;
 use crate::control_plane::client::ControlPlaneClient;
 use crate::metrics;
+use crate::route::messages::GetRoutes;
 
 /// How often the probe checks the control plane's `/healthz`.
 pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(2);
@@ -485,6 +486,53 @@ async fn subsz(state: web::Data<MonitorState>) -> HttpResponse {
     }))
 }
 
+/// The routes to the group's other agents, in nats-server's `/routez` shape (plus `zone`, the
+/// other agent's availability zone, and `dropped_msgs`, copies a slow route could not take).
+async fn routez(state: web::Data<MonitorState>) -> HttpResponse {
+    let routes = state
+        .sources
+        .router
+        .send(GetRoutes)
+        .await
+        .unwrap_or_default();
+    let now = SystemTime::now();
+    let since = |t: SystemTime| uptime_string(now.duration_since(t).unwrap_or_default());
+    let list: Vec<Value> = routes
+        .iter()
+        .map(|r| {
+            json!({
+                "rid": r.peer,
+                "remote_id": r.agent,
+                "remote_name": r.agent,
+                "zone": r.zone,
+                "did_solicit": r.solicited,
+                "is_configured": false,
+                "ip": r.remote.map(|a| a.ip().to_string()).unwrap_or_default(),
+                "port": r.remote.map(|a| a.port()).unwrap_or_default(),
+                "start": rfc3339(r.start),
+                "last_activity": rfc3339(r.last_activity),
+                "uptime": since(r.start),
+                "idle": since(r.last_activity),
+                "pending_size": r.pending_bytes,
+                "in_msgs": r.in_msgs,
+                "out_msgs": r.out_msgs,
+                "in_bytes": r.in_bytes,
+                "out_bytes": r.out_bytes,
+                "dropped_msgs": r.dropped_msgs,
+                "subscriptions": r.subscriptions,
+                "compression": "off",
+            })
+        })
+        .collect();
+    HttpResponse::Ok().json(json!({
+        "server_id": state.server_id,
+        "server_name": state.server_name,
+        "now": rfc3339(now),
+        "num_routes": list.len(),
+        "routes": list,
+    }))
+}
+
 /// `/jsz` query flags, as nats-server reads them (prometheus-nats-exporter's `-jsz=all` sends
 /// `accounts`, `streams` and `config`).
 #[derive(Deserialize, Default)]
@@ -577,6 +625,7 @@ pub fn start(
             .route("/subsz", web::get().to(subsz))
             .route("/subscriptionsz", web::get().to(subsz))
             .route("/jsz", web::get().to(jsz))
+            .route("/routez", web::get().to(routez))
             .route("/metrics", web::get().to(metrics_text))
     })
     .workers(1)

@@ -1,8 +1,16 @@
 //! The Router: who is subscribed to what, and where each published message goes.
 //!
 //! Owns: client subscriptions (with queue groups), internal subscriptions (the JetStream API), the
-//! subjects captured by streams, and the no-responders answer. Does not own: connection state
-//! (auto-unsubscribe counts, outbound buffers), stream contents, or acks; it only forwards.
+//! subjects captured by streams, the no-responders answer, and the routes' table (`RouteTable`:
+//! the other agents' interest and the links to them, so a message is copied to another agent in
+//! the same step that delivers it here). Does not own: connection state (auto-unsubscribe
+//! counts, outbound buffers), stream contents, acks, or route sockets (the `RouteManager`).
+//!
+//! Across agents (`route`): every client subscription is announced to the other agents; a
+//! message with interest elsewhere is copied once per interested agent, a queue group taking it
+//! here if it has a member here (as nats-server prefers a local member); a message that came over
+//! a route goes to client subscriptions here only (one hop), never to internal subscribers.
+//! No-responders is answered only when no agent has interest.
 //!
 //! A message whose subject a stream captures goes to that stream's batcher and to nobody else; once
 //! it is stored, the batcher publishes it again with `capture: false` so core subscribers see only
@@ -20,38 +28,15 @@ use crate::actors::guard;
 use crate::budget::BudgetPermit;
 use crate::protocol::ServerOp;
 use crate::protocol::headers;
+use crate::route::messages::{FromRoute, GetRoutes, LinkDown, LinkUp};
+use crate::route::table::{RouteInfo, RouteTable};
+use crate::route::wire::RouteFrame;
 use crate::subject::SubjectTree;
 
 /// A connection's id, unique within one agent.
 pub type ConnId = u64;
 
-/// A message as it travels between actors. Cloning shares the bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NatsMsg {
-    pub subject: ByteString,
-    pub reply: Option<ByteString>,
-    pub headers: Option<Bytes>,
-    pub payload: Bytes,
-}
-
-impl NatsMsg {
-    pub fn new(subject: impl Into<ByteString>, payload: Bytes) -> Self {
-        Self {
-            subject: subject.into(),
-            reply: None,
-            headers: None,
-            payload,
-        }
-    }
-
-    /// Bytes this message counts against budgets and limits.
-    pub fn size(&self) -> usize {
-        self.subject.len()
-            + self.reply.as_ref().map_or(0, |r| r.len())
-            + self.headers.as_ref().map_or(0, |h| h.len())
-            + self.payload.len()
-    }
-}
+pub use crate::message::NatsMsg;
 
 /// Router -> connection: one message for one of its subscriptions.
 #[derive(Message, Debug, Clone)]
@@ -254,6 +239,7 @@ pub struct Router {
     scratch: Vec<ClientSub>,
     queues: Vec<(ByteString, Vec<usize>)>,
     controls: HashMap<ConnId, Recipient<ConnControl>>,
+    routes: RouteTable,
 }
 
 impl Router {
@@ -282,8 +268,6 @@ impl Router {
                 return;
             }
         }
-        drop(permit);
-
         let mut delivered = false;
         let mut internal_hits: Vec<usize> = Vec::new();
         self.internal
@@ -326,14 +310,55 @@ impl Router {
                 }
             }
         }
+        // The publisher's permit stays with the copies until they are written to their routes.
+        let forwarded = self.routes.forward(
+            &msg,
+            None,
+            |q| queues.iter().any(|(name, _)| name == q),
+            permit,
+        ) > 0;
         self.scratch = scratch;
         self.queues = queues;
 
         // Only a client's own publish can have nobody listening; a stored message re-published
         // for core subscribers has already been answered by its stream.
-        if !delivered && capture {
+        if !delivered && !forwarded && capture {
             self.no_responders(origin, &msg);
         }
+    }
+
+    /// A message from another agent: to every plain client subscription here and one member of
+    /// each queue group in `queues` (the sender picked this agent for those), nothing else.
+    fn deliver_routed(&mut self, msg: &NatsMsg, to: Option<&ByteString>, queues: &[String]) {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        self.clients
+            .for_each_match(to.unwrap_or(&msg.subject), |s| scratch.push(s.clone()));
+        let mut groups = std::mem::take(&mut self.queues);
+        groups.clear();
+        for (idx, sub) in scratch.iter().enumerate() {
+            match &sub.queue {
+                None => {
+                    self.deliver(sub, msg);
+                }
+                Some(q) if queues.iter().any(|name| name == &**q) => {
+                    match groups.iter_mut().find(|(name, _)| name == q) {
+                        Some((_, members)) => members.push(idx),
+                        None => groups.push((q.clone(), vec![idx])),
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        if !groups.is_empty() {
+            let mut rng = rand::rng();
+            for (_, members) in &groups {
+                let pick = members[rng.random_range(0..members.len())];
+                self.deliver(&scratch[pick], msg);
+            }
+        }
+        self.scratch = scratch;
+        self.queues = groups;
     }
 
     fn deliver(&self, sub: &ClientSub, msg: &NatsMsg) -> bool {
@@ -433,6 +458,7 @@ impl Handler<Deregister> for Router {
         self.controls.remove(&m.conn);
         if let Some(entry) = self.conns.remove(&m.conn) {
             for (sid, (subject, queue)) in entry.subs {
+                self.routes.local_sub(&subject, queue.as_deref(), false);
                 self.clients.remove(
                     &subject,
                     &ClientSub {
@@ -457,6 +483,8 @@ impl Handler<Subscribe> for Router {
             .subs
             .insert(m.sid.clone(), (m.subject.clone(), m.queue.clone()))
         {
+            self.routes
+                .local_sub(&old_subject, old_queue.as_deref(), false);
             self.clients.remove(
                 &old_subject,
                 &ClientSub {
@@ -466,6 +494,8 @@ impl Handler<Subscribe> for Router {
                 },
             );
         }
+        self.routes
+            .local_sub(&m.subject, m.queue.as_deref(), true);
         self.clients.insert(
             &m.subject,
             ClientSub {
@@ -484,6 +514,7 @@ impl Handler<Unsubscribe> for Router {
             return;
         };
         if let Some((subject, queue)) = entry.subs.remove(&m.sid) {
+            self.routes.local_sub(&subject, queue.as_deref(), false);
             self.clients.remove(
                 &subject,
                 &ClientSub {
@@ -638,7 +669,11 @@ impl Handler<DeliverTo> for Router {
             let pick = members[rng.random_range(0..members.len())];
             delivered |= self.deliver(&subs[pick], &m.msg);
         }
-        delivered
+        // A deliver subject may be subscribed on another agent too (a deliver group spread
+        // over agents): the stored message is copied there, addressed to `to`.
+        let taken_here = |q: &str| groups.iter().any(|(name, _)| name == q);
+        let forwarded = self.routes.forward(&m.msg, Some(&m.to), taken_here, None) > 0;
+        delivered || forwarded
     }
 }
 
@@ -648,5 +683,44 @@ impl Handler<HasInterest> for Router {
         let mut any = false;
         self.clients.for_each_match(&m.subject, |_| any = true);
         any
+    }
+}
+
+impl Handler<LinkUp> for Router {
+    type Result = ();
+    fn handle(&mut self, m: LinkUp, _: &mut Self::Context) {
+        self.routes.up(m.0);
+    }
+}
+
+impl Handler<LinkDown> for Router {
+    type Result = ();
+    fn handle(&mut self, m: LinkDown, _: &mut Self::Context) {
+        self.routes.down(m.peer);
+    }
+}
+
+impl Handler<FromRoute> for Router {
+    type Result = ();
+    fn handle(&mut self, m: FromRoute, _: &mut Self::Context) {
+        for frame in m.frames {
+            match frame {
+                RouteFrame::Interest(delta) => self.routes.apply(m.peer, &delta),
+                RouteFrame::Msg { msg, to, queues } => {
+                    if self.routes.received(m.peer, msg.size()) {
+                        guard::catch("router", || {
+                            self.deliver_routed(&msg, to.as_ref(), &queues)
+                        });
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Handler<GetRoutes> for Router {
+    type Result = Vec<RouteInfo>;
+    fn handle(&mut self, _: GetRoutes, _: &mut Self::Context) -> Vec<RouteInfo> {
+        self.routes.routes()
     }
 }

@@ -69,6 +69,8 @@ pub enum PeerFrame {
     RouteHello {
         group_id: String,
         agent_id: String,
+        /// The dialler's availability zone (labels the route's traffic; not part of the proof).
+        zone: String,
         mac: Vec<u8>,
     },
     RouteWelcome {
@@ -226,8 +228,8 @@ pub async fn connect(addr: &str, settings: &PeerSettings) -> Result<Wire, PeerEr
 enum Authenticated {
     /// A peer cache client.
     Cache(String),
-    /// A route (`RouteHello`).
-    Route(String),
+    /// A route (`RouteHello`): the agent and its zone.
+    Route(String, String),
 }
 
 /// Server side of the handshake: the authenticated agent and what it came for.
@@ -264,6 +266,7 @@ async fn authenticate(w: &mut Wire, settings: &PeerSettings) -> Result<Authentic
         PeerFrame::RouteHello {
             group_id,
             agent_id,
+            zone,
             mac,
         } => {
             let proven = crate::route::wire::hello_ok(key, &nonce, &group_id, &agent_id, &mac);
@@ -274,7 +277,7 @@ async fn authenticate(w: &mut Wire, settings: &PeerSettings) -> Result<Authentic
                         agent_id: settings.agent_id.clone(),
                     })?)
                     .await?;
-                    return Ok(Authenticated::Route(agent_id));
+                    return Ok(Authenticated::Route(agent_id, zone));
                 }
             }
         }
@@ -318,13 +321,13 @@ async fn serve(
         tokio::time::timeout(settings.connect_timeout, authenticate(&mut w, &settings)).await;
     let agent = match auth {
         Ok(Ok(Authenticated::Cache(agent))) => agent,
-        Ok(Ok(Authenticated::Route(agent))) => {
+        Ok(Ok(Authenticated::Route(agent, zone))) => {
             match routes {
-                Some(routes) => {
-                    w.codec_mut()
-                        .set_max_frame_length(crate::route::wire::MAX_FRAME);
-                    routes.do_send(RouteSocket { agent, wire: w });
-                }
+                Some(routes) => routes.do_send(RouteSocket {
+                    agent,
+                    zone,
+                    wire: w,
+                }),
                 None => tracing::warn!(peer = %remote, "a route was offered but routes are off"),
             }
             return;

@@ -1,5 +1,4 @@
-//! Interest bookkeeping for routes between the agents of a group (issue 14, in progress: these
-//! tables are not wired into the router yet).
+//! Interest bookkeeping for routes between the agents of a group.
 //!
 //! Owns two pure tables. [`LocalInterest`] counts this agent's subscriptions per (subject,
 //! queue) and says when the others must be told: the first subscription of a plain subject
@@ -255,6 +254,11 @@ impl RemoteInterest {
             .map(|(_, w)| *w)
             .max()
             .unwrap_or(0)
+    }
+
+    /// How many interest entries `peer` announced.
+    pub fn count_of(&self, peer: PeerId) -> usize {
+        self.entries.keys().filter(|(p, _, _)| *p == peer).count()
     }
 
     /// Whether any agent has interest in `subject` (for no-responders).

@@ -1,22 +1,34 @@
-//! Dialling a route: the dialling side of the route handshake on another agent's peer port
-//! (issue 14, in progress).
+//! Dialling a route: the dialling side of the route handshake on another agent's peer port.
 //!
 //! Owns the socket-level steps of the dialler: the peer cache's challenge, `RouteHello` with the
-//! route proof, `RouteWelcome`, then length-delimited route frames of at most [`MAX_FRAME`]
-//! bytes. The accepting side is the peer cache's (`cache::peer`), which hands the socket to the
+//! route proof, `RouteWelcome`, then the switch of either side's socket to route frames
+//! ([`RouteCodec`], at most [`MAX_FRAME`] bytes each). The accepting side is the peer cache's (`cache::peer`), which hands the socket to the
 //! route manager. Does not own what the frames mean (`manager`), nor which agents to dial.
 
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
-use tokio_util::codec::{Framed, LengthDelimitedCodec};
+use tokio_util::codec::{Framed, FramedParts, LengthDelimitedCodec};
 
-use super::wire::{self, MAX_FRAME, WireError};
+use super::wire::{self, MAX_FRAME, Outgoing, RouteCodec, WireError};
 use crate::cache::peer::{self, PeerFrame};
 use crate::config::Secret;
 
+/// A socket during the handshake (the peer port's frames).
 pub type Wire = Framed<TcpStream, LengthDelimitedCodec>;
+/// A socket after the handshake.
+pub type RouteWire = Framed<TcpStream, RouteCodec>;
+
+/// Switches a socket whose handshake is done to route frames, keeping whatever the other side
+/// already sent after its last handshake frame.
+pub fn into_route(w: Wire) -> RouteWire {
+    let old = w.into_parts();
+    let mut parts = FramedParts::new::<Outgoing>(old.io, RouteCodec);
+    parts.read_buf = old.read_buf;
+    parts.write_buf = old.write_buf;
+    Framed::from_parts(parts)
+}
 
 /// Who this agent is on its routes.
 #[derive(Debug, Clone)]
@@ -24,6 +36,8 @@ pub struct RouteIdentity {
     pub group_id: String,
     pub group_key: Secret,
     pub agent_id: String,
+    /// This agent's availability zone, told to the agents it dials.
+    pub zone: String,
     /// Bound on connecting plus the handshake.
     pub handshake_timeout: Duration,
 }
@@ -76,6 +90,7 @@ pub async fn dial(addr: &str, me: &RouteIdentity) -> Result<(Wire, String), Link
         w.send(peer::encode(&PeerFrame::RouteHello {
             group_id: me.group_id.clone(),
             agent_id: me.agent_id.clone(),
+            zone: me.zone.clone(),
             mac,
         })?)
         .await?;

@@ -1,82 +1,44 @@
-//! The RouteManager actor: one route to every other agent of the group, and the interest that
-//! flows over them (issue 14, in progress: not started by the agent yet, and the router does not
-//! feed it).
+//! The RouteManager actor: one route to every other agent of the group.
 //!
 //! Owns: which agents to dial (the group's members with a larger agent id than this one, so each
-//! pair has exactly one route), dialling and redialling with backoff, accepting routes handed to
-//! it, the links (a writer task per route fed by an unbounded channel, a reader loop feeding this
-//! actor), this agent's interest (`LocalInterest`: announced to every route, replayed to a new
-//! one) and the others' (`RemoteInterest`: withdrawn when a route drops), and the fan-out of a
-//! forwarded message. The writer channels are unbounded for now: before the router feeds this
-//! actor they must be bounded (a slow route must slow the publishers, invariant 3, not grow a
-//! queue). Does not own delivery to local subscribers (routed messages go to the
-//! `deliver` recipient, the router's job) nor the listener (the peer cache accepts routes on
-//! the peer port and hands them over as [`RouteSocket`]).
+//! pair has exactly one route), dialling and redialling with backoff (100 ms doubling to 5 s),
+//! accepting routes the peer port hands over, and two tasks per route: a writer that drains the
+//! link's queue into the socket (many frames per write) and a reader that hands frames to the
+//! router in batches, waiting for each. Routes to agents that leave the group are closed.
+//! Does not own interest or the fan-out (the router's `RouteTable`: the link's queue is handed
+//! to the router in `LinkUp`, and the router owns what goes on it), nor the listener (the peer
+//! cache accepts routes on the peer port and hands them over as [`RouteSocket`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use futures::StreamExt;
+use futures::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, watch};
 
-use super::interest::{LocalInterest, PeerId, RemoteInterest};
+use super::interest::PeerId;
 use super::link::{self, RouteIdentity, Wire};
-use super::wire::{self, RouteFrame};
+use super::messages::{FromRoute, LinkDown, LinkUp, RouterPorts};
+use super::table::LinkHandle;
+use super::wire::Outgoing;
 use crate::actors::membership::{GroupChanged, peer_addr};
 
 /// The first and the longest wait before dialling a lost route again.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
-
-/// A message that came over a route, for this agent's local subscribers only.
-#[derive(Debug, Clone, PartialEq, Eq, Message)]
-#[rtype(result = "()")]
-pub struct RoutedMsg {
-    pub from: String,
-    pub subject: String,
-    pub reply: Option<String>,
-    pub headers: Option<Vec<u8>>,
-    pub payload: Vec<u8>,
-    /// Queue groups this agent delivers to (one member each), besides every plain subscriber.
-    pub queues: Vec<String>,
-}
+/// Frames a reader hands to the router at once, at most.
+const READ_BATCH: usize = 256;
 
 /// A route the peer port accepted: the other agent passed the route handshake.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct RouteSocket {
     pub agent: String,
+    /// The zone the other agent said it is in.
+    pub zone: String,
     pub wire: Wire,
 }
-
-/// A local subscription was added (`subscribe`) or removed.
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "()")]
-pub struct LocalSub {
-    pub subject: String,
-    pub queue: Option<String>,
-    pub subscribe: bool,
-}
-
-/// Copies a locally published message to the agents interested in it; answers how many
-/// copies were sent. `local_queues` are the queue groups with a member on this agent (they
-/// take the message here).
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "usize")]
-pub struct Forward {
-    pub subject: String,
-    pub reply: Option<String>,
-    pub headers: Option<Vec<u8>>,
-    pub payload: Vec<u8>,
-    pub local_queues: Vec<String>,
-}
-
-/// Whether any other agent has interest in a subject (for no-responders).
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "bool")]
-pub struct RemoteInterestIn(pub String);
 
 /// The agents this one has a route to, sorted.
 #[derive(Debug, Clone, Copy, Message)]
@@ -87,14 +49,10 @@ pub struct Routes;
 #[rtype(result = "()")]
 struct Established {
     agent: String,
+    /// Known when accepted (the hello says it); None when dialled (the member list says it).
+    zone: Option<String>,
     wire: Wire,
-}
-
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Inbound {
-    peer: PeerId,
-    frame: RouteFrame,
+    solicited: bool,
 }
 
 #[derive(Message)]
@@ -109,43 +67,38 @@ struct DialFailed {
     agent: String,
 }
 
-struct Link {
-    agent: String,
-    tx: mpsc::UnboundedSender<RouteFrame>,
-}
-
 pub struct RouteManager {
     me: Arc<RouteIdentity>,
-    deliver: Option<Recipient<RoutedMsg>>,
+    router: RouterPorts,
     /// Members this agent dials: agent id -> peer address.
     wanted: HashMap<String, String>,
+    /// Every member's availability zone (metrics and `/routez` label routes with it).
+    zones: HashMap<String, String>,
     dialing: HashSet<String>,
     backoff: HashMap<String, Duration>,
-    links: HashMap<PeerId, Link>,
+    /// Links up: peer id -> the agent at the other end.
+    links: HashMap<PeerId, String>,
     next_peer: PeerId,
-    local: LocalInterest,
-    remote: RemoteInterest,
-    /// Counts every change of routes or remote interest (tests await it).
+    /// Counts every change of routes (tests await it).
     changes: watch::Sender<u64>,
 }
 
 impl RouteManager {
-    pub fn new(me: RouteIdentity, deliver: Option<Recipient<RoutedMsg>>) -> Self {
+    pub fn new(me: RouteIdentity, router: RouterPorts) -> Self {
         Self {
             me: Arc::new(me),
-            deliver,
+            router,
             wanted: HashMap::new(),
+            zones: HashMap::new(),
             dialing: HashSet::new(),
             backoff: HashMap::new(),
             links: HashMap::new(),
             next_peer: 0,
-            local: LocalInterest::default(),
-            remote: RemoteInterest::default(),
             changes: watch::channel(0).0,
         }
     }
 
-    /// A receiver of the change counter (routes up or down, interest applied).
+    /// A receiver of the change counter (routes up or down).
     pub fn changes(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()
     }
@@ -155,7 +108,7 @@ impl RouteManager {
     }
 
     fn linked(&self, agent: &str) -> bool {
-        self.links.values().any(|l| l.agent == agent)
+        self.links.values().any(|a| a == agent)
     }
 
     fn dial(&mut self, agent: String, ctx: &mut Context<Self>) {
@@ -169,7 +122,12 @@ impl RouteManager {
         let this = ctx.address();
         actix_rt::spawn(async move {
             match link::dial(&addr, &me).await {
-                Ok((wire, id)) if id == agent => this.do_send(Established { agent, wire }),
+                Ok((wire, id)) if id == agent => this.do_send(Established {
+                    agent,
+                    zone: None,
+                    wire,
+                    solicited: true,
+                }),
                 Ok((_, id)) => {
                     tracing::warn!(expected = %agent, answered = %id, "route answered by another agent");
                     this.do_send(DialFailed { agent });
@@ -182,10 +140,12 @@ impl RouteManager {
         });
     }
 
-    fn broadcast(&self, frame: &RouteFrame) {
-        for link in self.links.values() {
-            let _ = link.tx.send(frame.clone());
-        }
+    fn close(&mut self, peer: PeerId) -> Option<String> {
+        let agent = self.links.remove(&peer)?;
+        // The router drops the link's queue; the writer then ends and closes the socket.
+        self.router.down.do_send(LinkDown { peer });
+        self.changed();
+        Some(agent)
     }
 }
 
@@ -202,18 +162,22 @@ impl Handler<GroupChanged> for RouteManager {
             .filter(|a| a.agent_id > m.self_id)
             .map(|a| (a.agent_id.clone(), peer_addr(a)))
             .collect();
-        let members: HashSet<&str> = m.members.iter().map(|a| a.agent_id.as_str()).collect();
-        // Routes to agents that left the group are closed (dropping the sender ends the writer).
+        self.zones = m
+            .members
+            .iter()
+            .map(|a| (a.agent_id.clone(), a.availability_zone.clone()))
+            .collect();
+        // Routes to agents that left the group are closed.
         let gone: Vec<PeerId> = self
             .links
             .iter()
-            .filter(|(_, l)| !members.contains(l.agent.as_str()))
+            .filter(|(_, agent)| !self.zones.contains_key(*agent))
             .map(|(id, _)| *id)
             .collect();
         for peer in gone {
-            self.links.remove(&peer);
-            self.remote.remove_peer(peer);
-            self.changed();
+            if let Some(agent) = self.close(peer) {
+                tracing::info!(agent = %agent, "route closed, the agent left the group");
+            }
         }
         let to_dial: Vec<String> = self.wanted.keys().cloned().collect();
         for agent in to_dial {
@@ -228,7 +192,9 @@ impl Handler<RouteSocket> for RouteManager {
         self.handle(
             Established {
                 agent: m.agent,
+                zone: Some(m.zone),
                 wire: m.wire,
+                solicited: false,
             },
             ctx,
         );
@@ -245,88 +211,91 @@ impl Handler<Established> for RouteManager {
         self.backoff.remove(&m.agent);
         let peer = self.next_peer;
         self.next_peer += 1;
-        let (tx, mut rx) = mpsc::unbounded_channel::<RouteFrame>();
-        // This agent's interest first, then every delta after it, in order.
-        for delta in self.local.snapshot() {
-            let _ = tx.send(RouteFrame::Interest(delta));
-        }
-        let (mut sink, mut frames) = m.wire.split();
+        let remote = m.wire.get_ref().peer_addr().ok();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Outgoing>();
+        // Before the reader starts: the router knows the link before its first frame.
+        self.router.up.do_send(LinkUp(LinkHandle {
+            peer,
+            agent: m.agent.clone(),
+            zone: m
+                .zone
+                .or_else(|| self.zones.get(&m.agent).cloned())
+                .unwrap_or_default(),
+            remote,
+            solicited: m.solicited,
+            tx,
+        }));
+        let (mut sink, frames) = link::into_route(m.wire).split();
+        let this = ctx.address();
+        let down = self.router.down.clone();
         actix_rt::spawn(async move {
-            use futures::SinkExt;
-            while let Some(frame) = rx.recv().await {
-                let Ok(bytes) = wire::encode(&frame) else {
-                    continue;
-                };
-                if sink.send(bytes::Bytes::from(bytes)).await.is_err() {
+            'write: while let Some(first) = rx.recv().await {
+                if sink.feed(first).await.is_err() {
+                    break;
+                }
+                // Whatever else is queued goes in the same write.
+                while let Ok(next) = rx.try_recv() {
+                    if sink.feed(next).await.is_err() {
+                        break 'write;
+                    }
+                }
+                if sink.flush().await.is_err() {
                     break;
                 }
             }
-            // The link was dropped: shut the socket's write side, so the other agent sees the
-            // route end (its reader ends, it withdraws this agent's interest) and closes too.
+            // The queue was dropped (the link closed) or the socket failed: shut the write
+            // side, so the other agent sees the route end and closes too.
             let _ = sink.close().await;
-        });
-        let this = ctx.address();
-        actix_rt::spawn(async move {
-            while let Some(Ok(buf)) = frames.next().await {
-                match wire::decode(&buf) {
-                    Ok(frame) => this.do_send(Inbound { peer, frame }),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "undecodable route frame, closing");
-                        break;
-                    }
-                }
-            }
+            down.do_send(LinkDown { peer });
             this.do_send(Lost { peer });
         });
-        tracing::info!(agent = %m.agent, "route up");
-        self.links.insert(peer, Link { agent: m.agent, tx });
-        self.changed();
-    }
-}
-
-impl Handler<Inbound> for RouteManager {
-    type Result = ();
-    fn handle(&mut self, m: Inbound, _: &mut Self::Context) {
-        let Some(link) = self.links.get(&m.peer) else {
-            return;
-        };
-        match m.frame {
-            RouteFrame::Interest(delta) => {
-                self.remote.apply(m.peer, &delta);
-                self.changed();
-            }
-            RouteFrame::Msg {
-                subject,
-                reply,
-                headers,
-                payload,
-                queues,
-            } => {
-                if let Some(deliver) = &self.deliver {
-                    deliver.do_send(RoutedMsg {
-                        from: link.agent.clone(),
-                        subject,
-                        reply,
-                        headers,
-                        payload,
-                        queues,
-                    });
+        let this = ctx.address();
+        let router = self.router.clone();
+        actix_rt::spawn(async move {
+            let mut batches = frames.ready_chunks(READ_BATCH);
+            'read: while let Some(batch) = batches.next().await {
+                let mut frames = Vec::with_capacity(batch.len());
+                let mut failed = false;
+                for item in batch {
+                    match item {
+                        Ok(frame) => frames.push(frame),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "route read failed, closing");
+                            failed = true;
+                            break;
+                        }
+                    }
+                }
+                if !frames.is_empty()
+                    && router
+                        .inbound
+                        .send(FromRoute { peer, frames })
+                        .await
+                        .is_err()
+                {
+                    break 'read;
+                }
+                if failed {
+                    break;
                 }
             }
-        }
+            router.down.do_send(LinkDown { peer });
+            this.do_send(Lost { peer });
+        });
+        tracing::info!(agent = %m.agent, solicited = m.solicited, "route up");
+        self.links.insert(peer, m.agent);
+        self.changed();
     }
 }
 
 impl Handler<Lost> for RouteManager {
     type Result = ();
     fn handle(&mut self, m: Lost, ctx: &mut Self::Context) {
-        let Some(link) = self.links.remove(&m.peer) else {
+        let Some(agent) = self.close(m.peer) else {
             return;
         };
-        self.remote.remove_peer(m.peer);
-        self.changed();
-        tracing::info!(agent = %link.agent, "route down");
-        self.handle(DialFailed { agent: link.agent }, ctx);
+        tracing::info!(agent = %agent, "route down");
+        self.handle(DialFailed { agent }, ctx);
     }
 }
 
@@ -344,59 +313,10 @@ impl Handler<DialFailed> for RouteManager {
     }
 }
 
-impl Handler<LocalSub> for RouteManager {
-    type Result = ();
-    fn handle(&mut self, m: LocalSub, _: &mut Self::Context) {
-        let delta = if m.subscribe {
-            self.local.subscribe(&m.subject, m.queue.as_deref())
-        } else {
-            self.local.unsubscribe(&m.subject, m.queue.as_deref())
-        };
-        if let Some(delta) = delta {
-            self.broadcast(&RouteFrame::Interest(delta));
-        }
-    }
-}
-
-impl Handler<Forward> for RouteManager {
-    type Result = usize;
-    fn handle(&mut self, m: Forward, _: &mut Self::Context) -> usize {
-        let mut rng = rand::rng();
-        let fanout = self.remote.fanout(
-            &m.subject,
-            |q| m.local_queues.iter().any(|l| l == q),
-            |total| rand::Rng::random_range(&mut rng, 0..total),
-        );
-        let mut sent = 0;
-        for copy in fanout.copies {
-            if let Some(link) = self.links.get(&copy.peer) {
-                let frame = RouteFrame::Msg {
-                    subject: m.subject.clone(),
-                    reply: m.reply.clone(),
-                    headers: m.headers.clone(),
-                    payload: m.payload.clone(),
-                    queues: copy.queues,
-                };
-                if link.tx.send(frame).is_ok() {
-                    sent += 1;
-                }
-            }
-        }
-        sent
-    }
-}
-
-impl Handler<RemoteInterestIn> for RouteManager {
-    type Result = bool;
-    fn handle(&mut self, m: RemoteInterestIn, _: &mut Self::Context) -> bool {
-        self.remote.has_interest(&m.0)
-    }
-}
-
 impl Handler<Routes> for RouteManager {
     type Result = MessageResult<Routes>;
     fn handle(&mut self, _: Routes, _: &mut Self::Context) -> Self::Result {
-        let mut agents: Vec<String> = self.links.values().map(|l| l.agent.clone()).collect();
+        let mut agents: Vec<String> = self.links.values().cloned().collect();
         agents.sort();
         MessageResult(agents)
     }
@@ -405,10 +325,13 @@ impl Handler<Routes> for RouteManager {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::actors::router::{Deliver, Publish, Register, Router, Subscribe, Synced};
     use crate::cache::peer::{PeerCache, PeerSettings};
     use crate::cache::{ReadCache, ReadCacheSettings};
     use crate::config::Secret;
     use crate::control_plane::model::{AgentInfo, AgentPorts};
+    use crate::message::NatsMsg;
+    use crate::route::messages::GetRoutes;
 
     /// A peer port (a real peer cache over an empty store) that hands routes to `routes`; its
     /// port.
@@ -428,17 +351,36 @@ mod tests {
         port
     }
 
-    struct Inbox(mpsc::UnboundedSender<RoutedMsg>);
+    /// A client connection as the router sees it: what is delivered to it.
+    struct Inbox(mpsc::UnboundedSender<Deliver>);
 
     impl Actor for Inbox {
         type Context = Context<Self>;
     }
 
-    impl Handler<RoutedMsg> for Inbox {
+    impl Handler<Deliver> for Inbox {
         type Result = ();
-        fn handle(&mut self, m: RoutedMsg, _: &mut Self::Context) {
+        fn handle(&mut self, m: Deliver, _: &mut Self::Context) {
             let _ = self.0.send(m);
         }
+    }
+
+    impl Handler<Synced> for Inbox {
+        type Result = ();
+        fn handle(&mut self, _: Synced, _: &mut Self::Context) {}
+    }
+
+    fn register(router: &Addr<Router>, conn: u64) -> mpsc::UnboundedReceiver<Deliver> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let inbox = Inbox(tx).start();
+        router.do_send(Register {
+            conn,
+            addr: inbox.clone().recipient(),
+            synced: inbox.recipient(),
+            echo: true,
+            no_responders: true,
+        });
+        rx
     }
 
     fn identity(agent: &str) -> RouteIdentity {
@@ -446,6 +388,7 @@ mod tests {
             group_id: "g".into(),
             group_key: Secret::new("k"),
             agent_id: agent.into(),
+            zone: format!("zone-{agent}"),
             handshake_timeout: Duration::from_secs(5),
         }
     }
@@ -453,7 +396,7 @@ mod tests {
     fn info(agent: &str, peer: u16) -> AgentInfo {
         AgentInfo {
             agent_id: agent.into(),
-            availability_zone: String::new(),
+            availability_zone: format!("zone-{agent}"),
             advertise_address: "127.0.0.1".into(),
             ports: AgentPorts {
                 client: 0,
@@ -465,84 +408,100 @@ mod tests {
         }
     }
 
-    /// Waits until `check` holds, re-checking at every change of the manager.
-    async fn until<F, Fut>(changes: &mut watch::Receiver<u64>, what: &str, check: F)
+    /// Waits until `check` holds (polled: interest reaching a router has no event to await).
+    async fn until<F, Fut>(what: &str, check: F)
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = bool>,
     {
         let waited = tokio::time::timeout(Duration::from_secs(10), async {
-            loop {
-                if check().await {
-                    return;
-                }
-                if changes.changed().await.is_err() {
-                    return;
-                }
+            while !check().await {
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
         })
         .await;
         assert!(waited.is_ok(), "never: {what}");
     }
 
+    fn publish(subject: &str) -> Publish {
+        Publish {
+            origin: Some(1),
+            msg: NatsMsg {
+                reply: Some("_INBOX.r".into()),
+                ..NatsMsg::new(subject, bytes::Bytes::from_static(b"hello"))
+            },
+            capture: true,
+            permit: None,
+        }
+    }
+
+    /// Two agents' routers and route managers over a real peer port: b's subscription is
+    /// known to a, a's publish reaches b's subscriber (and only once), a route lost is dialled
+    /// again and b's interest replayed on it.
     #[actix_rt::test]
     async fn interest_and_messages_cross_a_route_which_comes_back_after_a_loss() {
-        let (inbox_tx, mut inbox) = mpsc::unbounded_channel();
-        let inbox_addr = Inbox(inbox_tx).start();
-        let b_manager = RouteManager::new(identity("b"), Some(inbox_addr.recipient()));
-        let b = b_manager.start();
+        let a_router = Router::new().start();
+        let b_router = Router::new().start();
+        let mut b_inbox = register(&b_router, 7);
+        let mut a_inbox = register(&a_router, 1);
+        a_router.do_send(Subscribe {
+            conn: 1,
+            sid: "r".into(),
+            subject: "_INBOX.r".into(),
+            queue: None,
+        });
+        let b = RouteManager::new(identity("b"), RouterPorts::of(&b_router)).start();
         let b_port = peer_port("b", "k", b.clone().recipient());
-        let a_manager = RouteManager::new(identity("a"), None);
-        let mut a_changes = a_manager.changes();
+        let a_manager = RouteManager::new(identity("a"), RouterPorts::of(&a_router));
         let a = a_manager.start();
         let group = vec![info("a", 1), info("b", b_port)];
-        b.do_send(GroupChanged {
-            self_id: "b".into(),
-            members: group.clone(),
-        });
-        a.do_send(GroupChanged {
-            self_id: "a".into(),
-            members: group.clone(),
-        });
-        until(&mut a_changes, "a route from a to b", || async {
+        for (who, addr) in [("b", &b), ("a", &a)] {
+            addr.do_send(GroupChanged {
+                self_id: who.into(),
+                members: group.clone(),
+            });
+        }
+        until("a route from a to b", || async {
             a.send(Routes).await.expect("routes") == vec!["b".to_owned()]
         })
         .await;
-        assert_eq!(b.send(Routes).await.expect("routes"), vec!["a".to_owned()]);
-
-        b.do_send(LocalSub {
+        b_router.do_send(Subscribe {
+            conn: 7,
+            sid: "s".into(),
             subject: "orders.>".into(),
             queue: None,
-            subscribe: true,
         });
-        until(&mut a_changes, "b's interest known to a", || async {
-            a.send(RemoteInterestIn("orders.eu".into()))
-                .await
-                .expect("interest")
-        })
-        .await;
-        assert!(
-            !a.send(RemoteInterestIn("payments.x".into()))
-                .await
-                .expect("interest")
-        );
-        let forward = |subject: &str| Forward {
-            subject: subject.into(),
-            reply: Some("_INBOX.r".into()),
-            headers: None,
-            payload: b"hello".to_vec(),
-            local_queues: vec![],
+        let known = || async {
+            let routes = a_router.send(GetRoutes).await.expect("routes");
+            routes.len() == 1 && routes[0].subscriptions == 1
         };
-        assert_eq!(a.send(forward("payments.x")).await.expect("forward"), 0);
-        assert_eq!(a.send(forward("orders.eu")).await.expect("forward"), 1);
-        let got = tokio::time::timeout(Duration::from_secs(10), inbox.recv())
+        until("b's interest known to a", known).await;
+        let routes = a_router.send(GetRoutes).await.expect("routes");
+        assert_eq!(routes[0].agent, "b");
+        assert_eq!(routes[0].zone, "zone-b", "the dialled agent's zone");
+        assert!(routes[0].solicited);
+        let at_b = b_router.send(GetRoutes).await.expect("routes");
+        assert_eq!(at_b[0].zone, "zone-a", "the zone the dialler said");
+        assert!(!at_b[0].solicited);
+
+        // Nobody anywhere: no responders, nothing sent.
+        a_router.do_send(publish("payments.x"));
+        let answer = tokio::time::timeout(Duration::from_secs(10), a_inbox.recv())
+            .await
+            .expect("in time")
+            .expect("no responders");
+        assert_eq!(answer.msg.subject, "_INBOX.r");
+        a_router.do_send(publish("orders.eu"));
+        let got = tokio::time::timeout(Duration::from_secs(10), b_inbox.recv())
             .await
             .expect("in time")
             .expect("a routed message");
-        assert_eq!(got.from, "a");
-        assert_eq!(got.subject, "orders.eu");
-        assert_eq!(got.reply.as_deref(), Some("_INBOX.r"));
-        assert_eq!(got.payload, b"hello");
+        assert_eq!(got.sid, "s");
+        assert_eq!(got.msg.subject, "orders.eu");
+        assert_eq!(got.msg.reply.as_deref(), Some("_INBOX.r"));
+        assert_eq!(&got.msg.payload[..], b"hello");
+        let out = a_router.send(GetRoutes).await.expect("routes")[0].out_msgs;
+        assert_eq!(out, 1, "one copy");
 
         // b drops the route (a left its view of the group): a withdraws b's interest at once,
         // dials again, and b's interest is replayed on the new route.
@@ -550,28 +509,25 @@ mod tests {
             self_id: "b".into(),
             members: vec![info("b", b_port)],
         });
-        until(&mut a_changes, "b's interest withdrawn", || async {
-            !a.send(RemoteInterestIn("orders.eu".into()))
-                .await
-                .expect("interest")
+        until("the route back with b's interest", || async {
+            let routes = a_router.send(GetRoutes).await.expect("routes");
+            routes.len() == 1 && routes[0].subscriptions == 1 && routes[0].out_msgs == 0
         })
         .await;
-        until(
-            &mut a_changes,
-            "the route back with b's interest",
-            || async {
-                a.send(RemoteInterestIn("orders.eu".into()))
-                    .await
-                    .expect("interest")
-            },
-        )
-        .await;
         assert_eq!(a.send(Routes).await.expect("routes"), vec!["b".to_owned()]);
+        a_router.do_send(publish("orders.us"));
+        let got = tokio::time::timeout(Duration::from_secs(10), b_inbox.recv())
+            .await
+            .expect("in time")
+            .expect("a routed message");
+        assert_eq!(got.msg.subject, "orders.us");
+        assert!(a_inbox.try_recv().is_err(), "no no-responders for it");
     }
 
     #[actix_rt::test]
     async fn the_peer_port_opens_routes_for_the_group_key_only() {
-        let b_manager = RouteManager::new(identity("b"), None);
+        let router = Router::new().start();
+        let b_manager = RouteManager::new(identity("b"), RouterPorts::of(&router));
         let b_changes = b_manager.changes();
         let b = b_manager.start();
         let port = peer_port("b", "k", b.clone().recipient());
@@ -598,9 +554,8 @@ mod tests {
         let (_wire, answered) = link::dial(&addr, &identity("a")).await.expect("a route");
         assert_eq!(answered, "b");
         let mut b_changes = b_changes;
-        until(&mut b_changes, "b holds the route", || async {
-            b.send(Routes).await.expect("routes") == vec!["a".to_owned()]
-        })
-        .await;
+        let _ = tokio::time::timeout(Duration::from_secs(10), b_changes.changed()).await;
+        assert_eq!(b.send(Routes).await.expect("routes"), vec!["a".to_owned()]);
+        assert_eq!(router.send(GetRoutes).await.expect("routes").len(), 1);
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod control_plane;
+pub mod nats_cluster;
 pub mod process;
 pub mod s3;
 pub mod scenario;
@@ -94,4 +95,37 @@ pub async fn make_stream(
     })
     .await
     .expect("stream created")
+}
+
+/// The `/routez` of a monitoring port, as JSON (`Null` if it does not answer).
+pub async fn routez(http_port: u16) -> serde_json::Value {
+    let conn = tokio::net::TcpStream::connect(("127.0.0.1", http_port)).await;
+    if conn.is_err() {
+        return serde_json::Value::Null;
+    }
+    let (_, body) = http_get(http_port, "/routez", &[]).await;
+    serde_json::from_str(&body).unwrap_or(serde_json::Value::Null)
+}
+
+/// Waits until every server behind `http_ports` has routes to `routes` other servers on
+/// `/routez` (counted by remote id: nats-server 2.15 pools several routes per pair).
+pub async fn wait_routes(http_ports: &[u16], routes: usize, within: std::time::Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    for &port in http_ports {
+        loop {
+            let z = routez(port).await;
+            let remotes: std::collections::HashSet<&str> = z["routes"]
+                .as_array()
+                .map(|all| all.iter().filter_map(|r| r["remote_id"].as_str()).collect())
+                .unwrap_or_default();
+            if remotes.len() == routes {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "port {port} never had {routes} routes: {z}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
 }

@@ -122,6 +122,15 @@ impl AgentProcess {
     }
 }
 
+impl AgentProcess {
+    /// SIGKILL: the agent gets no chance to leave the group or close its sockets itself.
+    #[allow(dead_code)]
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for AgentProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
