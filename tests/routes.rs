@@ -168,9 +168,11 @@ async fn drain(
     got
 }
 
-/// A queue group spread over servers gets each message once; with a member where the
-/// publisher is, that member takes them all (nats-server prefers a local member).
-async fn queue_groups_exactly_once_local_first(urls: &[String], who: &str) {
+/// A queue group spread over servers gets each message once. nats-server 2.15 picks among all
+/// members, local and remote alike, for a client's message (measured: a local member among four
+/// got 59 of 200; it prefers local members only for messages that arrived over a route), so
+/// with one member where the publisher is and three elsewhere, each side gets a share.
+async fn queue_groups_exactly_once_over_all_members(urls: &[String], who: &str) {
     let publisher = connect(&urls[0]).await;
     let remote = connect(&urls[1]).await;
     let mut members = Vec::new();
@@ -200,7 +202,7 @@ async fn queue_groups_exactly_once_local_first(urls: &[String], who: &str) {
     let got = drain(&mut members, &mut markers, N, who).await;
     assert_eq!(got.get(&1), Some(&N), "{who}");
 
-    // A member joins where the publisher is: it is preferred for every message.
+    // A member joins where the publisher is: one member of four, it gets about a quarter.
     let local = connect(&urls[0]).await;
     members.push((
         0,
@@ -224,7 +226,12 @@ async fn queue_groups_exactly_once_local_first(urls: &[String], who: &str) {
         .expect("publish");
     publisher.flush().await.expect("flush");
     let got = drain(&mut members, &mut markers, N, who).await;
-    assert_eq!(got.get(&0), Some(&N), "{who}: the local member takes all");
+    let here = got.get(&0).copied().unwrap_or(0);
+    // Expected 50 with a standard deviation of about 6: outside 20..=90 is not chance.
+    assert!(
+        (20..=90).contains(&here),
+        "{who}: the local member got {here} of {N}"
+    );
 }
 
 /// Request/reply with inbox replies across servers; no responders only when nobody anywhere
@@ -296,9 +303,9 @@ side_by_side!(
     order_headers_and_no_echo
 );
 side_by_side!(
-    queue_groups_get_each_message_once_and_prefer_a_local_member,
+    queue_groups_get_each_message_once_from_any_member,
     2,
-    queue_groups_exactly_once_local_first
+    queue_groups_exactly_once_over_all_members
 );
 side_by_side!(
     requests_cross_and_no_responders_means_nobody_anywhere,

@@ -7,9 +7,11 @@
 //! counts, outbound buffers), stream contents, acks, or route sockets (the `RouteManager`).
 //!
 //! Across agents (`route`): every client subscription is announced to the other agents; a
-//! message with interest elsewhere is copied once per interested agent, a queue group taking it
-//! here if it has a member here (as nats-server prefers a local member); a message that came over
-//! a route goes to client subscriptions here only (one hop), never to internal subscribers.
+//! message with interest elsewhere is copied once per interested agent, and a queue group gets it
+//! at one member anywhere, each member as likely as another (nats-server 2.15 does the same for a
+//! client's message); a message that came over a route goes to client subscriptions here only
+//! (one hop; the sender already chose this agent for its queue groups), never to internal
+//! subscribers.
 //! No-responders is answered only when no agent has interest.
 //!
 //! A message whose subject a stream captures goes to that stream's batcher and to nobody else; once
@@ -242,6 +244,14 @@ pub struct Router {
     routes: RouteTable,
 }
 
+/// How many members queue group `name` has among `groups` (local queue groups by member index).
+fn members_of(groups: &[(ByteString, Vec<usize>)], name: &str) -> u32 {
+    groups
+        .iter()
+        .find(|(q, _)| &**q == name)
+        .map_or(0, |(_, members)| members.len() as u32)
+}
+
 impl Router {
     pub fn new() -> Self {
         Self::default()
@@ -301,22 +311,21 @@ impl Router {
                 },
             }
         }
+        // The publisher's permit stays with the copies until they are written to their routes.
+        let forwarded = self.routes.forward(&msg, None, |q| members_of(&queues, q), permit);
         if !queues.is_empty() {
             let mut rng = rand::rng();
-            for (_, members) in &queues {
+            for (name, members) in &queues {
+                if forwarded.queues_away.iter().any(|q| q == &**name) {
+                    continue;
+                }
                 let pick = members[rng.random_range(0..members.len())];
                 if self.deliver(&scratch[pick], &msg) {
                     delivered = true;
                 }
             }
         }
-        // The publisher's permit stays with the copies until they are written to their routes.
-        let forwarded = self.routes.forward(
-            &msg,
-            None,
-            |q| queues.iter().any(|(name, _)| name == q),
-            permit,
-        ) > 0;
+        let forwarded = forwarded.copies > 0;
         self.scratch = scratch;
         self.queues = queues;
 
@@ -664,15 +673,20 @@ impl Handler<DeliverTo> for Router {
                 },
             }
         }
+        // A deliver subject may be subscribed on another agent too (a deliver group spread
+        // over agents): the stored message is copied there, addressed to `to`.
+        let forwarded =
+            self.routes
+                .forward(&m.msg, Some(&m.to), |q| members_of(&groups, q), None);
         let mut rng = rand::rng();
-        for (_, members) in &groups {
+        for (name, members) in &groups {
+            if forwarded.queues_away.iter().any(|q| q == &**name) {
+                continue;
+            }
             let pick = members[rng.random_range(0..members.len())];
             delivered |= self.deliver(&subs[pick], &m.msg);
         }
-        // A deliver subject may be subscribed on another agent too (a deliver group spread
-        // over agents): the stored message is copied there, addressed to `to`.
-        let taken_here = |q: &str| groups.iter().any(|(name, _)| name == q);
-        let forwarded = self.routes.forward(&m.msg, Some(&m.to), taken_here, None) > 0;
+        let forwarded = forwarded.copies > 0;
         delivered || forwarded
     }
 }

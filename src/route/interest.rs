@@ -5,9 +5,9 @@
 //! (`Add`), the last one gone (`Remove`), and every change of a queue group's size (`Add` with
 //! the new weight, as nats-server's `RS+ … queue weight`). [`RemoteInterest`] holds what the other
 //! agents said and answers, for one published subject, which agents get a copy: every agent with
-//! a plain match once (however many of its subscriptions match), and per queue group one agent
-//! chosen by weight, or none when a local member takes it. Does not own connections, the wire,
-//! or delivery.
+//! a plain match once (however many of its subscriptions match), and per queue group one member
+//! anywhere, local members counted with the remote weights (none is sent when a local member is
+//! drawn). Does not own connections, the wire, or delivery.
 
 use std::collections::HashMap;
 
@@ -125,6 +125,14 @@ impl Fanout {
         self.copies.iter().map(|c| c.peer).collect()
     }
 
+    /// The queue groups sent to another agent (none of their members here gets the message).
+    pub fn queues_away(&self) -> Vec<String> {
+        self.copies
+            .iter()
+            .flat_map(|c| c.queues.iter().cloned())
+            .collect()
+    }
+
     fn copy_for(&mut self, peer: PeerId) -> &mut Copy {
         let at = match self.copies.iter().position(|c| c.peer == peer) {
             Some(at) => at,
@@ -197,13 +205,14 @@ impl RemoteInterest {
         }
     }
 
-    /// Which agents get `subject`. `local_queue` says whether a queue group has a member here
-    /// (then this agent delivers it and no agent is picked for it); `pick(total)` returns a
-    /// number below `total`, to choose among a queue group's agents by weight.
+    /// Which agents get `subject`. `local_members(queue)` is how many members a queue group has
+    /// here: as nats-server does for a client's message, each member anywhere is equally likely,
+    /// so a group is kept here with probability local / (local + remote weights) and otherwise
+    /// sent to one agent by weight. `pick(total)` returns a number below `total`.
     pub fn fanout(
         &self,
         subject: &str,
-        local_queue: impl Fn(&str) -> bool,
+        local_members: impl Fn(&str) -> u32,
         mut pick: impl FnMut(u32) -> u32,
     ) -> Fanout {
         let mut fanout = Fanout::default();
@@ -221,14 +230,17 @@ impl RemoteInterest {
             }
         });
         for (queue, members) in groups {
-            if local_queue(&queue) {
-                continue;
-            }
-            let total: u32 = members.iter().map(|(_, w)| *w).sum();
-            if total == 0 {
+            let here = local_members(&queue);
+            let remote: u32 = members.iter().map(|(_, w)| *w).sum();
+            let total = here.saturating_add(remote);
+            if remote == 0 {
                 continue;
             }
             let mut at = pick(total).min(total - 1);
+            if at < here {
+                continue;
+            }
+            at -= here;
             for (peer, weight) in members {
                 if at < weight {
                     fanout.copy_for(peer).queues.push(queue);
@@ -339,37 +351,46 @@ mod tests {
         remote.apply(1, &add("orders.>", None, 1));
         remote.apply(2, &add("orders.eu", None, 1));
         remote.apply(3, &add("payments.>", None, 1));
-        let out = remote.fanout("orders.eu", |_| false, |_| 0);
+        let out = remote.fanout("orders.eu", |_| 0, |_| 0);
         assert_eq!(out.peers(), vec![1, 2]);
         assert!(
             remote
-                .fanout("nothing", |_| false, |_| 0)
+                .fanout("nothing", |_| 0, |_| 0)
                 .peers()
                 .is_empty()
         );
     }
 
     #[test]
-    fn a_queue_group_goes_to_one_agent_by_weight_or_stays_local() {
+    fn a_queue_group_goes_to_one_member_anywhere_by_weight() {
         let mut remote = RemoteInterest::default();
         remote.apply(1, &add("svc", Some("workers"), 1));
         remote.apply(2, &add("svc", Some("workers"), 3));
         // Weights 1 and 3: picks 0 go to agent 1, picks 1..=3 to agent 2.
-        assert_eq!(remote.fanout("svc", |_| false, |_| 0).peers(), vec![1]);
+        assert_eq!(remote.fanout("svc", |_| 0, |_| 0).peers(), vec![1]);
         for at in 1..4 {
-            assert_eq!(remote.fanout("svc", |_| false, |_| at).peers(), vec![2]);
+            assert_eq!(remote.fanout("svc", |_| 0, |_| at).peers(), vec![2]);
         }
-        // A member here takes it: no agent gets a copy.
-        assert!(
-            remote
-                .fanout("svc", |q| q == "workers", |_| 0)
-                .peers()
-                .is_empty()
-        );
+        // Two members here and weights 1 + 3 there: picks 0..2 stay here, 2 goes to agent 1.
+        let two_here = |q: &str| if q == "workers" { 2 } else { 0 };
+        for at in 0..2 {
+            assert!(remote.fanout("svc", two_here, |_| at).peers().is_empty());
+        }
+        let away = remote.fanout("svc", two_here, |_| 2);
+        assert_eq!(away.peers(), vec![1]);
+        assert_eq!(away.queues_away(), vec!["workers".to_string()]);
+        // Over a fair picker each member anywhere gets the same share.
+        let mut kept = 0;
+        for at in 0..6000u32 {
+            if remote.fanout("svc", two_here, |total| at % total).peers().is_empty() {
+                kept += 1;
+            }
+        }
+        assert_eq!(kept, 2000);
         // Every draw of a fair picker lands on exactly one agent.
         let mut counts = [0u32; 3];
         for at in 0..4000u32 {
-            let out = remote.fanout("svc", |_| false, |total| at % total);
+            let out = remote.fanout("svc", |_| 0, |total| at % total);
             assert_eq!(out.peers().len(), 1);
             counts[out.peers()[0] as usize] += 1;
         }
@@ -384,7 +405,7 @@ mod tests {
         remote.apply(2, &add("svc", Some("a"), 1));
         remote.apply(2, &add("svc", Some("b"), 1));
         // Group a picked on agent 2 (pick 1 of weights 1+1), group b only on agent 2.
-        let out = remote.fanout("svc", |_| false, |_| 1);
+        let out = remote.fanout("svc", |_| 0, |_| 1);
         assert_eq!(
             out.copies,
             vec![
@@ -407,12 +428,12 @@ mod tests {
         remote.apply(2, &add("a", None, 1));
         remote.apply(2, &add("a", Some("q"), 2));
         remote.apply(1, &remove("a", None));
-        assert_eq!(remote.fanout("a", |_| false, |_| 0).peers(), vec![2]);
+        assert_eq!(remote.fanout("a", |_| 0, |_| 0).peers(), vec![2]);
         remote.remove_peer(2);
         assert!(!remote.has_interest("a"));
-        assert!(remote.fanout("a", |_| false, |_| 0).peers().is_empty());
+        assert!(remote.fanout("a", |_| 0, |_| 0).peers().is_empty());
         // Re-adding after a removal works (no stale entries left behind).
         remote.apply(2, &add("a", Some("q"), 1));
-        assert_eq!(remote.fanout("a", |_| false, |_| 0).peers(), vec![2]);
+        assert_eq!(remote.fanout("a", |_| 0, |_| 0).peers(), vec![2]);
     }
 }

@@ -100,6 +100,15 @@ impl Link {
     }
 }
 
+/// What [`RouteTable::forward`] did with a message.
+#[derive(Debug, Default)]
+pub struct Forwarded {
+    /// How many agents a copy was queued for.
+    pub copies: usize,
+    /// The queue groups another agent was picked for: no member here gets the message.
+    pub queues_away: Vec<String>,
+}
+
 #[derive(Default)]
 pub struct RouteTable {
     links: HashMap<PeerId, Link>,
@@ -207,27 +216,28 @@ impl RouteTable {
     }
 
     /// Copies `msg` to every agent interested in `to` (its own subject when None), once each;
-    /// `local_queue` says which queue groups a member of this agent took (no other agent gets
-    /// those). `permit`, the publisher's share of the in-flight budget, is kept until every copy
-    /// is written. The number of agents a copy was queued for.
+    /// `local_members(queue)` is how many members a queue group has here (a group goes to one
+    /// member anywhere). `permit`, the publisher's share of the in-flight budget, is kept until
+    /// every copy is written.
     pub fn forward(
         &mut self,
         msg: &NatsMsg,
         to: Option<&ByteString>,
-        local_queue: impl Fn(&str) -> bool,
+        local_members: impl Fn(&str) -> u32,
         permit: Option<BudgetPermit>,
-    ) -> usize {
+    ) -> Forwarded {
         if self.links.is_empty() {
-            return 0;
+            return Forwarded::default();
         }
         let mut rng = rand::rng();
         let subject = to.unwrap_or(&msg.subject);
-        let fanout = self.remote.fanout(subject, local_queue, |total| {
+        let fanout = self.remote.fanout(subject, local_members, |total| {
             rand::Rng::random_range(&mut rng, 0..total)
         });
         if fanout.copies.is_empty() {
-            return 0;
+            return Forwarded::default();
         }
+        let queues_away = fanout.queues_away();
         let permit = permit.map(Arc::new);
         let size = msg.size();
         let now = SystemTime::now();
@@ -272,7 +282,10 @@ impl RouteTable {
                 sent += 1;
             }
         }
-        sent
+        Forwarded {
+            copies: sent,
+            queues_away,
+        }
     }
 
     /// Every link, by peer id.
