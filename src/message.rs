@@ -33,4 +33,3 @@ impl NatsMsg {
             + self.payload.len()
     }
 }
-

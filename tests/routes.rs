@@ -116,7 +116,11 @@ async fn order_headers_and_no_echo(urls: &[String], who: &str) {
         assert_eq!(m.payload, i.to_string().as_bytes(), "{who}: in order");
         let seq = m.headers.as_ref().and_then(|h| h.get("Seq"));
         if i % 50 == 0 {
-            assert_eq!(seq.map(|v| v.as_str()), Some(i.to_string().as_str()), "{who}");
+            assert_eq!(
+                seq.map(|v| v.as_str()),
+                Some(i.to_string().as_str()),
+                "{who}"
+            );
         } else {
             assert!(seq.is_none(), "{who}: headers only where sent");
         }
@@ -250,10 +254,7 @@ async fn request_reply_and_no_responders(urls: &[String], who: &str) {
             if let Some(reply) = m.reply {
                 let mut body = b"re:".to_vec();
                 body.extend_from_slice(&m.payload);
-                answering
-                    .publish(reply, body.into())
-                    .await
-                    .expect("reply");
+                answering.publish(reply, body.into()).await.expect("reply");
                 answering.flush().await.expect("flush");
                 answered += 1;
             }
@@ -262,13 +263,11 @@ async fn request_reply_and_no_responders(urls: &[String], who: &str) {
     });
     barrier(&service, &requester).await;
     for i in 0..50 {
-        let answer = tokio::time::timeout(
-            WAIT,
-            requester.request("svc.echo", i.to_string().into()),
-        )
-        .await
-        .expect("in time")
-        .expect("answered");
+        let answer =
+            tokio::time::timeout(WAIT, requester.request("svc.echo", i.to_string().into()))
+                .await
+                .expect("in time")
+                .expect("answered");
         assert_eq!(answer.payload, format!("re:{i}").as_bytes(), "{who}");
     }
     let none = requester.request("svc.nobody", Bytes::new()).await;
@@ -313,6 +312,49 @@ side_by_side!(
     request_reply_and_no_responders
 );
 
+/// A client library's scenario script (`program dir/script urls`), off the async runtime.
+async fn client_scenario(program: String, dir: &'static str, script: &'static str, urls: String) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    tokio::task::spawn_blocking(move || common::scenario::run(&program, &dir, script, &[&urls]))
+        .await
+        .expect("scenario ran");
+}
+
+fn python() -> String {
+    std::env::var("INFINISTREAM_TEST_PYTHON").unwrap_or_else(|_| "python3".to_string())
+}
+
+fn node() -> String {
+    std::env::var("INFINISTREAM_TEST_NODE").unwrap_or_else(|_| "node".to_string())
+}
+
+async fn nats_py_routes(urls: &[String], _who: &str) {
+    // nats.py takes the three URLs as three arguments.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python");
+    let urls = urls.to_vec();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = urls.iter().map(String::as_str).collect();
+        common::scenario::run(&python(), &dir, "routes_scenario.py", &args)
+    })
+    .await
+    .expect("scenario ran");
+}
+
+async fn nats_js_routes(urls: &[String], _who: &str) {
+    client_scenario(node(), "tests/js", "routes.mjs", urls.join(",")).await;
+}
+
+side_by_side!(
+    nats_py_wildcards_queue_groups_and_a_micro_service_across_three_servers,
+    3,
+    nats_py_routes
+);
+side_by_side!(
+    nats_js_wildcards_queue_groups_and_requests_across_three_servers,
+    3,
+    nats_js_routes
+);
+
 /// Three agents, wildcards on two of them: each subscription gets exactly what matches it,
 /// once; a queue group spread over two agents gets each message once in all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -326,7 +368,10 @@ async fn three_agents_wildcards_and_a_spread_queue_group() {
     let mut local = a0.subscribe("orders.eu").await.expect("subscribe");
     let mut members = Vec::new();
     for (i, c) in [(1usize, &a1), (1, &a1), (2, &a2), (2, &a2)] {
-        members.push((i, c.queue_subscribe("orders.>", "q".into()).await.expect("q")));
+        members.push((
+            i,
+            c.queue_subscribe("orders.>", "q".into()).await.expect("q"),
+        ));
     }
     let mut markers = vec![
         a1.subscribe("orders.end").await.expect("subscribe"),
@@ -336,7 +381,11 @@ async fn three_agents_wildcards_and_a_spread_queue_group() {
     barrier(&a2, &a0).await;
     const N: usize = 300;
     for i in 0..N {
-        let subject = if i % 3 == 0 { "orders.eu.x" } else { "orders.eu" };
+        let subject = if i % 3 == 0 {
+            "orders.eu.x"
+        } else {
+            "orders.eu"
+        };
         a0.publish(subject, i.to_string().into())
             .await
             .expect("publish");
@@ -373,7 +422,10 @@ async fn three_agents_wildcards_and_a_spread_queue_group() {
     zones.sort();
     assert_eq!(zones, ["a", "b"], "{z}");
     for r in routes {
-        assert!(r["out_msgs"].as_u64().unwrap_or(0) >= (N - deep) as u64, "{r}");
+        assert!(
+            r["out_msgs"].as_u64().unwrap_or(0) >= (N - deep) as u64,
+            "{r}"
+        );
         assert!(r["subscriptions"].as_u64().unwrap_or(0) >= 2, "{r}");
     }
     let (_, page) = common::http_get(stack.agents[0].http_port, "/metrics", &[]).await;
@@ -433,7 +485,10 @@ async fn stored_messages_and_kv_watchers_cross_agents() {
             got.push(String::from_utf8_lossy(&m.payload).to_string());
         }
         let want: Vec<String> = (0..N).map(|i| i.to_string()).collect();
-        assert_eq!(got, want, "agent {agent}: each stored message once, in order");
+        assert_eq!(
+            got, want,
+            "agent {agent}: each stored message once, in order"
+        );
     }
 
     let js2 = async_nats::jetstream::new(c2.clone());

@@ -312,7 +312,9 @@ impl Router {
             }
         }
         // The publisher's permit stays with the copies until they are written to their routes.
-        let forwarded = self.routes.forward(&msg, None, |q| members_of(&queues, q), permit);
+        let forwarded = self
+            .routes
+            .forward(&msg, None, |q| members_of(&queues, q), permit);
         if !queues.is_empty() {
             let mut rng = rand::rng();
             for (name, members) in &queues {
@@ -503,8 +505,7 @@ impl Handler<Subscribe> for Router {
                 },
             );
         }
-        self.routes
-            .local_sub(&m.subject, m.queue.as_deref(), true);
+        self.routes.local_sub(&m.subject, m.queue.as_deref(), true);
         self.clients.insert(
             &m.subject,
             ClientSub {
@@ -675,9 +676,9 @@ impl Handler<DeliverTo> for Router {
         }
         // A deliver subject may be subscribed on another agent too (a deliver group spread
         // over agents): the stored message is copied there, addressed to `to`.
-        let forwarded =
-            self.routes
-                .forward(&m.msg, Some(&m.to), |q| members_of(&groups, q), None);
+        let forwarded = self
+            .routes
+            .forward(&m.msg, Some(&m.to), |q| members_of(&groups, q), None);
         let mut rng = rand::rng();
         for (name, members) in &groups {
             if forwarded.queues_away.iter().any(|q| q == &**name) {
@@ -722,9 +723,7 @@ impl Handler<FromRoute> for Router {
                 RouteFrame::Interest(delta) => self.routes.apply(m.peer, &delta),
                 RouteFrame::Msg { msg, to, queues } => {
                     if self.routes.received(m.peer, msg.size()) {
-                        guard::catch("router", || {
-                            self.deliver_routed(&msg, to.as_ref(), &queues)
-                        });
+                        guard::catch("router", || self.deliver_routed(&msg, to.as_ref(), &queues));
                     }
                 }
             }

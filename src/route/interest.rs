@@ -353,12 +353,7 @@ mod tests {
         remote.apply(3, &add("payments.>", None, 1));
         let out = remote.fanout("orders.eu", |_| 0, |_| 0);
         assert_eq!(out.peers(), vec![1, 2]);
-        assert!(
-            remote
-                .fanout("nothing", |_| 0, |_| 0)
-                .peers()
-                .is_empty()
-        );
+        assert!(remote.fanout("nothing", |_| 0, |_| 0).peers().is_empty());
     }
 
     #[test]
@@ -382,7 +377,11 @@ mod tests {
         // Over a fair picker each member anywhere gets the same share.
         let mut kept = 0;
         for at in 0..6000u32 {
-            if remote.fanout("svc", two_here, |total| at % total).peers().is_empty() {
+            if remote
+                .fanout("svc", two_here, |total| at % total)
+                .peers()
+                .is_empty()
+            {
                 kept += 1;
             }
         }

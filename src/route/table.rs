@@ -247,9 +247,7 @@ impl RouteTable {
                 continue;
             };
             let hold = match &permit {
-                Some(p) => Hold::Budget {
-                    _permit: p.clone(),
-                },
+                Some(p) => Hold::Budget { _permit: p.clone() },
                 None => {
                     let cost = size.clamp(1, LINK_CAP_BYTES) as u32;
                     match link.cap.clone().try_acquire_many_owned(cost) {
