@@ -693,6 +693,7 @@ async fn start_with(
 pub fn run_blocking(config: AgentConfig, format: LogFormat) -> Result<(), AgentError> {
     let system = actix_rt::System::new();
     system.block_on(async move {
+        let mut signals = Signals::listen();
         let mut builder = AgentBuilder::new(config.clone());
         if format == LogFormat::Text {
             let config = config.clone();
@@ -727,8 +728,8 @@ pub fn run_blocking(config: AgentConfig, format: LogFormat) -> Result<(), AgentE
                 "infinistream agent started"
             ),
         }
-        wait_for_signal().await;
-        shutdown_on_signal(running, config.graceful_shutdown_timeout).await;
+        signals.next().await;
+        shutdown_on_signal(running, config.graceful_shutdown_timeout, &mut signals).await;
         Ok(())
     })
 }
@@ -759,7 +760,7 @@ pub fn banner(what: &str, config: &AgentConfig, ports: Ports) -> Banner {
 }
 
 /// Graceful shutdown after the first signal; a second signal stops at once.
-pub async fn shutdown_on_signal(running: RunningAgent, timeout: Duration) {
+pub async fn shutdown_on_signal(running: RunningAgent, timeout: Duration, signals: &mut Signals) {
     tracing::info!(
         timeout_ms = timeout.as_millis() as u64,
         "infinistream agent stopping gracefully (signal again to stop at once)"
@@ -769,32 +770,64 @@ pub async fn shutdown_on_signal(running: RunningAgent, timeout: Duration) {
         report = graceful => {
             tracing::info!(drained = report.drained, unanswered_msgs = report.unanswered_msgs, "infinistream agent stopped");
         }
-        _ = wait_for_signal() => {
+        _ = signals.next() => {
             // The graceful future is dropped mid-way; the worker threads go with the process.
             tracing::warn!("second signal: stopping at once");
         }
     }
 }
 
-/// Resolves on SIGINT or SIGTERM.
-pub async fn wait_for_signal() {
+/// SIGINT and SIGTERM, listened for from the moment `listen` is called: a signal that arrives
+/// while a process is still starting (its first warnings already on screen) is kept for `next`
+/// instead of being missed.
+pub struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+    interrupt: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    /// Needs a tokio runtime (call it inside `block_on`).
+    pub fn listen() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Self {
+                interrupt: signal(SignalKind::interrupt()).ok(),
+                terminate: signal(SignalKind::terminate()).ok(),
             }
         }
+        #[cfg(not(unix))]
+        {
+            Self {}
+        }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    /// Resolves on the next SIGINT or SIGTERM.
+    pub async fn next(&mut self) {
+        #[cfg(unix)]
+        {
+            async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+                match s {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            }
+            if self.interrupt.is_none() && self.terminate.is_none() {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+            tokio::select! {
+                _ = recv(&mut self.interrupt) => {}
+                _ = recv(&mut self.terminate) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

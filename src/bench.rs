@@ -22,6 +22,9 @@ use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Semaphore, mpsc};
 
+mod route;
+pub use route::{RouteOptions, RouteReport, run_route};
+
 /// Bytes at the start of an end-to-end payload holding the publish time (unix nanoseconds).
 const STAMP_BYTES: usize = 8;
 /// How long a publish or API request may wait for its answer before it counts as an error.
@@ -170,6 +173,8 @@ pub enum BenchCommand {
     Publish(PublishOptions),
     Consume(ConsumeOptions),
     E2e(E2eOptions),
+    /// Core NATS between two servers of one cluster.
+    Route(RouteOptions),
 }
 
 /// The outcome of one run; printed for people, or as one JSON document with `--json`.
@@ -199,6 +204,8 @@ pub struct Report {
     pub latency_target: Option<LatencyTarget>,
     /// The first error seen, when some operations failed.
     pub first_error: Option<String>,
+    /// `route` only: throughput, round trip and interest convergence across two servers.
+    pub route: Option<RouteReport>,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -461,6 +468,7 @@ pub async fn run(command: BenchCommand) -> Result<Report, BenchError> {
         BenchCommand::Publish(options) => run_publish(options).await,
         BenchCommand::Consume(options) => run_consume(options).await,
         BenchCommand::E2e(options) => run_e2e(options).await,
+        BenchCommand::Route(options) => run_route(options).await,
     }
 }
 
@@ -538,6 +546,7 @@ pub async fn run_publish(options: PublishOptions) -> Result<Report, BenchError> 
         e2e_latency_ms: None,
         agent,
         first_error: outcome.first_error,
+        route: None,
     })
 }
 
@@ -608,6 +617,7 @@ pub async fn run_consume(options: ConsumeOptions) -> Result<Report, BenchError> 
         agent,
         latency_target: None,
         first_error,
+        route: None,
     })
 }
 
@@ -720,6 +730,7 @@ pub async fn run_e2e(options: E2eOptions) -> Result<Report, BenchError> {
         e2e_latency_ms: e2e.summary(),
         agent,
         first_error: outcome.first_error.or(first_error),
+        route: None,
     })
 }
 
@@ -1800,6 +1811,22 @@ impl Report {
         if let Some(l) = &self.e2e_latency_ms {
             out.push_str(&latency("pub->recv", l));
         }
+        if let Some(r) = &self.route {
+            out.push_str(&format!("  to         {}\n", r.sub_url));
+            if let Some(t) = &r.routed {
+                out.push_str(&throughput("routed", t));
+                out.push_str(&format!(
+                    "  sent       {:.0} msgs/s, {} never arrived\n",
+                    r.sent_per_sec, r.lost
+                ));
+            }
+            if let Some(l) = &r.request_reply_ms {
+                out.push_str(&latency("req/reply", l));
+            }
+            if let Some(l) = &r.interest_ms {
+                out.push_str(&latency("interest", l));
+            }
+        }
         if let Some(a) = &self.agent {
             out.push_str(&format!(
                 "  agent      {} objects ({:.1}/s, {:.0} msgs/object), {} bucket requests {:?}\n",
@@ -2025,6 +2052,7 @@ infinistream_object_store_seconds_count{op=\"get\",outcome=\"error\"} 2\n";
             agent: Some(agent),
             latency_target: Some(t),
             first_error: None,
+            route: None,
         }
         .to_text();
         assert!(

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use clap::error::ErrorKind;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
-use crate::bench::{BenchCommand, ConsumeOptions, E2eOptions, Limit, PublishOptions};
+use crate::bench::{BenchCommand, ConsumeOptions, E2eOptions, Limit, PublishOptions, RouteOptions};
 use crate::config::{
     self, AgentConfig, ConfigError, ConfigErrors, ControlPlaneConfig, PlaygroundConfig,
 };
@@ -343,6 +343,9 @@ pub enum BenchWorkload {
     Consume(BenchConsumeArgs),
     /// Publish and consume at once; measures publish-to-receipt latency.
     E2e(BenchE2eArgs),
+    /// Core NATS between two servers of one cluster: routed msgs/s, request/reply round trip,
+    /// interest convergence.
+    Route(BenchRouteArgs),
 }
 
 /// Flags of every bench workload.
@@ -449,6 +452,28 @@ pub struct BenchE2eArgs {
     pub common: BenchCommonArgs,
 }
 
+#[derive(Debug, Args)]
+pub struct BenchRouteArgs {
+    /// The second server: the subscriber and the service connect here (the publisher and the
+    /// requester to `--url`).
+    #[arg(long, value_name = "URL")]
+    pub to: String,
+    /// Payload size; `128`, `1KiB`.
+    #[arg(long, value_name = "BYTES", default_value = "128", value_parser = parse_bench_size)]
+    pub size: usize,
+    /// Messages published for the throughput run (0 skips it).
+    #[arg(long, value_name = "K", default_value_t = 1_000_000)]
+    pub msgs: u64,
+    /// Sequential requests for the round trip (0 skips it).
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub requests: usize,
+    /// Subscriptions whose interest convergence is timed (0 skips it).
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub probes: usize,
+    #[command(flatten)]
+    pub common: BenchCommonArgs,
+}
+
 fn parse_bench_size(s: &str) -> Result<usize, String> {
     usize::try_from(config::parse_size(s)?).map_err(|_| "too large".to_owned())
 }
@@ -514,6 +539,17 @@ impl BenchArgs {
                     publish: a.publish.options(&a.common),
                     batch: a.acks.batch,
                     ack: !a.acks.no_ack,
+                }),
+                a.common.json,
+            ),
+            BenchWorkload::Route(a) => (
+                BenchCommand::Route(RouteOptions {
+                    pub_url: a.common.url.clone(),
+                    sub_url: a.to.clone(),
+                    size: a.size,
+                    msgs: a.msgs,
+                    requests: a.requests,
+                    probes: a.probes,
                 }),
                 a.common.json,
             ),

@@ -320,34 +320,6 @@ pub fn render() -> String {
     String::from_utf8(buf).unwrap_or_default()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn init_registers_every_family() {
-        init();
-        let text = render();
-        for name in [
-            "infinistream_connections",
-            "infinistream_messages_in_total",
-            "infinistream_publish_ack_seconds",
-            "infinistream_flush_stage_seconds",
-            "infinistream_object_store_seconds",
-            "infinistream_control_plane_seconds",
-            "infinistream_cache_reads_total",
-            "infinistream_actor_restarts_total",
-            "infinistream_backpressure_pauses_total",
-            "infinistream_inflight_bytes",
-            "infinistream_object_bytes",
-        ] {
-            assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing");
-        }
-        assert!(text.contains("stage=\"commit\""));
-        assert!(text.contains("source=\"peer\""));
-    }
-}
-
 pub static ROUTES: LazyLock<IntGauge> = LazyLock::new(|| {
     gauge(
         "infinistream_routes",
@@ -375,3 +347,31 @@ pub static ROUTE_DROPPED: LazyLock<IntCounterVec> = LazyLock::new(|| {
         &["zone"],
     )
 });
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn init_registers_every_family() {
+        init();
+        let text = render();
+        for name in [
+            "infinistream_connections",
+            "infinistream_messages_in_total",
+            "infinistream_publish_ack_seconds",
+            "infinistream_flush_stage_seconds",
+            "infinistream_object_store_seconds",
+            "infinistream_control_plane_seconds",
+            "infinistream_cache_reads_total",
+            "infinistream_actor_restarts_total",
+            "infinistream_backpressure_pauses_total",
+            "infinistream_inflight_bytes",
+            "infinistream_object_bytes",
+        ] {
+            assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing");
+        }
+        assert!(text.contains("stage=\"commit\""));
+        assert!(text.contains("source=\"peer\""));
+    }
+}

@@ -1,6 +1,6 @@
-//! The agent's HTTP monitoring port (8222): `/healthz`, `/varz`, `/connz`, `/subsz`, `/jsz`, `/routez` in
-//! nats-server's JSON shapes (so NATS dashboards and prometheus-nats-exporter work), and
-//! `/metrics` in Prometheus' text format.
+//! The agent's HTTP monitoring port (8222): `/healthz`, `/varz`, `/connz`, `/subsz`, `/jsz`,
+//! `/routez` in nats-server's JSON shapes (so NATS dashboards and prometheus-nats-exporter
+//! work), and `/metrics` in Prometheus' text format.
 //!
 //! Owns: the rendering, and the `HealthProbe` actor that knows whether the control plane answers
 //! and whether a shutdown has begun. Does not own any of the numbers: counters come from

@@ -51,6 +51,7 @@ pub fn run_blocking(config: PlaygroundConfig, format: LogFormat) -> Result<(), P
     }
     let system = actix_rt::System::new();
     system.block_on(async move {
+        let mut signals = agent::Signals::listen();
         let cp = control_plane::start_in_process(ControlPlaneConfig {
             listen: ([127, 0, 0, 1], 0).into(),
             data_dir: Some(config.dir.join("control-plane")),
@@ -88,9 +89,14 @@ pub fn run_blocking(config: PlaygroundConfig, format: LogFormat) -> Result<(), P
                 "infinistream playground started"
             ),
         }
-        agent::wait_for_signal().await;
+        signals.next().await;
         // Same as the agent: drain gracefully, a second signal stops at once.
-        agent::shutdown_on_signal(running, agent_config.graceful_shutdown_timeout).await;
+        agent::shutdown_on_signal(
+            running,
+            agent_config.graceful_shutdown_timeout,
+            &mut signals,
+        )
+        .await;
         cp.stop().await;
         Ok(())
     })

@@ -273,3 +273,34 @@ async fn slow_bucket_peak_rss() {
         "peak RSS {peak_mib:.0} MiB > {limit_mib:.0} MiB"
     );
 }
+
+/// `bench route` between two agents of one group: every message crosses, every request is
+/// answered, every interest probe arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_reports_routed_throughput_round_trips_and_convergence() {
+    let stack = Stack::start(2);
+    let ports: Vec<u16> = stack.agents.iter().map(|a| a.http_port).collect();
+    common::wait_routes(&ports, 1, Duration::from_secs(20)).await;
+    let report = tokio::time::timeout(
+        Duration::from_secs(60),
+        bench::run(BenchCommand::Route(bench::RouteOptions {
+            pub_url: stack.url(0),
+            sub_url: stack.url(1),
+            size: 64,
+            msgs: 2_000,
+            requests: 50,
+            probes: 5,
+        })),
+    )
+    .await
+    .expect("bench finished in time")
+    .expect("bench ran");
+    let json: Value = serde_json::to_value(&report).expect("report serializes");
+    assert_eq!(json["workload"], "route");
+    let route = &json["route"];
+    assert_eq!(route["routed"]["msgs"], 2_000, "{json:#}");
+    assert_eq!(route["lost"], 0, "{json:#}");
+    assert_eq!(route["request_reply_ms"]["count"], 50, "{json:#}");
+    assert_eq!(route["interest_ms"]["count"], 5, "{json:#}");
+    assert!(report.to_text().contains("req/reply"));
+}

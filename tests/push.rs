@@ -359,6 +359,8 @@ async fn heartbeats_and_flow_control_on_the_wire() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_agent_pushes_and_another_takes_over() {
     let stack = Stack::start(2);
+    let ports: Vec<u16> = stack.agents.iter().map(|a| a.http_port).collect();
+    common::wait_routes(&ports, 1, WAIT).await;
     let (c0, js0) = connect(&stack.url(0)).await;
     let (c1, _js1) = connect(&stack.url(1)).await;
     let stream = make_stream(&js0, "T", &["t.>"]).await;
@@ -397,11 +399,25 @@ async fn one_agent_pushes_and_another_takes_over() {
         assert!(seen.insert(m.expect("some").payload), "delivered twice");
         from[who] += 1;
     }
-    assert!(from[0] == 0 || from[1] == 0, "one agent pushes: {from:?}");
+    // One agent holds the lease and pushes; the deliver group spans both agents, so it hands
+    // the other member its share over the route (each member as likely, as with nats-server),
+    // and the other agent routes nothing.
+    let mut out = [0u64; 2];
+    for (i, agent) in stack.agents.iter().enumerate() {
+        let z = common::routez(agent.http_port).await;
+        out[i] = z["routes"][0]["out_msgs"].as_u64().expect("a route");
+    }
+    let pusher = if out[0] > 0 || from[1] == 0 { 0 } else { 1 };
+    assert_eq!(out[1 - pusher], 0, "one agent pushes: {from:?} {out:?}");
+    assert_eq!(
+        out[pusher] as usize,
+        from[1 - pusher],
+        "the pusher routed the other member's share: {from:?} {out:?}"
+    );
     // The pushing agent's subscriber leaves; the other agent takes the lease over.
-    let (leaving, mut staying) = if from[0] > 0 { (s0, s1) } else { (s1, s0) };
+    let (leaving, mut staying) = if pusher == 0 { (s0, s1) } else { (s1, s0) };
     drop(leaving);
-    let client = if from[0] > 0 { &c0 } else { &c1 };
+    let client = if pusher == 0 { &c0 } else { &c1 };
     common::sync(client).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     publish(&js0, "t.a", 100, 20).await;

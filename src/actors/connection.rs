@@ -25,9 +25,10 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio_util::codec::{Encoder, FramedRead};
 
+use crate::actors::burst::Bursts;
 use crate::actors::router::{
-    ConnControl, ConnId, ConnInfo, Deliver, Deregister, NatsMsg, Publish, Register,
-    RegisterControl, Router, Subscribe, Sync, Synced, Unsubscribe,
+    ConnControl, ConnId, ConnInfo, Deliver, DeliverBatch, Deregister, NatsMsg, Publish,
+    PublishBatch, Register, RegisterControl, Router, Subscribe, Sync, Synced, Unsubscribe,
 };
 use crate::budget::{BudgetPermit, InflightBudget};
 use crate::metrics;
@@ -66,6 +67,9 @@ impl ConnectionSettings {
 
 type Frame = Result<(ClientOp, Option<BudgetPermit>), ProtocolError>;
 
+/// At most this many frames are handled as one burst (one mailbox message to the router).
+const READ_BURST: usize = 256;
+
 struct SubState {
     max: Option<u64>,
     delivered: u64,
@@ -103,6 +107,10 @@ pub struct Connection {
     reader: Option<tokio::net::tcp::OwnedReadHalf>,
     /// The reader stream, cancelled in lame-duck mode.
     reading: Option<SpawnHandle>,
+    /// Publishes read from the socket but not yet handed to the router: sent as one batch at
+    /// the end of each read burst, and before any other message to the router, so everything
+    /// this connection sends still reaches the router in order.
+    publishes: Vec<Publish>,
     stats: SessionStats,
 }
 
@@ -146,6 +154,7 @@ impl Connection {
             closing: false,
             reader: Some(read),
             reading: None,
+            publishes: Vec::new(),
             stats: SessionStats {
                 start: std::time::SystemTime::now(),
                 last_activity: std::time::SystemTime::now(),
@@ -167,6 +176,31 @@ impl Connection {
     }
 
     /// Writes the buffer out, one write at a time.
+    /// Sends `m` to the router behind the publishes read before it.
+    fn tell_router<M>(&mut self, m: M)
+    where
+        M: Message + Send + 'static,
+        M::Result: Send,
+        Router: Handler<M>,
+    {
+        self.hand_over_publishes();
+        self.router.do_send(m);
+    }
+
+    fn hand_over_publishes(&mut self) {
+        match self.publishes.len() {
+            0 => {}
+            1 => {
+                if let Some(p) = self.publishes.pop() {
+                    self.router.do_send(p);
+                }
+            }
+            _ => self
+                .router
+                .do_send(PublishBatch(std::mem::take(&mut self.publishes))),
+        }
+    }
+
     fn flush(&mut self, ctx: &mut Context<Self>) {
         if self.out.is_empty() {
             if self.closing && self.writer.is_some() {
@@ -235,7 +269,7 @@ impl Connection {
         if self.routed_since_sync || self.syncs_out > 0 {
             self.routed_since_sync = false;
             self.syncs_out += 1;
-            self.router.do_send(Sync {
+            self.tell_router(Sync {
                 conn: self.id,
                 then: op,
             });
@@ -314,7 +348,7 @@ impl Connection {
         }
         self.opts = opts;
         self.headers.set(self.opts.headers);
-        self.router.do_send(Register {
+        self.tell_router(Register {
             conn: self.id,
             addr: ctx.address().recipient(),
             synced: ctx.address().recipient(),
@@ -346,7 +380,7 @@ impl Connection {
                 self.stats.in_msgs += 1;
                 self.stats.in_bytes += size;
                 self.stats.last_activity = std::time::SystemTime::now();
-                self.router.do_send(Publish {
+                self.publishes.push(Publish {
                     origin: Some(self.id),
                     msg: NatsMsg {
                         subject,
@@ -385,7 +419,7 @@ impl Connection {
                         unsubscribed: false,
                     },
                 );
-                self.router.do_send(Subscribe {
+                self.tell_router(Subscribe {
                     conn: self.id,
                     sid,
                     subject,
@@ -402,7 +436,7 @@ impl Connection {
                         // (still on their way back) are delivered.
                         s.unsubscribed = true;
                         let generation = s.generation;
-                        self.router.do_send(Unsubscribe {
+                        self.tell_router(Unsubscribe {
                             conn: self.id,
                             sid,
                             generation,
@@ -426,7 +460,7 @@ impl Actor for Connection {
         metrics::TOTAL_CONNECTIONS.inc();
         // Registered before CONNECT with nats-server's defaults, so a client that publishes first
         // still routes.
-        self.router.do_send(Register {
+        self.tell_router(Register {
             conn: self.id,
             addr: ctx.address().recipient(),
             synced: ctx.address().recipient(),
@@ -475,9 +509,16 @@ impl Actor for Connection {
                     }
                 }
             });
-            self.reading = Some(ctx.add_stream(frames));
+            // What one read made ready is handled as one burst: its publishes go to the router
+            // as one batch (a frame still waiting for budget ends the burst, so a burst never
+            // holds permits while waiting for more). A CONNECT ends its burst: whether it
+            // negotiated headers decides how the frames after it are decoded.
+            let bursts = Bursts::new(frames, READ_BURST, |f: &Frame| {
+                matches!(f, Ok((ClientOp::Connect(_), _)))
+            });
+            self.reading = Some(ctx.add_stream(bursts));
         }
-        self.router.do_send(RegisterControl {
+        self.tell_router(RegisterControl {
             conn: self.id,
             control: ctx.address().recipient(),
         });
@@ -496,37 +537,19 @@ impl Actor for Connection {
 
     fn stopped(&mut self, _: &mut Self::Context) {
         metrics::CONNECTIONS.dec();
-        self.router.do_send(Deregister { conn: self.id });
+        self.tell_router(Deregister { conn: self.id });
     }
 }
 
-impl StreamHandler<Frame> for Connection {
-    fn handle(&mut self, item: Frame, ctx: &mut Self::Context) {
-        if self.closing {
-            return;
-        }
-        match item {
-            Ok((op, permit)) => {
-                let handled =
-                    crate::actors::guard::catch("connection", || self.handle_op(op, permit, ctx));
-                if handled.is_none() {
-                    // Its state may be half updated: this connection ends, the agent goes on.
-                    self.fatal("Internal Server Error", ctx);
-                }
+impl StreamHandler<Vec<Frame>> for Connection {
+    fn handle(&mut self, burst: Vec<Frame>, ctx: &mut Self::Context) {
+        for item in burst {
+            if self.closing || ctx.state() != ActorState::Running {
+                break;
             }
-            Err(ProtocolError::Io(e)) => {
-                tracing::debug!(cid = self.id, error = %e, "read failed, closing");
-                ctx.stop();
-                return;
-            }
-            Err(e) => match e.err_text() {
-                Some(text) => {
-                    let text = text.to_string();
-                    self.fatal(&text, ctx)
-                }
-                None => self.close_silently(ctx),
-            },
+            self.handle_frame(item, ctx);
         }
+        self.hand_over_publishes();
         self.flush(ctx);
     }
 
@@ -562,9 +585,44 @@ impl Handler<Synced> for Connection {
     }
 }
 
-impl Handler<Deliver> for Connection {
+impl Connection {
+    fn handle_frame(&mut self, item: Frame, ctx: &mut Context<Self>) {
+        match item {
+            Ok((op, permit)) => {
+                let handled =
+                    crate::actors::guard::catch("connection", || self.handle_op(op, permit, ctx));
+                if handled.is_none() {
+                    // Its state may be half updated: this connection ends, the agent goes on.
+                    self.fatal("Internal Server Error", ctx);
+                }
+            }
+            Err(ProtocolError::Io(e)) => {
+                tracing::debug!(cid = self.id, error = %e, "read failed, closing");
+                ctx.stop();
+            }
+            Err(e) => match e.err_text() {
+                Some(text) => {
+                    let text = text.to_string();
+                    self.fatal(&text, ctx)
+                }
+                None => self.close_silently(ctx),
+            },
+        }
+    }
+}
+
+impl Handler<DeliverBatch> for Connection {
     type Result = ();
-    fn handle(&mut self, m: Deliver, ctx: &mut Self::Context) {
+    fn handle(&mut self, m: DeliverBatch, ctx: &mut Self::Context) {
+        for deliver in m.0 {
+            self.deliver(deliver);
+        }
+        self.flush(ctx);
+    }
+}
+
+impl Connection {
+    fn deliver(&mut self, m: Deliver) {
         let Some(sub) = self.subs.get_mut(&m.sid) else {
             return;
         };
@@ -573,7 +631,7 @@ impl Handler<Deliver> for Connection {
         if done {
             let generation = sub.generation;
             self.subs.remove(&m.sid);
-            self.router.do_send(Unsubscribe {
+            self.tell_router(Unsubscribe {
                 conn: self.id,
                 sid: m.sid.clone(),
                 generation,
@@ -597,7 +655,6 @@ impl Handler<Deliver> for Connection {
             headers,
             payload: m.msg.payload,
         });
-        self.flush(ctx);
     }
 }
 

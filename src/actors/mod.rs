@@ -5,6 +5,7 @@
 //! window) -> `uploader` pool -> `sequence_client` (commit) -> acks back to the publishers.
 
 pub mod batcher;
+mod burst;
 pub mod connection;
 pub mod consumer;
 pub mod flusher;

@@ -48,6 +48,12 @@ pub struct Deliver {
     pub msg: NatsMsg,
 }
 
+/// Router -> connection: what one handler of the router delivers to one connection, in order
+/// (one mailbox message for a whole batch of publishes, not one per message).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct DeliverBatch(pub Vec<Deliver>);
+
 /// Connection -> router -> connection: the round trip behind a PONG. Because it comes back through
 /// the connection's mailbox, every message the router routed to this connection before it is
 /// delivered first, as nats-server guarantees (MSG before PONG).
@@ -84,7 +90,7 @@ pub struct InternalMsg {
 #[rtype(result = "()")]
 pub struct Register {
     pub conn: ConnId,
-    pub addr: Recipient<Deliver>,
+    pub addr: Recipient<DeliverBatch>,
     pub synced: Recipient<Synced>,
     pub echo: bool,
     pub no_responders: bool,
@@ -221,7 +227,7 @@ struct ClientSub {
 }
 
 struct ConnEntry {
-    addr: Recipient<Deliver>,
+    addr: Recipient<DeliverBatch>,
     synced: Recipient<Synced>,
     echo: bool,
     no_responders: bool,
@@ -242,6 +248,11 @@ pub struct Router {
     queues: Vec<(ByteString, Vec<usize>)>,
     controls: HashMap<ConnId, Recipient<ConnControl>>,
     routes: RouteTable,
+    /// What the handler running now delivers, per connection; sent when it returns
+    /// (`flush_outbox`), so it is empty whenever a handler starts and a `Sync` still comes
+    /// back behind every message routed before it.
+    outbox: Vec<(ConnId, Vec<Deliver>)>,
+    outbox_at: HashMap<ConnId, usize>,
 }
 
 /// How many members queue group `name` has among `groups` (local queue groups by member index).
@@ -372,16 +383,37 @@ impl Router {
         self.queues = groups;
     }
 
-    fn deliver(&self, sub: &ClientSub, msg: &NatsMsg) -> bool {
-        match self.conns.get(&sub.conn) {
-            Some(c) => {
-                c.addr.do_send(Deliver {
-                    sid: sub.sid.clone(),
-                    msg: msg.clone(),
-                });
-                true
+    fn deliver(&mut self, sub: &ClientSub, msg: &NatsMsg) -> bool {
+        if !self.conns.contains_key(&sub.conn) {
+            return false;
+        }
+        self.push_delivery(
+            sub.conn,
+            Deliver {
+                sid: sub.sid.clone(),
+                msg: msg.clone(),
+            },
+        );
+        true
+    }
+
+    fn push_delivery(&mut self, conn: ConnId, deliver: Deliver) {
+        let outbox = &mut self.outbox;
+        let at = *self.outbox_at.entry(conn).or_insert_with(|| {
+            outbox.push((conn, Vec::new()));
+            outbox.len() - 1
+        });
+        self.outbox[at].1.push(deliver);
+    }
+
+    /// Sends what the handler delivered: one batch per connection.
+    fn flush_outbox(&mut self) {
+        self.routes.flush();
+        self.outbox_at.clear();
+        for (conn, batch) in self.outbox.drain(..) {
+            if let Some(c) = self.conns.get(&conn) {
+                c.addr.do_send(DeliverBatch(batch));
             }
-            None => false,
         }
     }
 
@@ -404,7 +436,7 @@ impl Router {
             }
         });
         if let Some(sid) = sid {
-            entry.addr.do_send(Deliver {
+            let answer = Deliver {
                 sid,
                 msg: NatsMsg {
                     subject: reply.clone(),
@@ -412,7 +444,8 @@ impl Router {
                     headers: Some(no_responders_headers(&msg.subject)),
                     payload: Bytes::new(),
                 },
-            });
+            };
+            self.push_delivery(conn, answer);
         }
     }
 }
@@ -547,6 +580,7 @@ impl Handler<Publish> for Router {
         guard::catch("router", || {
             self.route(m.origin, m.msg, m.capture, m.permit)
         });
+        self.flush_outbox();
     }
 }
 
@@ -558,6 +592,7 @@ impl Handler<PublishBatch> for Router {
                 self.route(p.origin, p.msg, p.capture, p.permit)
             });
         }
+        self.flush_outbox();
     }
 }
 
@@ -688,6 +723,7 @@ impl Handler<DeliverTo> for Router {
             delivered |= self.deliver(&subs[pick], &m.msg);
         }
         let forwarded = forwarded.copies > 0;
+        self.flush_outbox();
         delivered || forwarded
     }
 }
@@ -728,6 +764,7 @@ impl Handler<FromRoute> for Router {
                 }
             }
         }
+        self.flush_outbox();
     }
 }
 

@@ -213,9 +213,10 @@ pub fn run_blocking(
     format: crate::logging::LogFormat,
 ) -> Result<(), ControlPlaneError> {
     actix_rt::System::new().block_on(async move {
+        let mut signals = crate::agent::Signals::listen();
         let running = start_in_process(config.clone()).await?;
         announce(&config, running.local_addr(), format);
-        crate::agent::wait_for_signal().await;
+        signals.next().await;
         tracing::info!("infinistream control plane stopping");
         running.stop().await;
         Ok(())

@@ -10,6 +10,7 @@
 //! drawn). Does not own connections, the wire, or delivery.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::subject::SubjectTree;
 
@@ -154,11 +155,27 @@ pub struct RemoteInterest {
     tree: SubjectTree<RemoteSub>,
     /// (peer, subject, queue) -> weight, to update and withdraw entries.
     entries: HashMap<(PeerId, String, Option<String>), u32>,
+    /// Published subject -> who matches it, as nats-server's sublist cache: a subject published
+    /// again skips the tree walk. Emptied on every change of interest and when full.
+    cache: HashMap<String, Arc<Matches>>,
 }
+
+/// Who has interest in one subject, before a queue group member is drawn.
+#[derive(Debug, Default)]
+struct Matches {
+    /// Agents with a plain subscription that matches, each once, ascending.
+    plain: Vec<PeerId>,
+    /// Per queue group, its agents and their weights.
+    groups: Vec<(String, Vec<(PeerId, u32)>)>,
+}
+
+/// Subjects the match cache holds at most.
+const CACHE_SUBJECTS: usize = 4096;
 
 impl RemoteInterest {
     /// Applies what `peer` said.
     pub fn apply(&mut self, peer: PeerId, delta: &InterestDelta) {
+        self.cache.clear();
         match delta {
             InterestDelta::Add {
                 subject,
@@ -193,6 +210,7 @@ impl RemoteInterest {
 
     /// Forgets everything `peer` said (its route went down).
     pub fn remove_peer(&mut self, peer: PeerId) {
+        self.cache.clear();
         let gone: Vec<(PeerId, String, Option<String>)> = self
             .entries
             .keys()
@@ -210,27 +228,18 @@ impl RemoteInterest {
     /// so a group is kept here with probability local / (local + remote weights) and otherwise
     /// sent to one agent by weight. `pick(total)` returns a number below `total`.
     pub fn fanout(
-        &self,
+        &mut self,
         subject: &str,
         local_members: impl Fn(&str) -> u32,
         mut pick: impl FnMut(u32) -> u32,
     ) -> Fanout {
+        let matches = self.matches(subject);
         let mut fanout = Fanout::default();
-        let mut groups: Vec<(String, Vec<(PeerId, u32)>)> = Vec::new();
-        self.tree.for_each_match(subject, |s| match &s.queue {
-            None => {
-                fanout.copy_for(s.peer);
-            }
-            Some(q) => {
-                let weight = self.weight_of(s.peer, subject, q);
-                match groups.iter_mut().find(|(name, _)| name == q) {
-                    Some((_, members)) => members.push((s.peer, weight)),
-                    None => groups.push((q.clone(), vec![(s.peer, weight)])),
-                }
-            }
-        });
-        for (queue, members) in groups {
-            let here = local_members(&queue);
+        for &peer in &matches.plain {
+            fanout.copy_for(peer);
+        }
+        for (queue, members) in &matches.groups {
+            let here = local_members(queue);
             let remote: u32 = members.iter().map(|(_, w)| *w).sum();
             let total = here.saturating_add(remote);
             if remote == 0 {
@@ -241,9 +250,9 @@ impl RemoteInterest {
                 continue;
             }
             at -= here;
-            for (peer, weight) in members {
+            for &(peer, weight) in members {
                 if at < weight {
-                    fanout.copy_for(peer).queues.push(queue);
+                    fanout.copy_for(peer).queues.push(queue.clone());
                     break;
                 }
                 at -= weight;
@@ -251,6 +260,41 @@ impl RemoteInterest {
         }
         fanout.copies.sort_unstable_by_key(|c| c.peer);
         fanout
+    }
+
+    /// Who matches `subject`, from the cache or the tree.
+    fn matches(&mut self, subject: &str) -> Arc<Matches> {
+        if let Some(m) = self.cache.get(subject) {
+            return m.clone();
+        }
+        let mut matches = Matches::default();
+        let mut queued: Vec<(PeerId, String)> = Vec::new();
+        self.tree.for_each_match(subject, |s| match &s.queue {
+            None => {
+                if !matches.plain.contains(&s.peer) {
+                    matches.plain.push(s.peer);
+                }
+            }
+            Some(q) => queued.push((s.peer, q.clone())),
+        });
+        matches.plain.sort_unstable();
+        for (peer, q) in queued {
+            let weight = self.weight_of(peer, subject, &q);
+            match matches.groups.iter_mut().find(|(name, _)| *name == q) {
+                Some((_, members)) => {
+                    if !members.iter().any(|(p, _)| *p == peer) {
+                        members.push((peer, weight));
+                    }
+                }
+                None => matches.groups.push((q, vec![(peer, weight)])),
+            }
+        }
+        let matches = Arc::new(matches);
+        if self.cache.len() >= CACHE_SUBJECTS {
+            self.cache.clear();
+        }
+        self.cache.insert(subject.to_string(), matches.clone());
+        matches
     }
 
     /// The weight `peer` announced for `queue` on a pattern matching `subject` (the largest, if

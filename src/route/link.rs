@@ -27,8 +27,15 @@ pub fn into_route(w: Wire) -> RouteWire {
     let mut parts = FramedParts::new::<Outgoing>(old.io, RouteCodec);
     parts.read_buf = old.read_buf;
     parts.write_buf = old.write_buf;
-    Framed::from_parts(parts)
+    let mut framed = Framed::from_parts(parts);
+    // Frames queued behind each other go out in writes of up to this much (tokio-util's default
+    // of 8 KiB made one write per ~50 small messages).
+    framed.set_backpressure_boundary(WRITE_BATCH_BYTES);
+    framed
 }
+
+/// How many encoded bytes a route's writer gathers before writing them to the socket.
+const WRITE_BATCH_BYTES: usize = 256 * 1024;
 
 /// Who this agent is on its routes.
 #[derive(Debug, Clone)]

@@ -212,7 +212,7 @@ impl Handler<Established> for RouteManager {
         let peer = self.next_peer;
         self.next_peer += 1;
         let remote = m.wire.get_ref().peer_addr().ok();
-        let (tx, mut rx) = mpsc::unbounded_channel::<Outgoing>();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Vec<Outgoing>>();
         // Before the reader starts: the router knows the link before its first frame.
         self.router.up.do_send(LinkUp(LinkHandle {
             peer,
@@ -228,15 +228,19 @@ impl Handler<Established> for RouteManager {
         let (mut sink, frames) = link::into_route(m.wire).split();
         let this = ctx.address();
         let down = self.router.down.clone();
-        actix_rt::spawn(async move {
+        self.router.arbiter.spawn(async move {
             'write: while let Some(first) = rx.recv().await {
-                if sink.feed(first).await.is_err() {
-                    break;
+                for frame in first {
+                    if sink.feed(frame).await.is_err() {
+                        break 'write;
+                    }
                 }
                 // Whatever else is queued goes in the same write.
                 while let Ok(next) = rx.try_recv() {
-                    if sink.feed(next).await.is_err() {
-                        break 'write;
+                    for frame in next {
+                        if sink.feed(frame).await.is_err() {
+                            break 'write;
+                        }
                     }
                 }
                 if sink.flush().await.is_err() {
@@ -251,7 +255,7 @@ impl Handler<Established> for RouteManager {
         });
         let this = ctx.address();
         let router = self.router.clone();
-        actix_rt::spawn(async move {
+        self.router.arbiter.spawn(async move {
             let mut batches = frames.ready_chunks(READ_BATCH);
             'read: while let Some(batch) = batches.next().await {
                 let mut frames = Vec::with_capacity(batch.len());
@@ -325,7 +329,9 @@ impl Handler<Routes> for RouteManager {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::actors::router::{Deliver, Publish, Register, Router, Subscribe, Synced};
+    use crate::actors::router::{
+        Deliver, DeliverBatch, Publish, Register, Router, Subscribe, Synced,
+    };
     use crate::cache::peer::{PeerCache, PeerSettings};
     use crate::cache::{ReadCache, ReadCacheSettings};
     use crate::config::Secret;
@@ -358,10 +364,12 @@ mod tests {
         type Context = Context<Self>;
     }
 
-    impl Handler<Deliver> for Inbox {
+    impl Handler<DeliverBatch> for Inbox {
         type Result = ();
-        fn handle(&mut self, m: Deliver, _: &mut Self::Context) {
-            let _ = self.0.send(m);
+        fn handle(&mut self, m: DeliverBatch, _: &mut Self::Context) {
+            for deliver in m.0 {
+                let _ = self.0.send(deliver);
+            }
         }
     }
 

@@ -41,9 +41,13 @@ pub struct RouterPorts {
     pub up: Recipient<LinkUp>,
     pub down: Recipient<LinkDown>,
     pub inbound: Recipient<FromRoute>,
+    /// The router's thread: each route's reader and writer run there, so a message crosses no
+    /// thread between the router and the socket.
+    pub arbiter: actix::dev::ArbiterHandle,
 }
 
 impl RouterPorts {
+    /// Called on the router's own arbiter (its thread is taken from the caller).
     pub fn of<A>(router: &Addr<A>) -> Self
     where
         A: Actor<Context = Context<A>> + Handler<LinkUp> + Handler<LinkDown> + Handler<FromRoute>,
@@ -52,6 +56,7 @@ impl RouterPorts {
             up: router.clone().recipient(),
             down: router.clone().recipient(),
             inbound: router.clone().recipient(),
+            arbiter: actix::Arbiter::current(),
         }
     }
 }

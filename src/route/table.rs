@@ -41,7 +41,8 @@ pub struct LinkHandle {
     pub remote: Option<SocketAddr>,
     /// Whether this agent dialled it (nats-server's `did_solicit`).
     pub solicited: bool,
-    pub tx: mpsc::UnboundedSender<Outgoing>,
+    /// To the link's writer: the frames of one router handler at a time.
+    pub tx: mpsc::UnboundedSender<Vec<Outgoing>>,
 }
 
 /// One route as `/routez` shows it.
@@ -92,11 +93,24 @@ struct Link {
     cap: Arc<Semaphore>,
     counters: Counters,
     info: RouteInfo,
+    /// Frames of the router's current handler, handed to the writer in one go by `flush`.
+    queued: Vec<Outgoing>,
 }
 
 impl Link {
-    fn send(&self, frame: RouteFrame, hold: Hold) -> bool {
-        self.handle.tx.send(Outgoing { frame, hold }).is_ok()
+    fn send(&mut self, frame: RouteFrame, hold: Hold) {
+        self.queued.push(Outgoing { frame, hold });
+    }
+
+    /// Hands the queued frames to the writer; false if the link's writer is gone.
+    fn flush(&mut self) -> bool {
+        if self.queued.is_empty() {
+            return true;
+        }
+        self.handle
+            .tx
+            .send(std::mem::take(&mut self.queued))
+            .is_ok()
     }
 }
 
@@ -144,10 +158,13 @@ impl RouteTable {
                 subscriptions: 0,
             },
             handle,
+            queued: Vec::new(),
         };
+        let mut link = link;
         for delta in self.local.snapshot() {
             link.send(RouteFrame::Interest(delta), Hold::None);
         }
+        link.flush();
         crate::metrics::ROUTES.inc();
         if let Some(old) = self.links.insert(link.handle.peer, link) {
             // Never expected (peer ids are not reused); keep the gauge true if it happens.
@@ -177,9 +194,19 @@ impl RouteTable {
         let Some(delta) = delta else {
             return;
         };
+        for link in self.links.values_mut() {
+            link.send(RouteFrame::Interest(delta.clone()), Hold::None);
+        }
+        self.flush();
+    }
+
+    /// Hands every link's queued frames to its writer (the router calls it when a handler
+    /// ends, so frames of one handler go out in one write); a link whose writer is gone is
+    /// taken down.
+    pub fn flush(&mut self) {
         let mut broken = Vec::new();
-        for (peer, link) in &self.links {
-            if !link.send(RouteFrame::Interest(delta.clone()), Hold::None) {
+        for (peer, link) in &mut self.links {
+            if !link.flush() {
                 broken.push(*peer);
             }
         }
@@ -238,7 +265,12 @@ impl RouteTable {
             return Forwarded::default();
         }
         let queues_away = fanout.queues_away();
-        let permit = permit.map(Arc::new);
+        // One copy keeps the permit itself; several share it.
+        let (mut single, shared) = match permit {
+            Some(p) if fanout.copies.len() == 1 => (Some(p), None),
+            Some(p) => (None, Some(Arc::new(p))),
+            None => (None, None),
+        };
         let size = msg.size();
         let now = SystemTime::now();
         let mut sent = 0;
@@ -246,9 +278,10 @@ impl RouteTable {
             let Some(link) = self.links.get_mut(&copy.peer) else {
                 continue;
             };
-            let hold = match &permit {
-                Some(p) => Hold::Budget { _permit: p.clone() },
-                None => {
+            let hold = match (single.take(), &shared) {
+                (Some(p), _) => Hold::Owned { _permit: p },
+                (None, Some(p)) => Hold::Budget { _permit: p.clone() },
+                (None, None) => {
                     let cost = size.clamp(1, LINK_CAP_BYTES) as u32;
                     match link.cap.clone().try_acquire_many_owned(cost) {
                         Ok(p) => Hold::Cap { _permit: p },
@@ -271,14 +304,13 @@ impl RouteTable {
                 to: to.cloned(),
                 queues: copy.queues,
             };
-            if link.send(frame, hold) {
-                link.counters.msgs_out.inc();
-                link.counters.bytes_out.inc_by(size as u64);
-                link.info.out_msgs += 1;
-                link.info.out_bytes += size as u64;
-                link.info.last_activity = now;
-                sent += 1;
-            }
+            link.send(frame, hold);
+            link.counters.msgs_out.inc();
+            link.counters.bytes_out.inc_by(size as u64);
+            link.info.out_msgs += 1;
+            link.info.out_bytes += size as u64;
+            link.info.last_activity = now;
+            sent += 1;
         }
         Forwarded {
             copies: sent,

@@ -62,6 +62,7 @@ pub enum RouteFrame {
 #[derive(Debug)]
 pub enum Hold {
     None,
+    Owned { _permit: BudgetPermit },
     Budget { _permit: Arc<BudgetPermit> },
     Cap { _permit: OwnedSemaphorePermit },
 }
@@ -128,6 +129,17 @@ pub fn encode_into(frame: &RouteFrame, dst: &mut BytesMut) -> Result<(), WireErr
             dst.extend_from_slice(&body);
         }
         RouteFrame::Msg { msg, to, queues } => {
+            // One reservation for the whole frame: the fields below never grow the buffer.
+            dst.reserve(
+                1 + 4 * 4
+                    + 2
+                    + msg.subject.len()
+                    + msg.reply.as_ref().map_or(0, |r| r.len())
+                    + msg.headers.as_ref().map_or(0, |h| h.len())
+                    + to.as_ref().map_or(0, |t| t.len())
+                    + queues.iter().map(|q| 4 + q.len()).sum::<usize>()
+                    + msg.payload.len(),
+            );
             dst.put_u8(TAG_MSG);
             put_field(dst, Some(str::as_bytes(&msg.subject)))?;
             put_field(dst, msg.reply.as_deref().map(str::as_bytes))?;
