@@ -83,7 +83,7 @@ async fn agents(n: usize) -> Stack {
 }
 
 /// Messages cross in the publisher's order, headers intact; a subject nobody elsewhere wants
-/// does not cross; `no_echo` holds across servers.
+/// does not cross; `max_payload` is the same across servers; `no_echo` holds across servers.
 async fn order_headers_and_no_echo(urls: &[String], who: &str) {
     let publisher = connect(&urls[0]).await;
     let remote = connect(&urls[1]).await;
@@ -126,6 +126,26 @@ async fn order_headers_and_no_echo(urls: &[String], who: &str) {
         }
     }
     assert_eq!(next(&mut other, who).await.payload, "last");
+
+    // A message of exactly max_payload crosses whole; one byte more is refused where it is
+    // published (async-nats checks the server's INFO before sending).
+    let max = publisher.server_info().max_payload;
+    let mut big_sub = remote.subscribe("big.one").await.expect("subscribe");
+    barrier(&remote, &publisher).await;
+    publisher
+        .publish("big.one", vec![b'x'; max].into())
+        .await
+        .expect("publish max_payload");
+    publisher.flush().await.expect("flush");
+    let big = next(&mut big_sub, who).await;
+    assert_eq!(big.payload.len(), max, "{who}: max_payload crosses whole");
+    assert!(
+        publisher
+            .publish("big.one", vec![b'x'; max + 1].into())
+            .await
+            .is_err(),
+        "{who}: over max_payload is refused"
+    );
 
     // no_echo: the publisher's own subscription never sees its message, wherever it went.
     let quiet = async_nats::ConnectOptions::new()

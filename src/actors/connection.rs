@@ -379,7 +379,6 @@ impl Connection {
                 metrics::BYTES_IN.inc_by(size);
                 self.stats.in_msgs += 1;
                 self.stats.in_bytes += size;
-                self.stats.last_activity = std::time::SystemTime::now();
                 self.publishes.push(Publish {
                     origin: Some(self.id),
                     msg: NatsMsg {
@@ -543,6 +542,7 @@ impl Actor for Connection {
 
 impl StreamHandler<Vec<Frame>> for Connection {
     fn handle(&mut self, burst: Vec<Frame>, ctx: &mut Self::Context) {
+        self.stats.last_activity = std::time::SystemTime::now();
         for item in burst {
             if self.closing || ctx.state() != ActorState::Running {
                 break;
@@ -614,6 +614,8 @@ impl Connection {
 impl Handler<DeliverBatch> for Connection {
     type Result = ();
     fn handle(&mut self, m: DeliverBatch, ctx: &mut Self::Context) {
+        // Once per batch: reading the clock per message was a measurable share of routing.
+        self.stats.last_activity = std::time::SystemTime::now();
         for deliver in m.0 {
             self.deliver(deliver);
         }
@@ -647,7 +649,6 @@ impl Connection {
         self.stats.out_msgs += 1;
         self.stats.out_bytes +=
             (m.msg.payload.len() + headers.as_ref().map_or(0, |h| h.len())) as u64;
-        self.stats.last_activity = std::time::SystemTime::now();
         self.send(ServerOp::Msg {
             subject: m.msg.subject,
             sid: m.sid,
