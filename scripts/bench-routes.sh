@@ -24,23 +24,9 @@ WORK=$(mktemp -d -t bench-routes.XXXXXX)
 OUT=${OUT:-$WORK/results}
 mkdir -p "$OUT"
 rm -f "$OUT"/*.json
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$WORK/cp" "$WORK/bucket"
-}
-trap cleanup EXIT
-
-say() { printf '%s\n' "$*" >&2; }
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+CLEAN="$WORK/cp $WORK/bucket"
+# shellcheck source=scripts/lib/bench-common.sh
+source "$ROOT/scripts/lib/bench-common.sh"
 
 wait_http() {
     local port=$1 path=$2 i

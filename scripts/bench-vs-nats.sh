@@ -42,23 +42,9 @@ WORK=$(mktemp -d -t bench-vs-nats.XXXXXX)
 OUT=${OUT:-$WORK/results}
 mkdir -p "$OUT"
 rm -f "$OUT"/*.json "$OUT"/*.err "$OUT/failures.txt"
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$WORK/nats" "$WORK/agent"
-}
-trap cleanup EXIT
-
-say() { printf '%s\n' "$*" >&2; }
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+CLEAN="$WORK/nats $WORK/agent"
+# shellcheck source=scripts/lib/bench-common.sh
+source "$ROOT/scripts/lib/bench-common.sh"
 
 wait_port() {
     local port=$1 i

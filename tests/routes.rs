@@ -192,6 +192,21 @@ async fn drain(
     got
 }
 
+/// Publishes `work` messages numbered `range`, then the `work.done` marker behind them.
+async fn publish_work(publisher: &Client, range: std::ops::Range<usize>) {
+    for i in range {
+        publisher
+            .publish("work", i.to_string().into())
+            .await
+            .expect("publish");
+    }
+    publisher
+        .publish("work.done", Bytes::new())
+        .await
+        .expect("publish");
+    publisher.flush().await.expect("flush");
+}
+
 /// A queue group spread over servers gets each message once. nats-server 2.15 picks among all
 /// members, local and remote alike, for a client's message (measured: a local member among four
 /// got 59 of 200; it prefers local members only for messages that arrived over a route), so
@@ -212,17 +227,7 @@ async fn queue_groups_exactly_once_over_all_members(urls: &[String], who: &str) 
     let mut markers = vec![remote.subscribe("work.done").await.expect("subscribe")];
     barrier(&remote, &publisher).await;
     const N: usize = 200;
-    for i in 0..N {
-        publisher
-            .publish("work", i.to_string().into())
-            .await
-            .expect("publish");
-    }
-    publisher
-        .publish("work.done", Bytes::new())
-        .await
-        .expect("publish");
-    publisher.flush().await.expect("flush");
+    publish_work(&publisher, 0..N).await;
     let got = drain(&mut members, &mut markers, N, who).await;
     assert_eq!(got.get(&1), Some(&N), "{who}");
 
@@ -238,17 +243,7 @@ async fn queue_groups_exactly_once_over_all_members(urls: &[String], who: &str) 
     markers.push(local.subscribe("work.done").await.expect("subscribe"));
     local.flush().await.expect("flush");
     common::sync(&local).await;
-    for i in N..2 * N {
-        publisher
-            .publish("work", i.to_string().into())
-            .await
-            .expect("publish");
-    }
-    publisher
-        .publish("work.done", Bytes::new())
-        .await
-        .expect("publish");
-    publisher.flush().await.expect("flush");
+    publish_work(&publisher, N..2 * N).await;
     let got = drain(&mut members, &mut markers, N, who).await;
     let here = got.get(&0).copied().unwrap_or(0);
     // Expected 50 with a standard deviation of about 6: outside 20..=90 is not chance.

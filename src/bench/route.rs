@@ -71,6 +71,32 @@ fn task_error(what: &str, e: impl std::fmt::Display) -> BenchError {
     BenchError::Task(format!("{what}: {e}"))
 }
 
+/// A subscription its server has acknowledged (the flush's PONG comes after the SUB).
+async fn subscribed(
+    client: &async_nats::Client,
+    subject: &str,
+) -> Result<async_nats::Subscriber, BenchError> {
+    let sub = client
+        .subscribe(subject.to_string())
+        .await
+        .map_err(|e| task_error("subscribe", e))?;
+    client.flush().await.map_err(|e| task_error("flush", e))?;
+    Ok(sub)
+}
+
+/// One message, and the server's PONG behind it.
+async fn publish_flushed(
+    client: &async_nats::Client,
+    subject: &str,
+    payload: Bytes,
+) -> Result<(), BenchError> {
+    client
+        .publish(subject.to_string(), payload)
+        .await
+        .map_err(|e| task_error("publish", e))?;
+    client.flush().await.map_err(|e| task_error("flush", e))
+}
+
 pub async fn run_route(o: RouteOptions) -> Result<Report, BenchError> {
     if o.msgs == 0 && o.requests == 0 && o.probes == 0 {
         return Err(BenchError::Options(
@@ -127,27 +153,13 @@ async fn convergence(
     let mut histogram = Histogram::new();
     for i in 0..probes {
         let subject = format!("bench.interest.{}.{i}", subscriber.new_inbox());
-        let mut sub = subscriber
-            .subscribe(subject.clone())
-            .await
-            .map_err(|e| task_error("subscribe", e))?;
-        subscriber
-            .flush()
-            .await
-            .map_err(|e| task_error("flush", e))?;
+        let mut sub = subscribed(subscriber, &subject).await?;
         let started = Instant::now();
         let deadline = started + STEP_TIMEOUT;
         // Publish, wait for the server's PONG, look for an arrival without waiting: a timer
         // would round every probe up to its 1 ms tick.
         loop {
-            publisher
-                .publish(subject.clone(), Bytes::new())
-                .await
-                .map_err(|e| task_error("publish", e))?;
-            publisher
-                .flush()
-                .await
-                .map_err(|e| task_error("flush", e))?;
+            publish_flushed(publisher, &subject, Bytes::new()).await?;
             if sub.next().now_or_never().flatten().is_some() {
                 histogram.record(started.elapsed());
                 break;
@@ -171,14 +183,7 @@ async fn throughput(
     report: &mut RouteReport,
 ) -> Result<(), BenchError> {
     let subject = format!("bench.routed.{}", subscriber.new_inbox());
-    let mut sub = subscriber
-        .subscribe(subject.clone())
-        .await
-        .map_err(|e| task_error("subscribe", e))?;
-    subscriber
-        .flush()
-        .await
-        .map_err(|e| task_error("flush", e))?;
+    let mut sub = subscribed(subscriber, &subject).await?;
     barrier(publisher, subscriber).await?;
     let received = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicBool::new(false));
@@ -250,10 +255,7 @@ async fn round_trips(
     o: &RouteOptions,
 ) -> Result<Option<super::Latency>, BenchError> {
     let subject = format!("bench.service.{}", server.new_inbox());
-    let mut calls = server
-        .subscribe(subject.clone())
-        .await
-        .map_err(|e| task_error("subscribe", e))?;
+    let mut calls = subscribed(server, &subject).await?;
     let answering = server.clone();
     let service = tokio::spawn(async move {
         while let Some(m) = calls.next().await {
@@ -262,7 +264,6 @@ async fn round_trips(
             }
         }
     });
-    server.flush().await.map_err(|e| task_error("flush", e))?;
     // The service's interest has crossed once a request is answered.
     let payload = Bytes::from(vec![b'q'; o.size]);
     let deadline = Instant::now() + STEP_TIMEOUT;

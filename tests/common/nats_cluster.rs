@@ -44,6 +44,22 @@ pub fn nats_server_binary() -> PathBuf {
     );
 }
 
+/// [`nats_server_binary`], checked to be 2.15.1 (the version every comparison is pinned to).
+pub fn pinned_nats_server() -> PathBuf {
+    let bin = nats_server_binary();
+    let version = Command::new(&bin)
+        .arg("--version")
+        .output()
+        .expect("nats-server --version runs");
+    let version = String::from_utf8_lossy(&version.stdout).trim().to_string();
+    assert!(
+        version.contains("v2.15.1"),
+        "pinned to nats-server 2.15.1, found {version:?} at {}",
+        bin.display()
+    );
+    bin
+}
+
 fn free_ports(n: usize) -> Vec<u16> {
     // All bound at once, so no two are the same.
     let listeners: Vec<std::net::TcpListener> = (0..n)
@@ -58,17 +74,7 @@ fn free_ports(n: usize) -> Vec<u16> {
 impl NatsCluster {
     /// `nodes` servers, each routed to all others; returns once every node has its routes.
     pub async fn start(nodes: usize) -> Self {
-        let bin = nats_server_binary();
-        let version = Command::new(&bin)
-            .arg("--version")
-            .output()
-            .expect("nats-server --version runs");
-        let version = String::from_utf8_lossy(&version.stdout).trim().to_string();
-        assert!(
-            version.contains("v2.15.1"),
-            "pinned to nats-server 2.15.1, found {version:?} at {}",
-            bin.display()
-        );
+        let bin = pinned_nats_server();
         let ports = free_ports(nodes * 3);
         let (client, rest) = ports.split_at(nodes);
         let (cluster, http) = rest.split_at(nodes);
