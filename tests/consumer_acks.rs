@@ -15,7 +15,7 @@ use common::Stack;
 use futures::StreamExt;
 
 async fn setup(stack: &Stack, n: usize) -> (jetstream::Context, stream::Stream) {
-    let js = jetstream::new(async_nats::connect(stack.url(0)).await.unwrap());
+    let js = jetstream::new(async_nats::connect(stack.url(0)).await.expect("connect"));
     let s = js
         .create_stream(stream::Config {
             name: "ACKS".into(),
@@ -29,7 +29,7 @@ async fn setup(stack: &Stack, n: usize) -> (jetstream::Context, stream::Stream) 
         acks.push(
             js.publish("acks.x", Bytes::from(format!("m{i}")))
                 .await
-                .unwrap(),
+                .expect("publish"),
         );
     }
     for a in acks {

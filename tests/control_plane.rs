@@ -18,7 +18,7 @@ const KEY: &str = "s3cr3t-key";
 
 fn config(data_dir: Option<PathBuf>) -> ControlPlaneConfig {
     ControlPlaneConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
+        listen: "127.0.0.1:0".parse().expect("an address"),
         data_dir,
         group_id: GROUP.to_string(),
         group_key: Secret::new(KEY),
@@ -44,14 +44,14 @@ async fn js(c: &ControlPlaneClient, api: &str, body: Value) -> Value {
     let payload = if body.is_null() {
         Bytes::new()
     } else {
-        Bytes::from(serde_json::to_vec(&body).unwrap())
+        Bytes::from(serde_json::to_vec(&body).expect("json"))
     };
     let out = c.js_api(api, payload).await.expect("js api call");
     serde_json::from_slice(&out).expect("js api answers json")
 }
 
 async fn create(c: &ControlPlaneClient, cfg: Value) -> Value {
-    let name = cfg["name"].as_str().unwrap().to_string();
+    let name = cfg["name"].as_str().expect("a name").to_string();
     js(c, &format!("STREAM.CREATE.{name}"), cfg).await
 }
 
@@ -74,7 +74,7 @@ fn block(stream: &str, messages: Vec<CommitMessage>) -> CommitBlock {
 }
 
 async fn commit(c: &ControlPlaneClient, blocks: Vec<CommitBlock>) -> Vec<Vec<PubAckResponse>> {
-    let ids = c.object_ids(1).await.unwrap();
+    let ids = c.object_ids(1).await.expect("object ids");
     let req = CommitRequest {
         agent_id: "agent-a".to_string(),
         object_id: ids[0],
@@ -108,7 +108,10 @@ fn err_desc(ack: &PubAckResponse) -> String {
 }
 
 async fn state(c: &ControlPlaneClient, stream: &str) -> infinistream::jetstream::StreamState {
-    c.state(stream).await.unwrap().expect("stream exists")
+    c.state(stream)
+        .await
+        .expect("state answered")
+        .expect("stream exists")
 }
 
 #[actix_rt::test]

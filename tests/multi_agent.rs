@@ -11,7 +11,7 @@ use common::Stack;
 use futures::StreamExt;
 
 async fn consumer_on(url: &str) -> PullConsumer {
-    let js = jetstream::new(async_nats::connect(url).await.unwrap());
+    let js = jetstream::new(async_nats::connect(url).await.expect("connect"));
     js.get_stream("SHARED")
         .await
         .expect("stream visible on this agent")

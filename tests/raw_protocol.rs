@@ -20,7 +20,9 @@ struct Raw {
 
 impl Raw {
     async fn connect(agent: &TestAgent) -> Self {
-        let s = TcpStream::connect(("127.0.0.1", agent.port)).await.unwrap();
+        let s = TcpStream::connect(("127.0.0.1", agent.port))
+            .await
+            .expect("connect to the agent");
         let (r, w) = s.into_split();
         let mut raw = Raw {
             r: BufReader::new(r),
@@ -34,7 +36,7 @@ impl Raw {
     }
 
     async fn send(&mut self, bytes: &[u8]) {
-        self.w.write_all(bytes).await.unwrap();
+        self.w.write_all(bytes).await.expect("write to the agent");
     }
 
     async fn line(&mut self) -> String {

@@ -18,6 +18,7 @@ use futures::future::join_all;
 use crate::actors::batcher::{Drain, StreamBatch};
 use crate::actors::sequence_client::{NextObjectId, Sealed, SealedObject, SequencerHandle};
 use crate::actors::uploader::{Upload, UploaderPool};
+use crate::actors::write_error::WriteError;
 use crate::format::{self, ObjectBuilder};
 use crate::metrics;
 use object_store::PutPayload;
@@ -125,7 +126,7 @@ impl Flusher {
                 // Every seal number must reach the sequencer, even one with nothing to write:
                 // it commits strictly in seal order and would otherwise wait for it forever.
                 let object = if batches.is_empty() {
-                    Err("nothing to write".to_string())
+                    Err(WriteError::NothingToWrite)
                 } else {
                     upload_object(&group_id, &mut batches, deadline, &uploader, &sequencer).await
                 };
@@ -160,11 +161,11 @@ async fn upload_object(
     deadline: Duration,
     uploader: &UploaderPool,
     sequencer: &SequencerHandle,
-) -> Result<SealedObject, String> {
+) -> Result<SealedObject, WriteError> {
     let object_id = match sequencer.ids.send(NextObjectId).await {
         Ok(Ok(id)) => id,
-        Ok(Err(e)) => return Err(format!("no object id: {e}")),
-        Err(e) => return Err(format!("no object id: {e}")),
+        Ok(Err(e)) => return Err(WriteError::no_object_id(e)),
+        Err(e) => return Err(WriteError::no_object_id(WriteError::Mailbox(e))),
     };
     // The builder writes only block tables, CRCs, small blocks and the footer; large block
     // data joins the object as the batchers' own buffers.
@@ -181,7 +182,7 @@ async fn upload_object(
         metas.extend(batch.pending.iter().map(|p| p.meta));
         let block = builder
             .add_block_data(&batch.stream, &metas, batch.data.clone())
-            .map_err(|e| format!("building the object: {e}"))?;
+            .map_err(WriteError::Build)?;
         blocks.push(block);
     }
     drop(metas);
@@ -220,7 +221,7 @@ async fn upload_object(
                 .with_label_values(&["put", "error"])
                 .observe(elapsed);
             tracing::warn!(object_key = %key, error = %e, "object upload failed");
-            Err(format!("object upload failed: {e}"))
+            Err(WriteError::Upload(e))
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod router;
 pub mod sequence_client;
 pub mod supervisor;
 pub mod uploader;
+pub mod write_error;
 
 /// Answered as soon as an actor has started: `send(Ready)` returns after its `started` ran (so,
 /// for example, the subscriptions it asked the router for are queued there).

@@ -19,6 +19,7 @@ use bytes::Bytes;
 
 use crate::actors::batcher::StreamBatch;
 use crate::actors::router::{NatsMsg, Publish, PublishBatch, Router};
+use crate::actors::write_error::WriteError;
 use crate::control_plane::client::{ControlPlaneClient, CpError};
 use crate::control_plane::model::{
     CommitBlock, CommitManyRequest, CommitMessage, CommitRequest, CommitResponse, OrphanRequest,
@@ -32,7 +33,7 @@ use crate::protocol::headers::find_header;
 /// `deadline`); one answer per object, in order. Commits are idempotent per object id, so the
 /// supervisor may send the same request again to a restarted instance.
 #[derive(Message)]
-#[rtype(result = "Result<Vec<CommitResponse>, String>")]
+#[rtype(result = "Result<Vec<CommitResponse>, WriteError>")]
 pub struct Commit {
     pub request: CommitManyRequest,
     pub deadline: Instant,
@@ -43,7 +44,9 @@ pub struct Commit {
 #[rtype(result = "()")]
 pub struct RecordOrphan(pub OrphanRequest);
 
-/// Test hook: stop (`panic: false`) or panic the actor, to exercise supervision.
+/// Test hook: stop (`panic: false`) or panic the actor, to exercise supervision. Built only
+/// for tests (`cfg(test)`, or the `test-hooks` feature the integration tests turn on).
+#[cfg(any(test, feature = "test-hooks"))]
 #[doc(hidden)]
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "()")]
@@ -73,7 +76,7 @@ where
 
 /// Flusher -> sequence client: an object id for the object about to be built.
 #[derive(Message)]
-#[rtype(result = "Result<u64, String>")]
+#[rtype(result = "Result<u64, WriteError>")]
 pub struct NextObjectId;
 
 /// An object that is in the bucket, waiting for its commit.
@@ -92,7 +95,7 @@ pub struct SealedObject {
 pub struct Sealed {
     pub seal_no: u64,
     pub batches: Vec<StreamBatch>,
-    pub object: Result<SealedObject, String>,
+    pub object: Result<SealedObject, WriteError>,
 }
 
 /// Sequence client -> optional observer: an object was committed and its publishers acked.
@@ -227,10 +230,11 @@ pub fn answer_publishers(
 }
 
 /// Answers every publisher of an object that was not committed with a JetStream error.
-pub fn fail_publishers(router: &Addr<Router>, batches: Vec<StreamBatch>, error: &str) {
+pub fn fail_publishers(router: &Addr<Router>, batches: Vec<StreamBatch>, error: &WriteError) {
+    let error = error.to_string();
     let mut out = Vec::new();
     for batch in batches {
-        let ack = PubAckResponse::error(&batch.stream, ApiError::stream_store_failed(error));
+        let ack = PubAckResponse::error(&batch.stream, ApiError::stream_store_failed(&error));
         let payload = Bytes::from(ack.to_nats_bytes());
         for pending in batch.pending {
             metrics::JS_PUBLISH_ERRORS.inc();
@@ -298,7 +302,7 @@ fn is_duplicate(ack: &PubAckResponse) -> bool {
 pub fn check_shape(
     response: CommitResponse,
     batches: &[StreamBatch],
-) -> Result<CommitResponse, String> {
+) -> Result<CommitResponse, WriteError> {
     let fits = response.blocks.len() == batches.len()
         && response
             .blocks
@@ -308,7 +312,7 @@ pub fn check_shape(
     if fits {
         Ok(response)
     } else {
-        Err("control plane answered a commit with a mismatched shape".to_string())
+        Err(WriteError::CommitShape)
     }
 }
 
@@ -390,17 +394,17 @@ async fn commit_with_retry(
     client: &ControlPlaneClient,
     request: &CommitManyRequest,
     deadline: Instant,
-) -> Result<Vec<CommitResponse>, String> {
+) -> Result<Vec<CommitResponse>, WriteError> {
     let mut backoff = Duration::from_millis(25);
     loop {
         match client.commit_many(request).await {
             Ok(r) if r.len() == request.commits.len() => return Ok(r),
             Ok(_) => {
-                return Err("control plane answered a commit with a mismatched shape".to_string());
+                return Err(WriteError::CommitShape);
             }
             Err(e) => {
                 if !retryable(&e) || Instant::now() + backoff >= deadline {
-                    return Err(format!("commit failed: {e}"));
+                    return Err(WriteError::commit(e.into()));
                 }
                 tracing::debug!(error = %e, "commit attempt failed, retrying");
                 actix_rt::time::sleep(backoff).await;
@@ -419,7 +423,7 @@ impl Actor for SequenceClient {
 }
 
 impl Handler<NextObjectId> for SequenceClient {
-    type Result = ResponseActFuture<Self, Result<u64, String>>;
+    type Result = ResponseActFuture<Self, Result<u64, WriteError>>;
 
     fn handle(&mut self, _: NextObjectId, _: &mut Self::Context) -> Self::Result {
         if let Some(id) = self.ids.pop_front() {
@@ -436,15 +440,15 @@ impl Handler<NextObjectId> for SequenceClient {
                         act.ids.extend(ids);
                         Ok(first)
                     }
-                    Ok(_) => Err("control plane handed out no object ids".to_string()),
-                    Err(e) => Err(e.to_string()),
+                    Ok(_) => Err(WriteError::NoObjectIds),
+                    Err(e) => Err(e.into()),
                 }),
         )
     }
 }
 
 impl Handler<Commit> for SequenceClient {
-    type Result = ResponseFuture<Result<Vec<CommitResponse>, String>>;
+    type Result = ResponseFuture<Result<Vec<CommitResponse>, WriteError>>;
 
     fn handle(&mut self, m: Commit, _: &mut Self::Context) -> Self::Result {
         let client = self.client.clone();
@@ -460,6 +464,7 @@ impl Handler<RecordOrphan> for SequenceClient {
     }
 }
 
+#[cfg(any(test, feature = "test-hooks"))]
 impl Handler<Crash> for SequenceClient {
     type Result = ();
 

@@ -23,11 +23,12 @@ use tokio::sync::watch;
 use crate::actors::membership::MembersChanged;
 use crate::actors::router::Router;
 use crate::actors::sequence_client::{
-    self, Commit, Committed, NextObjectId, RecordOrphan, Sealed, SealedObject, SequenceClient,
+    Commit, Committed, NextObjectId, RecordOrphan, Sealed, SealedObject, SequenceClient,
     answer_publishers, check_shape, commit_request, fail_publishers,
 };
+use crate::actors::write_error::WriteError;
 use crate::cache::PeerFetch;
-use crate::cache::peer::{self, PeerCache};
+use crate::cache::peer::PeerCache;
 use crate::control_plane::model::{CommitManyRequest, CommitResponse, OrphanRequest};
 use crate::metrics;
 use crate::read::ReadError;
@@ -230,7 +231,7 @@ impl SequenceSupervisor {
             async move {
                 loop {
                     let Some(child) = live_child(&mut rx, deadline).await else {
-                        return Err("commit failed: sequence client unavailable".to_string());
+                        return Err(WriteError::commit(WriteError::SequencerUnavailable));
                     };
                     match child
                         .send(Commit {
@@ -244,7 +245,7 @@ impl SequenceSupervisor {
                         Err(e) => {
                             tracing::warn!(objects = request.commits.len(), error = %e, "sequence client lost during a commit, retrying");
                             if Instant::now() >= deadline {
-                                return Err(format!("commit failed: {e}"));
+                                return Err(WriteError::commit(WriteError::Mailbox(e)));
                             }
                         }
                     }
@@ -263,7 +264,7 @@ impl SequenceSupervisor {
                 };
                 // The child checked the count; this only guards the zip below.
                 responses.resize_with(group.len(), || {
-                    Err("control plane answered a commit with a mismatched shape".to_string())
+                    Err(WriteError::CommitShape)
                 });
                 for ((sealed, object), response) in group.into_iter().zip(responses) {
                     metrics::FLUSH_STAGE
@@ -281,7 +282,7 @@ impl SequenceSupervisor {
         &mut self,
         sealed: Sealed,
         object: SealedObject,
-        response: Result<CommitResponse, String>,
+        response: Result<CommitResponse, WriteError>,
     ) {
         match response.and_then(|r| check_shape(r, &sealed.batches)) {
             Ok(response) => {
@@ -299,7 +300,7 @@ impl SequenceSupervisor {
                 match self.slot.current() {
                     Some(c) => c.do_send(RecordOrphan(OrphanRequest {
                         object_key: object.key.clone(),
-                        reason: e.clone(),
+                        reason: e.to_string(),
                     })),
                     None => {
                         tracing::warn!(object_key = %object.key, "cannot record an orphaned object: sequence client down")
@@ -332,7 +333,7 @@ impl Handler<Sealed> for SequenceSupervisor {
 }
 
 impl Handler<NextObjectId> for SequenceSupervisor {
-    type Result = ResponseFuture<Result<u64, String>>;
+    type Result = ResponseFuture<Result<u64, WriteError>>;
 
     fn handle(&mut self, _: NextObjectId, _: &mut Self::Context) -> Self::Result {
         let mut rx = self.slot.tx.subscribe();
@@ -340,7 +341,7 @@ impl Handler<NextObjectId> for SequenceSupervisor {
         Box::pin(async move {
             loop {
                 let Some(child) = live_child(&mut rx, deadline).await else {
-                    return Err("sequence client unavailable".to_string());
+                    return Err(WriteError::SequencerUnavailable);
                 };
                 if let Ok(res) = child.send(NextObjectId).await {
                     return res;
@@ -350,9 +351,10 @@ impl Handler<NextObjectId> for SequenceSupervisor {
     }
 }
 
-impl Handler<sequence_client::Crash> for SequenceSupervisor {
+#[cfg(any(test, feature = "test-hooks"))]
+impl Handler<crate::actors::sequence_client::Crash> for SequenceSupervisor {
     type Result = ();
-    fn handle(&mut self, m: sequence_client::Crash, _: &mut Self::Context) {
+    fn handle(&mut self, m: crate::actors::sequence_client::Crash, _: &mut Self::Context) {
         if let Some(c) = self.slot.current() {
             c.do_send(m);
         }
@@ -442,9 +444,10 @@ impl Handler<MembersChanged> for PeerSupervisor {
     }
 }
 
-impl Handler<peer::Crash> for PeerSupervisor {
+#[cfg(any(test, feature = "test-hooks"))]
+impl Handler<crate::cache::peer::Crash> for PeerSupervisor {
     type Result = ();
-    fn handle(&mut self, m: peer::Crash, _: &mut Self::Context) {
+    fn handle(&mut self, m: crate::cache::peer::Crash, _: &mut Self::Context) {
         if let Some(c) = self.slot.current() {
             c.do_send(m);
         }

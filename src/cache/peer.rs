@@ -439,7 +439,9 @@ async fn run_client(addr: String, settings: Arc<PeerSettings>, mut rx: mpsc::Rec
     // Waiters of `pending` see their sender dropped: the cache reads the bucket instead.
 }
 
-/// Test hook: stop (`panic: false`) or panic the actor, to exercise supervision.
+/// Test hook: stop (`panic: false`) or panic the actor, to exercise supervision. Built only
+/// for tests (`cfg(test)`, or the `test-hooks` feature the integration tests turn on).
+#[cfg(any(test, feature = "test-hooks"))]
 #[doc(hidden)]
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "()")]
@@ -585,6 +587,7 @@ impl Handler<MembersChanged> for PeerCache {
     }
 }
 
+#[cfg(any(test, feature = "test-hooks"))]
 impl Handler<Crash> for PeerCache {
     type Result = ();
     fn handle(&mut self, m: Crash, ctx: &mut Self::Context) {

@@ -39,7 +39,7 @@ fn nodelay_connector() -> impl actix_service::Service<
 /// Largest response body accepted.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum CpError {
     #[error("control plane refused the credentials: {0}")]
     Unauthorized(String),
