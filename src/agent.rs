@@ -378,6 +378,21 @@ pub async fn start(config: AgentConfig, tuning: AgentTuning) -> Result<RunningAg
     AgentBuilder::new(config).tuning(tuning).start().await
 }
 
+/// A control-plane client factory: awc's client is `!Send`, so each actor that talks to the
+/// control plane builds its own on its arbiter.
+type CpFactory = Arc<dyn Fn() -> ControlPlaneClient + Send + Sync>;
+
+/// What every subsystem's start function needs.
+struct Shared<'a> {
+    config: &'a AgentConfig,
+    tuning: &'a AgentTuning,
+    cp: CpFactory,
+    router: Addr<Router>,
+    agent_id: String,
+    /// The JetStream arbiter: the write path, the read cache, the API, membership.
+    js: ArbiterHandle,
+}
+
 async fn start_with(
     config: AgentConfig,
     tuning: AgentTuning,
@@ -414,166 +429,22 @@ async fn start_with(
 
     let server_id = new_server_id();
     let budget = InflightBudget::new(config.max_inflight_bytes, config.max_inflight_msgs);
-    let mut settings = ConnectionSettings::new(
-        server_info(&config, &server_id, client_addr.port()),
-        budget.clone(),
-    );
-    settings.ping_interval = tuning.ping_interval;
-    settings.max_pings_out = tuning.max_pings_out;
-    settings.max_pending = tuning.max_pending;
-    let settings = Arc::new(settings);
-
     let router = Router::new().start();
-    let agent_id = format!("{}-{}", config.server_name, &server_id[..8]);
-
     // The JetStream write path and API share one arbiter: they exchange many small messages.
     let js = Arbiter::new();
-    let js_handle = js.handle();
-    let cp = {
-        let url = config.control_plane_url.clone();
-        let group_id = config.group_id.clone();
-        let key = config.group_key.clone();
-        let options = crate::control_plane::ClientOptions {
-            tls: Some(tls),
-            ..Default::default()
-        };
-        move || ControlPlaneClient::with_options(&url, &group_id, &key, options.clone())
+    let shared = Shared {
+        config: &config,
+        tuning: &tuning,
+        cp: control_plane_factory(&config, tls),
+        router: router.clone(),
+        agent_id: format!("{}-{}", config.server_name, &server_id[..8]),
+        js: js.handle(),
     };
-    let sequencer = {
-        let cp = cp.clone();
-        let router = router.clone();
-        let settings = SequenceSettings {
-            agent_id: agent_id.clone(),
-            commit_deadline: tuning.commit_deadline,
-            id_prefetch: 16,
-        };
-        let supervision = SequenceSupervisorSettings {
-            agent_id: agent_id.clone(),
-            commit_deadline: tuning.commit_deadline,
-            id_wait: tuning.upload_deadline,
-        };
-        let observer = hooks.on_commit;
-        SequenceSupervisor::start_in_arbiter(&js_handle, move |_| {
-            SequenceSupervisor::new(supervision, router, move || {
-                SequenceClient::new(settings.clone(), cp())
-            })
-            .with_observer(observer)
-        })
-    };
-    let uploader = UploaderPool::start_in_arbiters(
-        store.clone(),
-        std::slice::from_ref(&js_handle),
-        tuning.uploaders.max(1),
-        RetryPolicy::default(),
-        crate::actors::uploader::DEFAULT_MAILBOX_CAPACITY,
-    );
-    let flusher = {
-        let settings = FlusherSettings {
-            group_id: config.group_id.clone(),
-            window: config.batch_write,
-            max_object_bytes: config.max_object_bytes,
-            upload_deadline: tuning.upload_deadline,
-            max_uploading: tuning.uploaders.max(1),
-        };
-        let sequencer = sequencer.clone();
-        Flusher::start_in_arbiter(&js_handle, move |_| {
-            Flusher::new(settings, uploader, sequencer)
-        })
-    };
-    let catalog = {
-        let cp = cp.clone();
-        let router = router.clone();
-        let flusher = flusher.clone();
-        let interval = tuning.stream_poll_interval;
-        StreamCatalog::start_in_arbiter(&js_handle, move |_| {
-            StreamCatalog::new(cp(), router, flusher, interval)
-        })
-    };
-    let read_cache = {
-        let store = store.clone();
-        let settings = ReadCacheSettings {
-            capacity: config.cache_bytes,
-            peer_timeout: tuning.peer_timeout,
-        };
-        ReadCache::start_in_arbiter(&js_handle, move |_| ReadCache::new(settings, store))
-    };
-    // Routes get an arbiter of their own: their sockets' reads and writes are the hot path of
-    // every message that crosses agents.
-    let route_arbiter = Arbiter::new();
-    let routes = {
-        let me = RouteIdentity {
-            group_id: config.group_id.clone(),
-            group_key: config.group_key.clone(),
-            agent_id: agent_id.clone(),
-            zone: config.availability_zone.clone().unwrap_or_default(),
-            handshake_timeout: ROUTE_HANDSHAKE_TIMEOUT,
-        };
-        let ports = RouterPorts::of(&router);
-        RouteManager::start_in_arbiter(&route_arbiter.handle(), move |_| {
-            RouteManager::new(me, ports)
-        })
-    };
-    // Bound once: the peer cache's supervisor keeps it across restarts of the peer cache. It
-    // accepts routes too (the peer port carries both) and hands them to the route manager.
-    let peer_cache = {
-        let settings = PeerSettings::new(
-            config.group_id.clone(),
-            config.group_key.clone(),
-            agent_id.clone(),
-        );
-        let cache = read_cache.clone();
-        let route_sockets = routes.clone().recipient();
-        PeerSupervisor::start_in_arbiter(&js_handle, move |_| {
-            PeerSupervisor::new(Some(peer_listener), move |listener| {
-                PeerCache::new(settings.clone(), cache.clone(), listener)
-                    .with_routes(route_sockets.clone())
-            })
-        })
-    };
-    read_cache.do_send(SetPeer(Some(peer_cache.clone().recipient())));
-    let reader = Reader::new(read_cache.clone(), store.clone());
-    // JetStream consumers: pull requests and acks (state in the control plane), reading through
-    // the same cache as every other read.
-    let consumers = {
-        let cp = cp.clone();
-        let router = router.clone();
-        let reader = reader.clone();
-        crate::actors::consumer::ConsumerManager::start_in_arbiter(&js_handle, move |_| {
-            crate::actors::consumer::ConsumerManager::new(cp(), router, reader)
-        })
-    };
-    // Push consumers whose deliver subjects have local interest, under a control-plane lease so
-    // exactly one agent pushes each consumer.
-    {
-        let cp = cp.clone();
-        let router = router.clone();
-        let reader = reader.clone();
-        let agent_id = agent_id.clone();
-        crate::actors::push::PushManager::start_in_arbiter(&js_handle, move |_| {
-            crate::actors::push::PushManager::new(cp(), router, reader, agent_id)
-        });
-    }
-    let js_api = {
-        let cp = cp.clone();
-        let router = router.clone();
-        let reader = reader.clone();
-        let catalog = catalog.clone();
-        JsApi::start_in_arbiter(&js_handle, move |_| {
-            JsApi::new(cp(), router, catalog, reader)
-        })
-    };
-    // Ready before the first client: the JetStream responders are subscribed, and the streams
-    // that already exist are routable (bounded: a control plane that is down must not stop the
-    // agent from serving core NATS).
-    let _ = js_api.send(crate::actors::Ready).await;
-    let _ = consumers.send(crate::actors::Ready).await;
-    let _ = router.send(GetStats).await;
-    if actix_rt::time::timeout(Duration::from_secs(5), catalog.send(Refresh))
-        .await
-        .is_err()
-    {
-        tracing::warn!("streams not loaded at startup; the catalog keeps polling");
-    }
+
+    let write = start_write_path(&shared, store.clone(), hooks.on_commit);
+    let (route_arbiter, routes) = start_routes(&shared);
+    let read = start_read_path(&shared, store, peer_listener, &routes);
+    start_jetstream(&shared, &write.catalog, &read.reader).await;
 
     let mut arbiters: Vec<Arbiter> = (0..config.workers.max(1)).map(|_| Arbiter::new()).collect();
     let handles: Vec<ArbiterHandle> = arbiters.iter().map(|a| a.handle()).collect();
@@ -581,11 +452,11 @@ async fn start_with(
     arbiters.push(route_arbiter);
 
     let probe = {
-        let cp = cp.clone();
+        let cp = shared.cp.clone();
         let interval = hooks
             .health_interval
             .unwrap_or(crate::monitor::DEFAULT_HEALTH_INTERVAL);
-        HealthProbe::start_in_arbiter(&js_handle, move |_| HealthProbe::new(cp(), interval))
+        HealthProbe::start_in_arbiter(&shared.js, move |_| HealthProbe::new(cp(), interval))
     };
     let sources = MonitorSources {
         router: router.clone(),
@@ -609,33 +480,272 @@ async fn start_with(
     })?;
 
     // Membership: register once every listener is bound, so the ports registered are real.
-    let (urls_tx, mut urls_rx) = tokio::sync::watch::channel(Vec::<String>::new());
-    let membership = {
-        let cp = cp.clone();
-        let settings = MembershipSettings {
-            agent_id: agent_id.clone(),
-            zone: config.availability_zone.clone().unwrap_or_default(),
-            advertise_address: resolve_advertise_address(
-                config.advertise_address.as_deref(),
-                &config.host,
-            ),
-            ports: AgentPorts {
-                client: client_addr.port(),
-                peer: peer_addr.port(),
-                http: http_addr.port(),
-            },
-            refresh: tuning.membership_refresh,
-        };
-        Membership::start_in_arbiter(&js_handle, move |_| {
-            Membership::new(settings, cp()).with_connect_urls(urls_tx)
-        })
+    let (urls_tx, urls_rx) = tokio::sync::watch::channel(Vec::<String>::new());
+    let ports = AgentPorts {
+        client: client_addr.port(),
+        peer: peer_addr.port(),
+        http: http_addr.port(),
     };
-    membership.do_send(SubscribeMembers(peer_cache.clone().recipient()));
+    let membership = start_membership(&shared, ports, urls_tx);
+    membership.do_send(SubscribeMembers(read.peer_cache.clone().recipient()));
     membership.do_send(SubscribeGroup(routes.clone().recipient()));
 
-    let accept_router = router.clone();
-    let accept = actix_rt::spawn(async move {
-        let mut settings = settings;
+    let settings = connection_settings(&config, &tuning, &server_id, client_addr.port(), &budget);
+    let accept = spawn_accept(listener, settings, router.clone(), handles, urls_rx);
+    let agent_id = shared.agent_id.clone();
+    Ok(RunningAgent {
+        client_addr,
+        http_addr,
+        server_id,
+        router,
+        flusher: write.flusher,
+        agent_id,
+        probe,
+        budget,
+        graceful_shutdown_timeout: config.graceful_shutdown_timeout,
+        max_inflight_bytes: config.max_inflight_bytes,
+        max_inflight_msgs: config.max_inflight_msgs,
+        peer_addr,
+        sequencer: write.sequencer,
+        peer_cache: read.peer_cache,
+        read_cache: read.read_cache,
+        membership,
+        routes,
+        arbiters,
+        accept,
+        http,
+    })
+}
+
+fn control_plane_factory(config: &AgentConfig, tls: Arc<rustls::ClientConfig>) -> CpFactory {
+    let url = config.control_plane_url.clone();
+    let group_id = config.group_id.clone();
+    let key = config.group_key.clone();
+    let options = crate::control_plane::ClientOptions {
+        tls: Some(tls),
+        ..Default::default()
+    };
+    Arc::new(move || ControlPlaneClient::with_options(&url, &group_id, &key, options.clone()))
+}
+
+fn connection_settings(
+    config: &AgentConfig,
+    tuning: &AgentTuning,
+    server_id: &str,
+    port: u16,
+    budget: &InflightBudget,
+) -> Arc<ConnectionSettings> {
+    let mut settings =
+        ConnectionSettings::new(server_info(config, server_id, port), budget.clone());
+    settings.ping_interval = tuning.ping_interval;
+    settings.max_pings_out = tuning.max_pings_out;
+    settings.max_pending = tuning.max_pending;
+    Arc::new(settings)
+}
+
+/// The write path's actors, downstream first: the sequencer (commits, acks), the uploader
+/// pool, the flusher (the window), the stream catalog (which starts the batchers).
+struct WritePath {
+    sequencer: Addr<SequenceSupervisor>,
+    flusher: Addr<Flusher>,
+    catalog: Addr<StreamCatalog>,
+}
+
+fn start_write_path(
+    s: &Shared<'_>,
+    store: Arc<dyn object_store::ObjectStore>,
+    observer: Option<Recipient<Committed>>,
+) -> WritePath {
+    let sequencer = {
+        let cp = s.cp.clone();
+        let router = s.router.clone();
+        let settings = SequenceSettings {
+            agent_id: s.agent_id.clone(),
+            commit_deadline: s.tuning.commit_deadline,
+            id_prefetch: 16,
+        };
+        let supervision = SequenceSupervisorSettings {
+            agent_id: s.agent_id.clone(),
+            commit_deadline: s.tuning.commit_deadline,
+            id_wait: s.tuning.upload_deadline,
+        };
+        SequenceSupervisor::start_in_arbiter(&s.js, move |_| {
+            SequenceSupervisor::new(supervision, router, move || {
+                SequenceClient::new(settings.clone(), cp())
+            })
+            .with_observer(observer)
+        })
+    };
+    let uploader = UploaderPool::start_in_arbiters(
+        store,
+        std::slice::from_ref(&s.js),
+        s.tuning.uploaders.max(1),
+        RetryPolicy::default(),
+        crate::actors::uploader::DEFAULT_MAILBOX_CAPACITY,
+    );
+    let flusher = {
+        let settings = FlusherSettings {
+            group_id: s.config.group_id.clone(),
+            window: s.config.batch_write,
+            max_object_bytes: s.config.max_object_bytes,
+            upload_deadline: s.tuning.upload_deadline,
+            max_uploading: s.tuning.uploaders.max(1),
+        };
+        let sequencer = sequencer.clone();
+        Flusher::start_in_arbiter(&s.js, move |_| Flusher::new(settings, uploader, sequencer))
+    };
+    let catalog = {
+        let cp = s.cp.clone();
+        let router = s.router.clone();
+        let flusher = flusher.clone();
+        let interval = s.tuning.stream_poll_interval;
+        StreamCatalog::start_in_arbiter(&s.js, move |_| {
+            StreamCatalog::new(cp(), router, flusher, interval)
+        })
+    };
+    WritePath {
+        sequencer,
+        flusher,
+        catalog,
+    }
+}
+
+/// The route manager, on an arbiter of its own (dialling and handshakes; the routes' reads and
+/// writes run on the router's thread).
+fn start_routes(s: &Shared<'_>) -> (Arbiter, Addr<RouteManager>) {
+    let arbiter = Arbiter::new();
+    let me = RouteIdentity {
+        group_id: s.config.group_id.clone(),
+        group_key: s.config.group_key.clone(),
+        agent_id: s.agent_id.clone(),
+        zone: s.config.availability_zone.clone().unwrap_or_default(),
+        handshake_timeout: ROUTE_HANDSHAKE_TIMEOUT,
+    };
+    let ports = RouterPorts::of(&s.router);
+    let routes =
+        RouteManager::start_in_arbiter(&arbiter.handle(), move |_| RouteManager::new(me, ports));
+    (arbiter, routes)
+}
+
+/// The read path: the read cache, the peer cache over the peer port (which also accepts routes
+/// and hands them to the route manager), and the reader every read goes through.
+struct ReadPath {
+    read_cache: Addr<ReadCache>,
+    peer_cache: Addr<PeerSupervisor>,
+    reader: Reader,
+}
+
+fn start_read_path(
+    s: &Shared<'_>,
+    store: Arc<dyn object_store::ObjectStore>,
+    peer_listener: std::net::TcpListener,
+    routes: &Addr<RouteManager>,
+) -> ReadPath {
+    let read_cache = {
+        let store = store.clone();
+        let settings = ReadCacheSettings {
+            capacity: s.config.cache_bytes,
+            peer_timeout: s.tuning.peer_timeout,
+        };
+        ReadCache::start_in_arbiter(&s.js, move |_| ReadCache::new(settings, store))
+    };
+    // Bound once: the peer cache's supervisor keeps the listener across restarts.
+    let peer_cache = {
+        let settings = PeerSettings::new(
+            s.config.group_id.clone(),
+            s.config.group_key.clone(),
+            s.agent_id.clone(),
+        );
+        let cache = read_cache.clone();
+        let route_sockets = routes.clone().recipient();
+        PeerSupervisor::start_in_arbiter(&s.js, move |_| {
+            PeerSupervisor::new(Some(peer_listener), move |listener| {
+                PeerCache::new(settings.clone(), cache.clone(), listener)
+                    .with_routes(route_sockets.clone())
+            })
+        })
+    };
+    read_cache.do_send(SetPeer(Some(peer_cache.clone().recipient())));
+    let reader = Reader::new(read_cache.clone(), store);
+    ReadPath {
+        read_cache,
+        peer_cache,
+        reader,
+    }
+}
+
+/// JetStream beyond the write path: pull consumers and acks, push consumers (under a
+/// control-plane lease, so one agent pushes each), the `$JS.API` responders. Returns once they
+/// are ready for the first client: the responders subscribed, and the streams that exist
+/// routable (bounded: a control plane that is down must not stop the agent serving core NATS).
+async fn start_jetstream(s: &Shared<'_>, catalog: &Addr<StreamCatalog>, reader: &Reader) {
+    let consumers = {
+        let cp = s.cp.clone();
+        let router = s.router.clone();
+        let reader = reader.clone();
+        crate::actors::consumer::ConsumerManager::start_in_arbiter(&s.js, move |_| {
+            crate::actors::consumer::ConsumerManager::new(cp(), router, reader)
+        })
+    };
+    {
+        let cp = s.cp.clone();
+        let router = s.router.clone();
+        let reader = reader.clone();
+        let agent_id = s.agent_id.clone();
+        crate::actors::push::PushManager::start_in_arbiter(&s.js, move |_| {
+            crate::actors::push::PushManager::new(cp(), router, reader, agent_id)
+        });
+    }
+    let js_api = {
+        let cp = s.cp.clone();
+        let router = s.router.clone();
+        let reader = reader.clone();
+        let catalog = catalog.clone();
+        JsApi::start_in_arbiter(&s.js, move |_| JsApi::new(cp(), router, catalog, reader))
+    };
+    let _ = js_api.send(crate::actors::Ready).await;
+    let _ = consumers.send(crate::actors::Ready).await;
+    let _ = s.router.send(GetStats).await;
+    if actix_rt::time::timeout(Duration::from_secs(5), catalog.send(Refresh))
+        .await
+        .is_err()
+    {
+        tracing::warn!("streams not loaded at startup; the catalog keeps polling");
+    }
+}
+
+/// Registration with the control plane and heartbeats; the zone's agents go to `urls` (INFO
+/// `connect_urls`).
+fn start_membership(
+    s: &Shared<'_>,
+    ports: AgentPorts,
+    urls: tokio::sync::watch::Sender<Vec<String>>,
+) -> Addr<Membership> {
+    let cp = s.cp.clone();
+    let settings = MembershipSettings {
+        agent_id: s.agent_id.clone(),
+        zone: s.config.availability_zone.clone().unwrap_or_default(),
+        advertise_address: resolve_advertise_address(
+            s.config.advertise_address.as_deref(),
+            &s.config.host,
+        ),
+        ports,
+        refresh: s.tuning.membership_refresh,
+    };
+    Membership::start_in_arbiter(&s.js, move |_| {
+        Membership::new(settings, cp()).with_connect_urls(urls)
+    })
+}
+
+/// The accept loop: one Connection actor per client, round robin over the worker arbiters.
+fn spawn_accept(
+    listener: TcpListener,
+    mut settings: Arc<ConnectionSettings>,
+    router: Addr<Router>,
+    handles: Vec<ArbiterHandle>,
+    mut urls: tokio::sync::watch::Receiver<Vec<String>>,
+) -> actix_rt::task::JoinHandle<()> {
+    actix_rt::spawn(async move {
         let next_id = AtomicU64::new(1);
         loop {
             let (stream, peer) = match listener.accept().await {
@@ -649,42 +759,19 @@ async fn start_with(
             };
             let _ = stream.set_nodelay(true);
             // INFO lists the zone's agents as they are now (new connections only).
-            if urls_rx.has_changed().unwrap_or(false) {
+            if urls.has_changed().unwrap_or(false) {
                 let mut next = (*settings).clone();
-                next.info.connect_urls = urls_rx.borrow_and_update().clone();
+                next.info.connect_urls = urls.borrow_and_update().clone();
                 settings = Arc::new(next);
             }
             let id = next_id.fetch_add(1, Ordering::Relaxed);
             let arbiter = &handles[(id as usize) % handles.len()];
-            let router = accept_router.clone();
+            let router = router.clone();
             let settings = settings.clone();
             Connection::start_in_arbiter(arbiter, move |_| {
                 Connection::new(id, stream, peer, router, settings)
             });
         }
-    });
-
-    Ok(RunningAgent {
-        client_addr,
-        http_addr,
-        server_id,
-        router,
-        flusher,
-        agent_id,
-        probe,
-        budget,
-        graceful_shutdown_timeout: config.graceful_shutdown_timeout,
-        max_inflight_bytes: config.max_inflight_bytes,
-        max_inflight_msgs: config.max_inflight_msgs,
-        peer_addr,
-        sequencer,
-        peer_cache,
-        read_cache,
-        membership,
-        routes,
-        arbiters,
-        accept,
-        http,
     })
 }
 
