@@ -402,240 +402,16 @@ impl StreamConfig {
     }
 
     /// Defaults and validation as nats-server's `checkStreamCfg` (no account limits, no
-    /// other-stream checks). Returns the config as it will be stored.
+    /// other-stream checks), in its order. Returns the config as it will be stored.
     pub fn checked(&self, pedantic: bool) -> Result<StreamConfig, ApiError> {
-        if !is_valid_asset_name(&self.name) {
-            return Err(invalid(
-                "stream name is required and can not contain '.', '*', '>', '\\', '/'",
-            ));
-        }
-        if self.name.len() > MAX_NAME_LEN {
-            return Err(invalid(format!(
-                "stream name is too long, maximum allowed is {MAX_NAME_LEN}"
-            )));
-        }
-        if self.description.len() > MAX_DESCRIPTION_LEN {
-            return Err(invalid(format!(
-                "stream description is too long, maximum allowed is {MAX_DESCRIPTION_LEN}"
-            )));
-        }
-        let metadata_len: usize = self.metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
-        if metadata_len > MAX_METADATA_LEN {
-            return Err(invalid(format!(
-                "stream metadata exceeds maximum size of {MAX_METADATA_LEN} bytes"
-            )));
-        }
-
+        check_names(self)?;
         let mut cfg = self.clone();
-        if cfg.num_replicas == 0 {
-            cfg.num_replicas = 1;
-        }
-        if cfg.num_replicas > MAX_REPLICAS {
-            return Err(invalid(format!("maximum replicas is {MAX_REPLICAS}")));
-        }
-        if cfg.num_replicas < 0 {
-            return Err(ApiError::replicas_count_cannot_be_negative());
-        }
-        for (value, field) in [
-            (&mut cfg.max_msgs, "max_msgs"),
-            (&mut cfg.max_msgs_per_subject, "max_msgs_per_subject"),
-            (&mut cfg.max_bytes, "max_bytes"),
-            (&mut cfg.max_consumers, "max_consumers"),
-        ] {
-            if *value == 0 || *value < -1 {
-                if pedantic && *value < -1 {
-                    return Err(ApiError::pedantic(format!("{field} must be set to -1")));
-                }
-                *value = -1;
-            }
-        }
-        if cfg.max_msg_size == 0 || cfg.max_msg_size < -1 {
-            if pedantic && cfg.max_msg_size < -1 {
-                return Err(ApiError::pedantic("max_msg_size must be set to -1"));
-            }
-            cfg.max_msg_size = -1;
-        }
-        if cfg.max_age < 0 {
-            return Err(invalid("max age can not be negative"));
-        }
-        if cfg.max_age != 0 && cfg.max_age < HUNDRED_MS {
-            return Err(invalid("max age needs to be >= 100ms"));
-        }
-        if cfg.duplicate_window == 0 && cfg.mirror.is_none() && cfg.sources.is_empty() {
-            let max_window = DEFAULT_DUPLICATE_WINDOW;
-            if cfg.max_age != 0 && cfg.max_age < max_window {
-                if pedantic {
-                    return Err(ApiError::pedantic(
-                        "duplicate window cannot be bigger than max age",
-                    ));
-                }
-                cfg.duplicate_window = cfg.max_age;
-            } else {
-                cfg.duplicate_window = max_window;
-            }
-        }
-        if cfg.duplicate_window < 0 {
-            return Err(invalid("duplicates window can not be negative"));
-        }
-        if cfg.max_age != 0 && cfg.duplicate_window > cfg.max_age {
-            return Err(invalid("duplicates window can not be larger then max age"));
-        }
-        if cfg.duplicate_window > 0 && cfg.duplicate_window < HUNDRED_MS {
-            return Err(invalid("duplicates window needs to be >= 100ms"));
-        }
-        if cfg.deny_purge && cfg.allow_rollup_hdrs {
-            return Err(invalid("roll-ups require the purge permission"));
-        }
-        if cfg.discard_new_per_subject {
-            if cfg.discard != DiscardPolicy::New {
-                return Err(invalid(
-                    "discard new per subject requires discard new policy to be set",
-                ));
-            }
-            if cfg.max_msgs_per_subject <= 0 {
-                return Err(invalid(
-                    "discard new per subject requires max msgs per subject > 0",
-                ));
-            }
-        }
-        if cfg.subject_delete_marker_ttl > 0 {
-            if cfg.subject_delete_marker_ttl < ONE_SECOND {
-                return Err(invalid(
-                    "subject delete marker TTL must be at least 1 second",
-                ));
-            }
-            if !cfg.allow_msg_ttl {
-                if pedantic {
-                    return Err(invalid(
-                        "subject delete marker cannot be set if message TTLs are disabled",
-                    ));
-                }
-                cfg.allow_msg_ttl = true;
-            }
-            if !cfg.allow_rollup_hdrs {
-                if pedantic {
-                    return Err(invalid(
-                        "subject delete marker cannot be set if roll-ups are disabled",
-                    ));
-                }
-                cfg.allow_rollup_hdrs = true;
-                cfg.deny_purge = false;
-            }
-        } else if cfg.subject_delete_marker_ttl < 0 {
-            return Err(invalid("subject delete marker TTL must not be negative"));
-        }
-
-        // The control plane never sees payloads, so these features cannot be honoured.
-        if cfg.mirror.is_some() || !cfg.sources.is_empty() {
-            return Err(invalid("stream mirrors and sources are not supported"));
-        }
-        if cfg.allow_msg_counter {
-            return Err(invalid("counter streams are not supported"));
-        }
-        if cfg.allow_msg_schedules {
-            return Err(invalid("message schedules are not supported"));
-        }
-        if cfg.allow_atomic || cfg.allow_batched {
-            return Err(invalid("batch publishing is not supported"));
-        }
-        if cfg.persist_mode == PersistMode::Async && cfg.num_replicas > 1 {
-            return Err(invalid(
-                "async persist mode is not supported on replicated streams",
-            ));
-        }
-        if cfg.persist_mode == PersistMode::Async && cfg.storage != StorageType::File {
-            return Err(invalid(
-                "async persist mode is only supported on file storage",
-            ));
-        }
-
-        if cfg.subjects.is_empty() {
-            cfg.subjects.push(cfg.name.clone());
-        } else {
-            for (i, subj) in cfg.subjects.iter().enumerate() {
-                if !subject::is_valid_subject(subj) {
-                    return Err(invalid("invalid subject"));
-                }
-                if cfg.subjects[..i].contains(subj) {
-                    return Err(invalid("duplicate subjects detected"));
-                }
-                if subj == ">" {
-                    if !cfg.no_ack {
-                        return Err(invalid("capturing all subjects requires no-ack to be true"));
-                    }
-                    if cfg.num_replicas != 1 {
-                        return Err(invalid("capturing all subjects requires replicas of 1"));
-                    }
-                }
-                if !cfg.no_ack {
-                    for ns in ["$JS.>", "$JSC.>", "$NRG.>"] {
-                        if subject::overlaps(subj, ns) && !subject::is_subset(subj, "$JS.EVENT.>") {
-                            return Err(invalid(
-                                "subjects that overlap with jetstream api require no-ack to be true",
-                            ));
-                        }
-                    }
-                    if subject::overlaps(subj, "$SYS.>")
-                        && !subject::is_subset(subj, "$SYS.ACCOUNT.>")
-                    {
-                        return Err(invalid(
-                            "subjects that overlap with system api require no-ack to be true",
-                        ));
-                    }
-                }
-                for other in &cfg.subjects[i + 1..] {
-                    if subject::overlaps(other, subj) {
-                        return Err(invalid(format!("subject {subj:?} overlaps with {other:?}")));
-                    }
-                }
-            }
-        }
-
-        if let Some(tr) = &cfg.subject_transform {
-            if !tr.src.is_empty() && !subject::is_valid_subject(&tr.src) {
-                return Err(ApiError::new(
-                    400,
-                    10155,
-                    format!("stream transform source: invalid subject {}", tr.src),
-                ));
-            }
-            if tr.dest.is_empty() {
-                return Err(ApiError::new(
-                    400,
-                    10156,
-                    "stream transform: invalid mapping destination",
-                ));
-            }
-        }
-        if let Some(rp) = &mut cfg.republish {
-            if rp.src.is_empty() {
-                if pedantic {
-                    return Err(ApiError::pedantic("republish source can not be empty"));
-                }
-                rp.src = ">".to_string();
-            }
-            if cfg.subjects.iter().any(|s| subject::overlaps(&rp.dest, s)) {
-                return Err(invalid(
-                    "stream configuration for republish destination forms a cycle",
-                ));
-            }
-            if !subject::is_valid_subject(&rp.src) || rp.dest.is_empty() {
-                return Err(invalid(format!(
-                    "stream configuration for republish with transform from '{}' to '{}' not valid",
-                    rp.src, rp.dest
-                )));
-            }
-        }
-        if cfg.placement.as_ref() == Some(&Placement::default()) {
-            cfg.placement = None;
-        }
-        if cfg
-            .placement
-            .as_ref()
-            .is_some_and(|p| !p.preferred.is_empty())
-        {
-            return Err(invalid("preferred server not permitted in placement"));
-        }
+        check_limits(&mut cfg, pedantic)?;
+        check_duplicate_window(&mut cfg, pedantic)?;
+        check_policies(&mut cfg, pedantic)?;
+        check_supported(&cfg)?;
+        check_subjects(&mut cfg)?;
+        check_transforms(&mut cfg, pedantic)?;
         Ok(cfg)
     }
 
@@ -702,6 +478,269 @@ impl StreamConfig {
             .iter()
             .any(|a| subjects.iter().any(|b| subject::overlaps(a, b)))
     }
+}
+
+// The phases of `StreamConfig::checked`, in nats-server's order.
+
+/// The stream's name, description and metadata sizes.
+fn check_names(cfg: &StreamConfig) -> Result<(), ApiError> {
+    if !is_valid_asset_name(&cfg.name) {
+        return Err(invalid(
+            "stream name is required and can not contain '.', '*', '>', '\\', '/'",
+        ));
+    }
+    if cfg.name.len() > MAX_NAME_LEN {
+        return Err(invalid(format!(
+            "stream name is too long, maximum allowed is {MAX_NAME_LEN}"
+        )));
+    }
+    if cfg.description.len() > MAX_DESCRIPTION_LEN {
+        return Err(invalid(format!(
+            "stream description is too long, maximum allowed is {MAX_DESCRIPTION_LEN}"
+        )));
+    }
+    let metadata_len: usize = cfg.metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if metadata_len > MAX_METADATA_LEN {
+        return Err(invalid(format!(
+            "stream metadata exceeds maximum size of {MAX_METADATA_LEN} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// Replicas and the message and byte limits, with their defaults.
+fn check_limits(cfg: &mut StreamConfig, pedantic: bool) -> Result<(), ApiError> {
+    if cfg.num_replicas == 0 {
+        cfg.num_replicas = 1;
+    }
+    if cfg.num_replicas > MAX_REPLICAS {
+        return Err(invalid(format!("maximum replicas is {MAX_REPLICAS}")));
+    }
+    if cfg.num_replicas < 0 {
+        return Err(ApiError::replicas_count_cannot_be_negative());
+    }
+    for (value, field) in [
+        (&mut cfg.max_msgs, "max_msgs"),
+        (&mut cfg.max_msgs_per_subject, "max_msgs_per_subject"),
+        (&mut cfg.max_bytes, "max_bytes"),
+        (&mut cfg.max_consumers, "max_consumers"),
+    ] {
+        if *value == 0 || *value < -1 {
+            if pedantic && *value < -1 {
+                return Err(ApiError::pedantic(format!("{field} must be set to -1")));
+            }
+            *value = -1;
+        }
+    }
+    if cfg.max_msg_size == 0 || cfg.max_msg_size < -1 {
+        if pedantic && cfg.max_msg_size < -1 {
+            return Err(ApiError::pedantic("max_msg_size must be set to -1"));
+        }
+        cfg.max_msg_size = -1;
+    }
+    if cfg.max_age < 0 {
+        return Err(invalid("max age can not be negative"));
+    }
+    if cfg.max_age != 0 && cfg.max_age < HUNDRED_MS {
+        return Err(invalid("max age needs to be >= 100ms"));
+    }
+    Ok(())
+}
+
+/// The duplicate window: its default from max age, its bounds.
+fn check_duplicate_window(cfg: &mut StreamConfig, pedantic: bool) -> Result<(), ApiError> {
+    if cfg.duplicate_window == 0 && cfg.mirror.is_none() && cfg.sources.is_empty() {
+        let max_window = DEFAULT_DUPLICATE_WINDOW;
+        if cfg.max_age != 0 && cfg.max_age < max_window {
+            if pedantic {
+                return Err(ApiError::pedantic(
+                    "duplicate window cannot be bigger than max age",
+                ));
+            }
+            cfg.duplicate_window = cfg.max_age;
+        } else {
+            cfg.duplicate_window = max_window;
+        }
+    }
+    if cfg.duplicate_window < 0 {
+        return Err(invalid("duplicates window can not be negative"));
+    }
+    if cfg.max_age != 0 && cfg.duplicate_window > cfg.max_age {
+        return Err(invalid("duplicates window can not be larger then max age"));
+    }
+    if cfg.duplicate_window > 0 && cfg.duplicate_window < HUNDRED_MS {
+        return Err(invalid("duplicates window needs to be >= 100ms"));
+    }
+    Ok(())
+}
+
+/// Roll-ups, discard-new-per-subject and subject delete markers.
+fn check_policies(cfg: &mut StreamConfig, pedantic: bool) -> Result<(), ApiError> {
+    if cfg.deny_purge && cfg.allow_rollup_hdrs {
+        return Err(invalid("roll-ups require the purge permission"));
+    }
+    if cfg.discard_new_per_subject {
+        if cfg.discard != DiscardPolicy::New {
+            return Err(invalid(
+                "discard new per subject requires discard new policy to be set",
+            ));
+        }
+        if cfg.max_msgs_per_subject <= 0 {
+            return Err(invalid(
+                "discard new per subject requires max msgs per subject > 0",
+            ));
+        }
+    }
+    if cfg.subject_delete_marker_ttl > 0 {
+        if cfg.subject_delete_marker_ttl < ONE_SECOND {
+            return Err(invalid(
+                "subject delete marker TTL must be at least 1 second",
+            ));
+        }
+        if !cfg.allow_msg_ttl {
+            if pedantic {
+                return Err(invalid(
+                    "subject delete marker cannot be set if message TTLs are disabled",
+                ));
+            }
+            cfg.allow_msg_ttl = true;
+        }
+        if !cfg.allow_rollup_hdrs {
+            if pedantic {
+                return Err(invalid(
+                    "subject delete marker cannot be set if roll-ups are disabled",
+                ));
+            }
+            cfg.allow_rollup_hdrs = true;
+            cfg.deny_purge = false;
+        }
+    } else if cfg.subject_delete_marker_ttl < 0 {
+        return Err(invalid("subject delete marker TTL must not be negative"));
+    }
+    Ok(())
+}
+
+/// Features an agent cannot honour (the control plane never sees payloads).
+fn check_supported(cfg: &StreamConfig) -> Result<(), ApiError> {
+    if cfg.mirror.is_some() || !cfg.sources.is_empty() {
+        return Err(invalid("stream mirrors and sources are not supported"));
+    }
+    if cfg.allow_msg_counter {
+        return Err(invalid("counter streams are not supported"));
+    }
+    if cfg.allow_msg_schedules {
+        return Err(invalid("message schedules are not supported"));
+    }
+    if cfg.allow_atomic || cfg.allow_batched {
+        return Err(invalid("batch publishing is not supported"));
+    }
+    if cfg.persist_mode == PersistMode::Async && cfg.num_replicas > 1 {
+        return Err(invalid(
+            "async persist mode is not supported on replicated streams",
+        ));
+    }
+    if cfg.persist_mode == PersistMode::Async && cfg.storage != StorageType::File {
+        return Err(invalid(
+            "async persist mode is only supported on file storage",
+        ));
+    }
+    Ok(())
+}
+
+/// The subjects: the name when none, each valid, none duplicated or overlapping, no
+/// capture of the JetStream or system API without no-ack.
+fn check_subjects(cfg: &mut StreamConfig) -> Result<(), ApiError> {
+    if cfg.subjects.is_empty() {
+        cfg.subjects.push(cfg.name.clone());
+    } else {
+        for (i, subj) in cfg.subjects.iter().enumerate() {
+            if !subject::is_valid_subject(subj) {
+                return Err(invalid("invalid subject"));
+            }
+            if cfg.subjects[..i].contains(subj) {
+                return Err(invalid("duplicate subjects detected"));
+            }
+            if subj == ">" {
+                if !cfg.no_ack {
+                    return Err(invalid("capturing all subjects requires no-ack to be true"));
+                }
+                if cfg.num_replicas != 1 {
+                    return Err(invalid("capturing all subjects requires replicas of 1"));
+                }
+            }
+            if !cfg.no_ack {
+                for ns in ["$JS.>", "$JSC.>", "$NRG.>"] {
+                    if subject::overlaps(subj, ns) && !subject::is_subset(subj, "$JS.EVENT.>") {
+                        return Err(invalid(
+                            "subjects that overlap with jetstream api require no-ack to be true",
+                        ));
+                    }
+                }
+                if subject::overlaps(subj, "$SYS.>") && !subject::is_subset(subj, "$SYS.ACCOUNT.>")
+                {
+                    return Err(invalid(
+                        "subjects that overlap with system api require no-ack to be true",
+                    ));
+                }
+            }
+            for other in &cfg.subjects[i + 1..] {
+                if subject::overlaps(other, subj) {
+                    return Err(invalid(format!("subject {subj:?} overlaps with {other:?}")));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Subject transform, republish and placement.
+fn check_transforms(cfg: &mut StreamConfig, pedantic: bool) -> Result<(), ApiError> {
+    if let Some(tr) = &cfg.subject_transform {
+        if !tr.src.is_empty() && !subject::is_valid_subject(&tr.src) {
+            return Err(ApiError::new(
+                400,
+                10155,
+                format!("stream transform source: invalid subject {}", tr.src),
+            ));
+        }
+        if tr.dest.is_empty() {
+            return Err(ApiError::new(
+                400,
+                10156,
+                "stream transform: invalid mapping destination",
+            ));
+        }
+    }
+    if let Some(rp) = &mut cfg.republish {
+        if rp.src.is_empty() {
+            if pedantic {
+                return Err(ApiError::pedantic("republish source can not be empty"));
+            }
+            rp.src = ">".to_string();
+        }
+        if cfg.subjects.iter().any(|s| subject::overlaps(&rp.dest, s)) {
+            return Err(invalid(
+                "stream configuration for republish destination forms a cycle",
+            ));
+        }
+        if !subject::is_valid_subject(&rp.src) || rp.dest.is_empty() {
+            return Err(invalid(format!(
+                "stream configuration for republish with transform from '{}' to '{}' not valid",
+                rp.src, rp.dest
+            )));
+        }
+    }
+    if cfg.placement.as_ref() == Some(&Placement::default()) {
+        cfg.placement = None;
+    }
+    if cfg
+        .placement
+        .as_ref()
+        .is_some_and(|p| !p.preferred.is_empty())
+    {
+        return Err(invalid("preferred server not permitted in placement"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
