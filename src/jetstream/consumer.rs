@@ -647,8 +647,22 @@ impl ConsumerConfig {
     }
 
     /// nats-server's `setConsumerConfigDefaults` and `checkConsumerCfg` (the checks that apply
-    /// to a stream with limits retention and no clustering).
+    /// to a stream with limits retention and no clustering), in its order.
     pub fn checked(mut self) -> Result<Self, ApiError> {
+        self.check_names()?;
+        self.check_filters()?;
+        self.check_acks_with_defaults()?;
+        self.check_mode()?;
+        self.check_deliver_policy()?;
+        self.metadata.remove(SERVER_VERSION_KEY);
+        self.metadata.remove(SERVER_LEVEL_KEY);
+        self.metadata
+            .insert(REQUIRED_LEVEL_KEY.to_string(), "0".to_string());
+        Ok(self)
+    }
+
+    /// Durable and name: length, characters, and that they agree.
+    fn check_names(&self) -> Result<(), ApiError> {
         for name in [&self.durable, &self.name] {
             if name.len() > MAX_NAME_LEN {
                 return Err(ApiError::new(
@@ -671,6 +685,11 @@ impl ConsumerConfig {
         if !self.durable.is_empty() && !self.name.is_empty() && self.durable != self.name {
             return Err(ApiError::consumer_durable_name_mismatch());
         }
+        Ok(())
+    }
+
+    /// One filter form, none empty, none overlapping.
+    fn check_filters(&self) -> Result<(), ApiError> {
         if !self.filter_subject.is_empty() && !self.filter_subjects.is_empty() {
             return Err(ApiError::new(
                 400,
@@ -696,6 +715,11 @@ impl ConsumerConfig {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Ack wait and backoff, with the defaults of max deliver, ack wait and max ack pending.
+    fn check_acks_with_defaults(&mut self) -> Result<(), ApiError> {
         if self.ack_wait < 0 {
             return Err(ApiError::new(
                 400,
@@ -740,6 +764,11 @@ impl ConsumerConfig {
         if self.ack_policy == AckPolicy::None && self.max_ack_pending > 0 {
             self.max_ack_pending = 0;
         }
+        Ok(())
+    }
+
+    /// What only pull (max waiting) or only push (deliver subject, heartbeats, flow control) consumers may set.
+    fn check_mode(&mut self) -> Result<(), ApiError> {
         if !self.is_push() {
             if self.max_waiting == 0 {
                 self.max_waiting = DEFAULT_MAX_WAITING;
@@ -802,6 +831,11 @@ impl ConsumerConfig {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// The ephemeral inactivity default, and the start options the deliver policy requires.
+    fn check_deliver_policy(&mut self) -> Result<(), ApiError> {
         if self.durable.is_empty() && self.inactive_threshold == 0 {
             self.inactive_threshold = DEFAULT_EPHEMERAL_INACTIVE;
         }
@@ -843,11 +877,7 @@ impl ConsumerConfig {
                 }
             }
         }
-        self.metadata.remove(SERVER_VERSION_KEY);
-        self.metadata.remove(SERVER_LEVEL_KEY);
-        self.metadata
-            .insert(REQUIRED_LEVEL_KEY.to_string(), "0".to_string());
-        Ok(self)
+        Ok(())
     }
 
     /// The copy sent in create and info responses (with the server's versioning metadata).
