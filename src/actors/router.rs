@@ -255,6 +255,14 @@ pub struct Router {
     outbox_at: HashMap<ConnId, usize>,
 }
 
+/// Adds member `idx` to queue group `queue` in `groups`.
+fn add_member(groups: &mut Vec<(ByteString, Vec<usize>)>, queue: &ByteString, idx: usize) {
+    match groups.iter_mut().find(|(name, _)| name == queue) {
+        Some((_, members)) => members.push(idx),
+        None => groups.push((queue.clone(), vec![idx])),
+    }
+}
+
 /// How many members queue group `name` has among `groups` (local queue groups by member index).
 fn members_of(groups: &[(ByteString, Vec<usize>)], name: &str) -> u32 {
     groups
@@ -316,28 +324,14 @@ impl Router {
                         delivered = true;
                     }
                 }
-                Some(q) => match queues.iter_mut().find(|(name, _)| name == q) {
-                    Some((_, members)) => members.push(idx),
-                    None => queues.push((q.clone(), vec![idx])),
-                },
+                Some(q) => add_member(&mut queues, q, idx),
             }
         }
         // The publisher's permit stays with the copies until they are written to their routes.
         let forwarded = self
             .routes
             .forward(&msg, None, |q| members_of(&queues, q), permit);
-        if !queues.is_empty() {
-            let mut rng = rand::rng();
-            for (name, members) in &queues {
-                if forwarded.queues_away.iter().any(|q| q == &**name) {
-                    continue;
-                }
-                let pick = members[rng.random_range(0..members.len())];
-                if self.deliver(&scratch[pick], &msg) {
-                    delivered = true;
-                }
-            }
-        }
+        delivered |= self.deliver_to_groups(&scratch, &queues, &forwarded.queues_away, &msg);
         let forwarded = forwarded.copies > 0;
         self.scratch = scratch;
         self.queues = queues;
@@ -364,23 +358,35 @@ impl Router {
                     self.deliver(sub, msg);
                 }
                 Some(q) if queues.iter().any(|name| name == &**q) => {
-                    match groups.iter_mut().find(|(name, _)| name == q) {
-                        Some((_, members)) => members.push(idx),
-                        None => groups.push((q.clone(), vec![idx])),
-                    }
+                    add_member(&mut groups, q, idx)
                 }
                 Some(_) => {}
             }
         }
-        if !groups.is_empty() {
-            let mut rng = rand::rng();
-            for (_, members) in &groups {
-                let pick = members[rng.random_range(0..members.len())];
-                self.deliver(&scratch[pick], msg);
-            }
-        }
+        self.deliver_to_groups(&scratch, &groups, &[], msg);
         self.scratch = scratch;
         self.queues = groups;
+    }
+
+    /// One member of each queue group in `groups` (member indexes into `subs`) gets `msg`,
+    /// except the groups in `away` (another agent was picked for them). Whether any got it.
+    fn deliver_to_groups(
+        &mut self,
+        subs: &[ClientSub],
+        groups: &[(ByteString, Vec<usize>)],
+        away: &[String],
+        msg: &NatsMsg,
+    ) -> bool {
+        let mut delivered = false;
+        let mut rng = rand::rng();
+        for (name, members) in groups {
+            if members.is_empty() || away.iter().any(|q| q == &**name) {
+                continue;
+            }
+            let pick = members[rng.random_range(0..members.len())];
+            delivered |= self.deliver(&subs[pick], msg);
+        }
+        delivered
     }
 
     fn deliver(&mut self, sub: &ClientSub, msg: &NatsMsg) -> bool {
@@ -703,10 +709,7 @@ impl Handler<DeliverTo> for Router {
         for (idx, sub) in subs.iter().enumerate() {
             match &sub.queue {
                 None => delivered |= self.deliver(sub, &m.msg),
-                Some(q) => match groups.iter_mut().find(|(name, _)| name == q) {
-                    Some((_, members)) => members.push(idx),
-                    None => groups.push((q.clone(), vec![idx])),
-                },
+                Some(q) => add_member(&mut groups, q, idx),
             }
         }
         // A deliver subject may be subscribed on another agent too (a deliver group spread
@@ -714,14 +717,7 @@ impl Handler<DeliverTo> for Router {
         let forwarded = self
             .routes
             .forward(&m.msg, Some(&m.to), |q| members_of(&groups, q), None);
-        let mut rng = rand::rng();
-        for (name, members) in &groups {
-            if forwarded.queues_away.iter().any(|q| q == &**name) {
-                continue;
-            }
-            let pick = members[rng.random_range(0..members.len())];
-            delivered |= self.deliver(&subs[pick], &m.msg);
-        }
+        delivered |= self.deliver_to_groups(&subs, &groups, &forwarded.queues_away, &m.msg);
         let forwarded = forwarded.copies > 0;
         self.flush_outbox();
         delivered || forwarded
@@ -754,6 +750,7 @@ impl Handler<LinkDown> for Router {
 impl Handler<FromRoute> for Router {
     type Result = ();
     fn handle(&mut self, m: FromRoute, _: &mut Self::Context) {
+        self.routes.touch(m.peer);
         for frame in m.frames {
             match frame {
                 RouteFrame::Interest(delta) => self.routes.apply(m.peer, &delta),

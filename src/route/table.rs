@@ -107,6 +107,7 @@ impl Link {
         if self.queued.is_empty() {
             return true;
         }
+        self.info.last_activity = SystemTime::now();
         self.handle
             .tx
             .send(std::mem::take(&mut self.queued))
@@ -233,8 +234,15 @@ impl RouteTable {
         link.counters.bytes_in.inc_by(bytes as u64);
         link.info.in_msgs += 1;
         link.info.in_bytes += bytes as u64;
-        link.info.last_activity = SystemTime::now();
         true
+    }
+
+    /// Something came in over `peer`'s link (once per batch of frames: the clock is not read
+    /// per message).
+    pub fn touch(&mut self, peer: PeerId) {
+        if let Some(link) = self.links.get_mut(&peer) {
+            link.info.last_activity = SystemTime::now();
+        }
     }
 
     /// Whether another agent has interest in `subject`.
@@ -272,7 +280,6 @@ impl RouteTable {
             None => (None, None),
         };
         let size = msg.size();
-        let now = SystemTime::now();
         let mut sent = 0;
         for copy in fanout.copies {
             let Some(link) = self.links.get_mut(&copy.peer) else {
@@ -309,7 +316,6 @@ impl RouteTable {
             link.counters.bytes_out.inc_by(size as u64);
             link.info.out_msgs += 1;
             link.info.out_bytes += size as u64;
-            link.info.last_activity = now;
             sent += 1;
         }
         Forwarded {
