@@ -10,7 +10,8 @@ use std::time::Duration;
 use actix::prelude::*;
 use bytes::Bytes;
 use infinistream::agent::{AgentBuilder, Committed};
-use infinistream::config::{AgentConfig, BucketUrl, ControlPlaneConfig, Secret};
+use infinistream::config::{AgentConfig, BucketUrl, Secret};
+use infinistream_control_plane::ControlPlaneConfig;
 
 /// Keeps a tally of what has been committed. Its state lives in its mailbox, like every actor's.
 #[derive(Default)]
@@ -62,7 +63,7 @@ impl Handler<GetSummary> for CommitLog {
 /// system.
 pub async fn run(per_stream: usize) -> anyhow::Result<CommitSummary> {
     let group_key = Secret::new("example-group-key-0123456789");
-    let cp = infinistream::control_plane::start_in_process(ControlPlaneConfig {
+    let cp = infinistream_control_plane::start_in_process(ControlPlaneConfig {
         listen: ([127, 0, 0, 1], 0).into(),
         data_dir: None,
         group_id: "example".into(),

@@ -16,7 +16,8 @@ use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use infinistream::agent::AgentBuilder;
-use infinistream::config::{AgentConfig, BucketUrl, ControlPlaneConfig, Secret};
+use infinistream::config::{AgentConfig, BucketUrl, Secret};
+use infinistream_control_plane::ControlPlaneConfig;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{
@@ -126,7 +127,7 @@ async fn keys(store: &dyn ObjectStore) -> anyhow::Result<Vec<String>> {
 /// system.
 pub async fn run(messages: usize) -> anyhow::Result<MirrorReport> {
     let group_key = Secret::new("example-group-key-0123456789");
-    let cp = infinistream::control_plane::start_in_process(ControlPlaneConfig {
+    let cp = infinistream_control_plane::start_in_process(ControlPlaneConfig {
         listen: ([127, 0, 0, 1], 0).into(),
         data_dir: None,
         group_id: "example".into(),

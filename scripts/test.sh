@@ -21,4 +21,4 @@ for dir in tests/js tests/azurite; do
   fi
 done
 
-cargo test --locked --all-targets "$@"
+cargo test --locked --workspace --all-targets "$@"

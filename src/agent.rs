@@ -31,7 +31,6 @@ use crate::cache::peer::{PeerCache, PeerSettings};
 use crate::cache::{ReadCache, ReadCacheSettings, SetPeer};
 use crate::config::AgentConfig;
 use crate::control_plane::client::ControlPlaneClient;
-use crate::control_plane::model::AgentPorts;
 use crate::logging::{self, Banner, LogFormat};
 use crate::monitor::{BeginShutdown, HealthProbe, MonitorSources};
 use crate::protocol::info::{COMPAT_SERVER_VERSION, ServerInfo, new_server_id};
@@ -39,6 +38,7 @@ use crate::read::Reader;
 use crate::route::link::RouteIdentity;
 use crate::route::manager::RouteManager;
 use crate::route::messages::RouterPorts;
+use infinistream_api::control_plane::model::AgentPorts;
 
 /// Bound on dialling another agent's peer port plus the route handshake.
 const ROUTE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);

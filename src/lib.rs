@@ -5,25 +5,20 @@
 
 pub mod actors;
 pub mod agent;
-pub mod bench;
 pub mod bucket;
 pub mod budget;
 pub mod cache;
-pub mod cli;
 pub mod config;
 pub mod control_plane;
-pub mod dirlock;
 pub mod format;
-pub mod jetstream;
 pub mod logging;
 pub mod message;
 pub mod metrics;
 pub mod monitor;
-pub mod playground;
 pub mod protocol;
 pub mod read;
 pub mod route;
-pub mod subject;
 #[cfg(test)]
 mod test_support;
+pub mod values;
 pub mod workers;

@@ -1,13 +1,16 @@
 //! The `infinistream` binary: parses the command line, prints configuration problems (exit 2),
 //! sets up logging, and runs the chosen subcommand (an error from it: one line on stderr, exit 1).
 //!
-//! Owns only this edge; everything else lives in the library.
+//! Owns only this edge (`cmd`); the agent lives in the library, the control plane and the bench
+//! tool in their crates.
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::process::ExitCode;
 
-use infinistream::cli::{self, Run};
+mod cmd;
+
+use cmd::cli::{self, Run};
 use infinistream::logging::LogFormat;
 
 fn main() -> ExitCode {
@@ -52,10 +55,10 @@ fn main() -> ExitCode {
 fn run(run: Run, format: LogFormat) -> anyhow::Result<()> {
     match run {
         Run::Agent(cfg) => infinistream::agent::run_blocking(cfg, format)?,
-        Run::ControlPlane(cfg) => infinistream::control_plane::run_blocking(cfg, format)?,
-        Run::Playground(cfg) => infinistream::playground::run_blocking(cfg, format)?,
+        Run::ControlPlane(cfg) => cmd::control_plane::run_blocking(cfg, format)?,
+        Run::Playground(cfg) => cmd::playground::run_blocking(cfg, format)?,
         Run::Bench { command, json } => {
-            infinistream::bench::run_blocking(command, json)?;
+            infinistream_bench::run_blocking(command, json)?;
         }
     }
     Ok(())

@@ -242,15 +242,15 @@ const OBJECT_STORE_OPS_KNOWN: [&str; 2] = ["put", "get"];
 const CONTROL_PLANE_OPS_KNOWN: [&str; 2] = ["commit", "health"];
 const OUTCOMES: [&str; 2] = ["ok", "error"];
 const CACHE_SOURCES: [&str; 3] = ["memory", "peer", "bucket"];
-/// Restarted by a supervisor, or a panic contained by `actors::guard` / the store worker.
-const SUPERVISED_ACTORS: [&str; 7] = [
+/// Restarted by a supervisor, or a panic contained by `actors::guard`. (The control plane counts
+/// its store worker's restarts on its own `/metrics`.)
+const SUPERVISED_ACTORS: [&str; 6] = [
     "sequence_client",
     "peer_cache",
     "router",
     "connection",
     "jetstream_api",
     "consumer_manager",
-    "control_plane_store",
 ];
 
 /// Registers every metric (and the known label values of every vector) so `/metrics` lists them

@@ -19,9 +19,9 @@ use object_store::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::cache::{Read, ReadCache};
-use crate::control_plane::model::MessageLocation;
 use crate::format::{self, Record};
 use crate::metrics;
+use infinistream_api::control_plane::model::MessageLocation;
 
 /// Cloneable on purpose: one failed fetch answers every reader that waited for it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -7,7 +7,9 @@ mod common;
 use std::time::Duration;
 
 use common::Stack;
-use infinistream::bench::{self, BenchCommand, ConsumeOptions, E2eOptions, Limit, PublishOptions};
+use infinistream_bench::{
+    self as bench, BenchCommand, ConsumeOptions, E2eOptions, Limit, PublishOptions,
+};
 use serde_json::Value;
 
 fn publish_options(stack: &Stack) -> PublishOptions {

@@ -15,7 +15,7 @@ use async_nats::jetstream::{self, stream};
 use bytes::Bytes;
 use common::Stack;
 use futures::{Stream, StreamExt};
-use infinistream::control_plane::consumers::ClaimRequest;
+use infinistream_api::control_plane::consumers::ClaimRequest;
 use serde_json::Value;
 use tokio::time::timeout;
 

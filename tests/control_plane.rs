@@ -5,12 +5,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
-use infinistream::config::{ControlPlaneConfig, Secret};
-use infinistream::control_plane::model::*;
-use infinistream::control_plane::{
-    ControlPlaneClient, ControlPlaneOptions, CpError, RunningControlPlane, start_in_process_with,
+use infinistream::config::Secret;
+use infinistream::control_plane::{ControlPlaneClient, CpError};
+use infinistream_api::control_plane::model::*;
+use infinistream_api::jetstream::{PubAckResponse, time::now_nanos};
+use infinistream_control_plane::{
+    ControlPlaneConfig, ControlPlaneOptions, RunningControlPlane, start_in_process_with,
 };
-use infinistream::jetstream::{PubAckResponse, time::now_nanos};
 use serde_json::{Value, json};
 
 const GROUP: &str = "group-1";
@@ -107,7 +108,7 @@ fn err_desc(ack: &PubAckResponse) -> String {
     }
 }
 
-async fn state(c: &ControlPlaneClient, stream: &str) -> infinistream::jetstream::StreamState {
+async fn state(c: &ControlPlaneClient, stream: &str) -> infinistream_api::jetstream::StreamState {
     c.state(stream)
         .await
         .expect("state answered")

@@ -180,7 +180,7 @@ fn printed_errors() -> Vec<String> {
     let taken = std::net::TcpListener::bind("0.0.0.0:0").expect("a port");
     let taken_port = taken.local_addr().expect("addr").port().to_string();
     let locked = tempfile::tempdir().expect("temp dir");
-    let _lock = infinistream::dirlock::DirLock::acquire(locked.path()).expect("lock");
+    let _lock = infinistream_control_plane::dirlock::DirLock::acquire(locked.path()).expect("lock");
     let empty_ca = dir.path().join("empty.pem");
     std::fs::write(&empty_ca, "").expect("write");
     let bad_config = dir.path().join("bad.toml");

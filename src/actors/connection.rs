@@ -35,7 +35,7 @@ use crate::metrics;
 use crate::protocol::codec::HeadersFlag;
 use crate::protocol::info::{ConnectInfo, ServerInfo};
 use crate::protocol::{ClientOp, NatsCodec, ProtocolError, ServerOp};
-use crate::subject;
+use infinistream_api::subject;
 
 /// What every connection of one agent shares (read-only).
 #[derive(Debug, Clone)]

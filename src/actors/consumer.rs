@@ -19,13 +19,13 @@ use crate::actors::router::{
     DeliverTo, HasInterest, InterestIn, InternalMsg, NatsMsg, Publish, Router, SubscribeInternal,
 };
 use crate::control_plane::client::ControlPlaneClient;
-use crate::control_plane::consumers::{
-    AckBatch, AckEntry, AckKind, ClaimRequest, ClaimResponse, WaitingCount, WaitingReport,
-};
-use crate::control_plane::model::MessageLocation;
-use crate::jetstream::consumer::{AckSubject, PullLimits, PullRequest, ack_subject};
 use crate::protocol::headers::{Headers, status_only};
 use crate::read::{BlockLocation, ReadSource, Reader};
+use infinistream_api::control_plane::consumers::{
+    AckBatch, AckEntry, AckKind, ClaimRequest, ClaimResponse, WaitingCount, WaitingReport,
+};
+use infinistream_api::control_plane::model::MessageLocation;
+use infinistream_api::jetstream::consumer::{AckSubject, PullLimits, PullRequest, ack_subject};
 
 const NEXT_PREFIX: &str = "$JS.API.CONSUMER.MSG.NEXT.";
 /// How often waiting requests poll the control plane for new messages.
@@ -135,7 +135,7 @@ impl ConsumerManager {
         }
         let max_waiting = w
             .max_waiting
-            .unwrap_or(crate::jetstream::consumer::DEFAULT_MAX_WAITING);
+            .unwrap_or(infinistream_api::jetstream::consumer::DEFAULT_MAX_WAITING);
         if i64::try_from(w.queue.len()).unwrap_or(i64::MAX) >= max_waiting {
             self.status(&reply, 409, "Exceeded MaxWaiting");
             return;
@@ -641,7 +641,7 @@ impl ConsumerManager {
 /// `headers_only`, the headers plus `Nats-Msg-Size` and no payload) and its v1 ack subject.
 pub(crate) fn delivery(
     (stream, consumer): &(String, String),
-    m: &crate::control_plane::consumers::Claimed,
+    m: &infinistream_api::control_plane::consumers::Claimed,
     rec: &crate::format::Record,
     headers_only: bool,
 ) -> (Option<Bytes>, Bytes, String) {
@@ -673,7 +673,7 @@ pub(crate) fn delivery(
 
 pub(crate) type ReadResult = Result<crate::format::Record, crate::read::ReadError>;
 pub(crate) type ClaimOutcome = Result<
-    Result<(ClaimResponse, Vec<ReadResult>), crate::jetstream::ApiError>,
+    Result<(ClaimResponse, Vec<ReadResult>), infinistream_api::jetstream::ApiError>,
     crate::control_plane::CpError,
 >;
 

@@ -24,11 +24,11 @@ use crate::actors::router::{
     InternalMsg, NatsMsg, Publish, Router, SetStreamRoutes, SubscribeInternal,
 };
 use crate::control_plane::client::ControlPlaneClient;
-use crate::control_plane::model::{LocateRequest, MessageLocation};
-use crate::jetstream::time::format_nanos;
-use crate::jetstream::{ApiError, StreamConfig, gojson};
 use crate::protocol::headers::Headers;
 use crate::read::{Reader, read_record};
+use infinistream_api::control_plane::model::{LocateRequest, MessageLocation};
+use infinistream_api::jetstream::time::format_nanos;
+use infinistream_api::jetstream::{ApiError, StreamConfig, gojson};
 
 /// Ask the catalog to catch up with the control plane now; answers once routes are in place.
 #[derive(Message)]

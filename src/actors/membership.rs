@@ -17,7 +17,7 @@ use actix::prelude::*;
 use tokio::sync::watch;
 
 use crate::control_plane::client::{ControlPlaneClient, CpError};
-use crate::control_plane::model::{AgentInfo, AgentPorts, RegisterRequest};
+use infinistream_api::control_plane::model::{AgentInfo, AgentPorts, RegisterRequest};
 
 /// The zone's members changed (sorted by agent id; this agent included once registered).
 #[derive(Debug, Clone, PartialEq, Eq, Message)]
@@ -404,7 +404,7 @@ mod tests {
     fn member(
         id: &str,
         zone: &str,
-        cp: &crate::control_plane::RunningControlPlane,
+        cp: &infinistream_control_plane::RunningControlPlane,
     ) -> Addr<Membership> {
         let settings = MembershipSettings {
             agent_id: id.to_owned(),
@@ -424,12 +424,14 @@ mod tests {
     /// The group view spans zones; the zone view keeps to this agent's zone.
     #[actix_rt::test]
     async fn the_group_view_spans_zones_and_the_zone_view_does_not() {
-        let cp = crate::control_plane::start_in_process(crate::config::ControlPlaneConfig {
-            listen: ([127, 0, 0, 1], 0).into(),
-            data_dir: None,
-            group_id: "g".into(),
-            group_key: crate::config::Secret::new("k"),
-        })
+        let cp = infinistream_control_plane::start_in_process(
+            infinistream_control_plane::ControlPlaneConfig {
+                listen: ([127, 0, 0, 1], 0).into(),
+                data_dir: None,
+                group_id: "g".into(),
+                group_key: crate::config::Secret::new("k"),
+            },
+        )
         .await
         .expect("control plane");
         let a = member("agent-a", "zone-1", &cp);

@@ -23,8 +23,10 @@ use crate::actors::router::{
     DeliverTo, HasInterest, InternalMsg, NatsMsg, Publish, Router, SubscribeInternal,
 };
 use crate::control_plane::client::ControlPlaneClient;
-use crate::control_plane::consumers::{ClaimRequest, LeaseRequest, LeaseResponse, PushAssignment};
 use crate::read::Reader;
+use infinistream_api::control_plane::consumers::{
+    ClaimRequest, LeaseRequest, LeaseResponse, PushAssignment,
+};
 
 /// How often leases are renewed and new push consumers discovered.
 const LEASE_INTERVAL: Duration = Duration::from_millis(100);

@@ -33,7 +33,7 @@ use crate::protocol::headers;
 use crate::route::messages::{FromRoute, GetRoutes, LinkDown, LinkUp};
 use crate::route::table::{RouteInfo, RouteTable};
 use crate::route::wire::RouteFrame;
-use crate::subject::SubjectTree;
+use infinistream_api::subject::SubjectTree;
 
 /// A connection's id, unique within one agent.
 pub type ConnId = u64;

@@ -21,13 +21,13 @@ use crate::actors::batcher::StreamBatch;
 use crate::actors::router::{NatsMsg, Publish, PublishBatch, Router};
 use crate::actors::write_error::WriteError;
 use crate::control_plane::client::{ControlPlaneClient, CpError};
-use crate::control_plane::model::{
-    CommitBlock, CommitManyRequest, CommitMessage, CommitRequest, CommitResponse, OrphanRequest,
-};
 use crate::format::BlockRef;
-use crate::jetstream::{ApiError, PubAckResponse};
 use crate::metrics;
 use crate::protocol::headers::find_header;
+use infinistream_api::control_plane::model::{
+    CommitBlock, CommitManyRequest, CommitMessage, CommitRequest, CommitResponse, OrphanRequest,
+};
+use infinistream_api::jetstream::{ApiError, PubAckResponse};
 
 /// Supervisor -> sequence client: commit consecutive objects in one transaction (retrying until
 /// `deadline`); one answer per object, in order. Commits are idempotent per object id, so the

@@ -29,9 +29,9 @@ use crate::actors::sequence_client::{
 use crate::actors::write_error::WriteError;
 use crate::cache::PeerFetch;
 use crate::cache::peer::PeerCache;
-use crate::control_plane::model::{CommitManyRequest, CommitResponse, OrphanRequest};
 use crate::metrics;
 use crate::read::ReadError;
+use infinistream_api::control_plane::model::{CommitManyRequest, CommitResponse, OrphanRequest};
 
 /// How often the watchdog looks at the child.
 const WATCH_EVERY: Duration = Duration::from_millis(20);

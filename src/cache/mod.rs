@@ -272,10 +272,10 @@ impl Handler<GetStats> for ReadCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control_plane::model::MessageLocation;
     use crate::format::{ObjectBuilder, Record};
     use crate::read::{Reader, read_record};
     use bytestring::ByteString;
+    use infinistream_api::control_plane::model::MessageLocation;
     use object_store::memory::InMemory;
     use object_store::path::Path;
     use object_store::{GetOptions, GetResult, ObjectStoreExt, PutOptions, PutPayload, PutResult};

@@ -603,7 +603,7 @@ mod tests {
     use super::*;
     use crate::cache::tests::{Counting, object};
     use crate::cache::{ReadCacheSettings, SetPeer};
-    use crate::control_plane::model::{AgentInfo, AgentPorts};
+    use infinistream_api::control_plane::model::{AgentInfo, AgentPorts};
     use object_store::ObjectStore;
     use std::sync::atomic::Ordering;
 

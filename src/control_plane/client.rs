@@ -12,9 +12,9 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::model::*;
 use crate::config::Secret;
-use crate::jetstream::{ApiError, StreamState};
+use infinistream_api::control_plane::model::*;
+use infinistream_api::jetstream::{ApiError, StreamState};
 
 /// awc's TCP connector with `TCP_NODELAY`: a commit is a write of headers then a large body, and
 /// with Nagle's algorithm its last segment waits for the delayed ACK of the one before (about 40 ms
@@ -398,15 +398,16 @@ impl ControlPlaneClient {
     /// Claims a consumer's next messages; the inner error is a JetStream error (10014).
     pub async fn consumer_claim(
         &self,
-        request: &super::consumers::ClaimRequest,
-    ) -> Result<Result<super::consumers::ClaimResponse, ApiError>, CpError> {
+        request: &infinistream_api::control_plane::consumers::ClaimRequest,
+    ) -> Result<Result<infinistream_api::control_plane::consumers::ClaimResponse, ApiError>, CpError>
+    {
         decode_api(&self.post_raw("/v1/consumers/claim", request).await?)
     }
 
     /// Reports changed waiting-request counts (CONSUMER.INFO `num_waiting`).
     pub async fn consumer_waiting(
         &self,
-        report: &super::consumers::WaitingReport,
+        report: &infinistream_api::control_plane::consumers::WaitingReport,
     ) -> Result<serde_json::Value, CpError> {
         self.post("/v1/consumers/waiting", report).await
     }
@@ -414,16 +415,16 @@ impl ControlPlaneClient {
     /// Applies a batch of consumer acks.
     pub async fn consumer_ack(
         &self,
-        batch: &super::consumers::AckBatch,
-    ) -> Result<super::consumers::AckBatchResponse, CpError> {
+        batch: &infinistream_api::control_plane::consumers::AckBatch,
+    ) -> Result<infinistream_api::control_plane::consumers::AckBatchResponse, CpError> {
         self.post("/v1/consumers/ack", batch).await
     }
 
     /// Takes or renews push consumer leases.
     pub async fn consumer_lease(
         &self,
-        request: &super::consumers::LeaseRequest,
-    ) -> Result<super::consumers::LeaseResponse, CpError> {
+        request: &infinistream_api::control_plane::consumers::LeaseRequest,
+    ) -> Result<infinistream_api::control_plane::consumers::LeaseResponse, CpError> {
         self.post("/v1/consumers/lease", request).await
     }
 

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::subject::SubjectTree;
+use infinistream_api::subject::SubjectTree;
 
 /// Which agent, by its index in the route table (stable while the route is up).
 pub type PeerId = u32;
@@ -305,7 +305,7 @@ impl RemoteInterest {
             .filter(|((p, pattern, q), _)| {
                 *p == peer
                     && q.as_deref() == Some(queue)
-                    && crate::subject::matches(pattern, subject)
+                    && infinistream_api::subject::matches(pattern, subject)
             })
             .map(|(_, w)| *w)
             .max()

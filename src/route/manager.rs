@@ -335,9 +335,9 @@ mod tests {
     use crate::cache::peer::{PeerCache, PeerSettings};
     use crate::cache::{ReadCache, ReadCacheSettings};
     use crate::config::Secret;
-    use crate::control_plane::model::{AgentInfo, AgentPorts};
     use crate::message::NatsMsg;
     use crate::route::messages::GetRoutes;
+    use infinistream_api::control_plane::model::{AgentInfo, AgentPorts};
 
     /// A peer port (a real peer cache over an empty store) that hands routes to `routes`; its
     /// port.

@@ -5,8 +5,8 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use infinistream::config::{ControlPlaneConfig, Secret};
-use infinistream::control_plane::{self, ControlPlaneOptions};
+use infinistream::config::Secret;
+use infinistream_control_plane::{self as control_plane, ControlPlaneConfig, ControlPlaneOptions};
 
 use super::agent::{GROUP_ID, GROUP_KEY};
 

@@ -4,7 +4,7 @@
 //!
 //! Owns: subcommands, flag names, their environment variable names (shown in `--help`), and the
 //! Sifflet-style options files (`infinistream agent @agent.opts`). Does not own layering, defaults
-//! or validation (`config`), nor running anything (`main.rs`).
+//! or validation (`layering`), nor running anything (`main.rs`).
 //!
 //! Every value flag is an `Option<String>` here on purpose: clap must not validate or require
 //! anything, because a value may come from a config file or the environment, and because every
@@ -17,11 +17,15 @@ use std::path::{Path, PathBuf};
 use clap::error::ErrorKind;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
-use crate::bench::{BenchCommand, ConsumeOptions, E2eOptions, Limit, PublishOptions, RouteOptions};
-use crate::config::{
-    self, AgentConfig, ConfigError, ConfigErrors, ControlPlaneConfig, PlaygroundConfig,
+use infinistream::config::AgentConfig;
+use infinistream::logging::LogFormat;
+use infinistream::values;
+use infinistream_bench::{
+    BenchCommand, ConsumeOptions, E2eOptions, Limit, PublishOptions, RouteOptions,
 };
-use crate::logging::LogFormat;
+use infinistream_control_plane::ControlPlaneConfig;
+
+use super::layering::{self, ConfigError, ConfigErrors, PlaygroundConfig};
 
 pub const AGENT: &str = "agent";
 pub const CONTROL_PLANE: &str = "control-plane";
@@ -391,7 +395,7 @@ pub struct BenchPublishFlags {
     pub no_create: bool,
     /// Storage of created streams: file or memory (nats-server honours it; existing streams keep theirs).
     #[arg(long, value_name = "KIND", default_value = "file")]
-    pub stream_storage: crate::bench::StreamStorage,
+    pub stream_storage: infinistream_bench::StreamStorage,
     /// Open loop: R publishes per second in total, split evenly over the clients; each client
     /// sends one publish per slot of clients/R seconds, at a random point of the slot, whatever
     /// the acks (still at most --inflight unacknowledged); latency counts from the scheduled
@@ -475,7 +479,7 @@ pub struct BenchRouteArgs {
 }
 
 fn parse_bench_size(s: &str) -> Result<usize, String> {
-    usize::try_from(config::parse_size(s)?).map_err(|_| "too large".to_owned())
+    usize::try_from(values::parse_size(s)?).map_err(|_| "too large".to_owned())
 }
 
 /// A positive, finite number (a rate, milliseconds).
@@ -487,7 +491,7 @@ fn parse_bench_rate(s: &str) -> Result<f64, String> {
 }
 
 fn parse_bench_duration(s: &str) -> Result<std::time::Duration, String> {
-    config::parse_duration(s, std::time::Duration::from_secs(1))
+    values::parse_duration(s, std::time::Duration::from_secs(1))
 }
 
 impl BenchPublishFlags {
@@ -586,15 +590,13 @@ pub enum CliExit {
     Usage(String),
     /// Configuration problems: one `error: …` line each on stderr, exit 2.
     Invalid(ConfigErrors),
-    /// A subcommand that exists but does nothing yet: exit 2.
-    NotImplemented(&'static str),
 }
 
 impl CliExit {
     pub fn exit_code(&self) -> u8 {
         match self {
             CliExit::Info(_) => 0,
-            CliExit::Usage(_) | CliExit::Invalid(_) | CliExit::NotImplemented(_) => 2,
+            CliExit::Usage(_) | CliExit::Invalid(_) => 2,
         }
     }
 
@@ -608,7 +610,6 @@ impl fmt::Display for CliExit {
         match self {
             CliExit::Info(text) | CliExit::Usage(text) => f.write_str(text.trim_end()),
             CliExit::Invalid(errors) => write!(f, "{errors}"),
-            CliExit::NotImplemented(what) => write!(f, "error: {what} is not implemented yet"),
         }
     }
 }
@@ -632,6 +633,7 @@ fn strip_env(cmd: clap::Command) -> clap::Command {
         .mut_subcommands(strip_env)
 }
 
+#[cfg(test)]
 /// The command of one subcommand, for [`parse_subcommand`].
 fn subcommand(name: &str) -> Option<clap::Command> {
     parsing_command()
@@ -658,19 +660,21 @@ pub fn parse(argv: &[String], env: &HashMap<String, String>) -> Result<Invocatio
         return Err(CliExit::Usage(command().render_help().to_string()));
     };
     match name {
-        AGENT => config::agent_from_matches(sub, env)
+        AGENT => layering::agent_from_matches(sub, &layered_keys(AGENT), env)
             .map(|(cfg, log_format)| Invocation {
                 log_format,
                 run: Run::Agent(cfg),
             })
             .map_err(CliExit::Invalid),
-        CONTROL_PLANE => config::control_plane_from_matches(sub, env)
-            .map(|(cfg, log_format)| Invocation {
-                log_format,
-                run: Run::ControlPlane(cfg),
-            })
-            .map_err(CliExit::Invalid),
-        PLAYGROUND => config::playground_from_matches(sub, env)
+        CONTROL_PLANE => {
+            layering::control_plane_from_matches(sub, &layered_keys(CONTROL_PLANE), env)
+                .map(|(cfg, log_format)| Invocation {
+                    log_format,
+                    run: Run::ControlPlane(cfg),
+                })
+                .map_err(CliExit::Invalid)
+        }
+        PLAYGROUND => layering::playground_from_matches(sub, &layered_keys(PLAYGROUND), env)
             .map(|(cfg, log_format)| Invocation {
                 log_format,
                 run: Run::Playground(cfg),
@@ -710,8 +714,9 @@ fn clap_exit(err: clap::Error, full: &[String]) -> CliExit {
     }
 }
 
+#[cfg(test)]
 /// Parses the arguments of one subcommand (without the program and subcommand names), options
-/// files expanded. Used by the pure `config::load_*` functions.
+/// files expanded. Used by the `load_*` functions.
 pub(crate) fn parse_subcommand(
     name: &str,
     args: &[String],
@@ -730,6 +735,52 @@ pub(crate) fn parse_subcommand(
     })
 }
 
+#[cfg(test)]
+/// Loads `infinistream agent`'s configuration. `args` are the arguments after the subcommand
+/// (no program or subcommand name); `@file` arguments are options files.
+pub fn load_agent(
+    args: &[String],
+    env: &HashMap<String, String>,
+) -> Result<AgentConfig, ConfigErrors> {
+    let matches = parse_subcommand(AGENT, args)?;
+    layering::agent_from_matches(&matches, &layered_keys(AGENT), env).map(|(cfg, _)| cfg)
+}
+
+#[cfg(test)]
+/// Loads `infinistream control-plane`'s configuration; `args` as for [`load_agent`].
+pub fn load_control_plane(
+    args: &[String],
+    env: &HashMap<String, String>,
+) -> Result<ControlPlaneConfig, ConfigErrors> {
+    let matches = parse_subcommand(CONTROL_PLANE, args)?;
+    layering::control_plane_from_matches(&matches, &layered_keys(CONTROL_PLANE), env)
+        .map(|(cfg, _)| cfg)
+}
+
+#[cfg(test)]
+/// Loads `infinistream playground`'s configuration; `args` as for [`load_agent`].
+pub fn load_playground(
+    args: &[String],
+    env: &HashMap<String, String>,
+) -> Result<PlaygroundConfig, ConfigErrors> {
+    let matches = parse_subcommand(PLAYGROUND, args)?;
+    layering::playground_from_matches(&matches, &layered_keys(PLAYGROUND), env).map(|(cfg, _)| cfg)
+}
+
+/// The keys (arg ids, i.e. long flag names with underscores) that take part in layering.
+pub fn layered_keys(subcommand: &str) -> Vec<String> {
+    let cmd = command();
+    let Some(sub) = cmd.get_subcommands().find(|s| s.get_name() == subcommand) else {
+        return Vec::new();
+    };
+    sub.get_arguments()
+        .filter(|arg| arg.get_long().is_some())
+        .map(|arg| arg.get_id().as_str().to_owned())
+        .filter(|id| !matches!(id.as_str(), "config" | "help" | "version"))
+        .collect()
+}
+
+#[cfg(test)]
 fn first_line(text: &str) -> String {
     let line = text.lines().next().unwrap_or_default().trim();
     line.strip_prefix("error: ").unwrap_or(line).to_owned()
@@ -951,10 +1002,10 @@ mod tests {
             (4, 10, 1024, 64)
         );
         assert_eq!(o.limit, Limit::Msgs(1000));
-        assert_eq!(o.storage, crate::bench::StreamStorage::Memory);
+        assert_eq!(o.storage, infinistream_bench::StreamStorage::Memory);
         assert!(o.create && o.progress);
         assert_eq!(o.rate, None);
-        assert_eq!(o.window, crate::bench::DEFAULT_WINDOW);
+        assert_eq!(o.window, infinistream_bench::DEFAULT_WINDOW);
     }
 
     #[test]

@@ -6,11 +6,12 @@
 //! is opened: the directory lock, then the agent's ports, then the database, then the agent.
 //! Does not own the control plane or the agent themselves.
 
-use crate::agent::{self, AgentBuilder, Listeners};
-use crate::config::{ControlPlaneConfig, PlaygroundConfig};
-use crate::control_plane;
-use crate::dirlock::{DirLock, LockError};
-use crate::logging::LogFormat;
+use infinistream::agent::{self, AgentBuilder, Listeners};
+use infinistream::logging::LogFormat;
+use infinistream_control_plane::dirlock::{DirLock, LockError};
+use infinistream_control_plane::{self as control_plane, ControlPlaneConfig};
+
+use super::layering::PlaygroundConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlaygroundError {
@@ -72,7 +73,8 @@ pub fn run_blocking(config: PlaygroundConfig, format: LogFormat) -> Result<(), P
                 return Err(e.into());
             }
         };
-        let url = crate::logging::url("nats", &agent_config.host, running.client_addr.port());
+        let url =
+            infinistream::logging::url("nats", &agent_config.host, running.client_addr.port());
         match format {
             LogFormat::Text => {}
             LogFormat::Json => tracing::info!(

@@ -7,13 +7,34 @@
 //! request is served), and the API counters kept beside the store.
 //! Does not own: what the closures do.
 
+use std::sync::LazyLock;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
+
+use prometheus::{IntCounter, IntCounterVec, Opts};
 
 use tokio::sync::oneshot;
 
 use super::{MetadataStore, StoreError};
-use crate::control_plane::consumers::Registry;
+use crate::consumers::Registry;
+
+/// Store requests that panicked (the worker rebuilt its state), as the agent counts its actors'
+/// restarts: `infinistream_actor_restarts_total{actor="control_plane_store"}`, served on the
+/// control plane's own `/metrics`.
+pub static STORE_RESTARTS: LazyLock<IntCounter> =
+    LazyLock::new(|| RESTARTS.with_label_values(&["control_plane_store"]));
+
+/// The counter family behind [`STORE_RESTARTS`], registered in every control plane's registry.
+pub static RESTARTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    IntCounterVec::new(
+        Opts::new(
+            "infinistream_actor_restarts_total",
+            "supervised actor restarts by actor",
+        ),
+        &["actor"],
+    )
+    .expect("static metric definition")
+});
 
 fn now_nanos() -> i64 {
     std::time::SystemTime::now()
@@ -77,9 +98,7 @@ fn run_job(job: Job, backend: &mut Backend) {
         return;
     }
     tracing::error!("control plane store request panicked, restarting the store worker");
-    crate::metrics::ACTOR_RESTARTS
-        .with_label_values(&["control_plane_store"])
-        .inc();
+    STORE_RESTARTS.inc();
     backend.store.recover();
     match Registry::load(backend.store.as_mut(), now_nanos()) {
         Ok(consumers) => backend.consumers = consumers,
@@ -177,8 +196,8 @@ impl Drop for StoreThread {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control_plane::store::SqliteStore;
-    use crate::jetstream::StreamConfig;
+    use crate::store::SqliteStore;
+    use infinistream_api::jetstream::StreamConfig;
 
     fn config(name: &str) -> StreamConfig {
         serde_json::from_value(serde_json::json!({"name": name, "subjects": [format!("{name}.>")]}))

@@ -8,17 +8,17 @@
 
 mod commit;
 pub mod sqlite;
-mod worker;
+pub(crate) mod worker;
 
 pub use sqlite::SqliteStore;
 pub use worker::{Backend, StoreHandle, StoreThread};
 
-use crate::control_plane::model::{
+use infinistream_api::control_plane::model::{
     AgentInfo, CommitRequest, CommitResponse, LocateRequest, MessageLocation, Orphan,
     OrphanRequest, RegisterRequest, StreamsSnapshot,
 };
-use crate::jetstream::consumer::ConsumerConfig;
-use crate::jetstream::{ApiError, StreamConfig, StreamPurgeRequest, StreamState};
+use infinistream_api::jetstream::consumer::ConsumerConfig;
+use infinistream_api::jetstream::{ApiError, StreamConfig, StreamPurgeRequest, StreamState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -16,15 +16,15 @@ use super::{
     AccountUsage, ConsumerPosition, ConsumerWrite, MetadataStore, PendingDelivery, StateDetail,
     StoreError, StoredConsumer, StreamView, file_store_msg_size,
 };
-use crate::control_plane::model::{
+use infinistream_api::control_plane::model::{
     AgentInfo, AgentPorts, CommitBlockResult, CommitRequest, CommitResponse, LocateRequest,
     MessageLocation, Orphan, OrphanRequest, RegisterRequest, StreamsSnapshot,
 };
-use crate::jetstream::{
+use infinistream_api::jetstream::{
     ApiError, DiscardPolicy, PubAckResponse, StorageType, StreamConfig, StreamPurgeRequest,
     StreamState,
 };
-use crate::subject;
+use infinistream_api::subject;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -410,7 +410,7 @@ impl SqliteStore {
         let mut touched: Vec<&str> = Vec::new();
         let mut touched_set: std::collections::HashSet<&str> = std::collections::HashSet::new();
         let mut blocks = Vec::with_capacity(req.blocks.len());
-        let wall_now = crate::jetstream::time::now_nanos();
+        let wall_now = infinistream_api::jetstream::time::now_nanos();
         let mut now_max = wall_now;
         for block in &req.blocks {
             let mut acks = Vec::with_capacity(block.messages.len());
@@ -478,7 +478,7 @@ impl SqliteStore {
             req.object_key,
             to_i64(req.object_size),
             req.agent_id,
-            crate::jetstream::time::now_nanos(),
+            infinistream_api::jetstream::time::now_nanos(),
             serde_json::to_string(&response)?,
         ])?;
         Ok(response)
@@ -848,7 +848,7 @@ fn process_message(
     conn: &Connection,
     rt: &mut StreamRt,
     at: &MsgPlace,
-    m: &crate::control_plane::model::CommitMessage,
+    m: &infinistream_api::control_plane::model::CommitMessage,
 ) -> Result<Result<PubAckResponse, ApiError>, StoreError> {
     let wall_now = at.wall_now;
     let cfg = &rt.config;
@@ -1121,7 +1121,7 @@ impl MetadataStore for SqliteStore {
             s.bump_version()?;
             Ok(())
         })?;
-        self.expire_all(crate::jetstream::time::now_nanos())?;
+        self.expire_all(infinistream_api::jetstream::time::now_nanos())?;
         Ok(self.rt(&name)?.view())
     }
 
@@ -1159,7 +1159,7 @@ impl MetadataStore for SqliteStore {
 
     fn stream(&mut self, name: &str, detail: &StateDetail) -> Result<StreamView, StoreError> {
         self.rt(name)?;
-        self.expire_all(crate::jetstream::time::now_nanos())?;
+        self.expire_all(infinistream_api::jetstream::time::now_nanos())?;
         let rt = self.rt(name)?;
         let mut view = rt.view();
         if let Some(filter) = detail.subjects_filter.as_deref().filter(|f| !f.is_empty()) {
@@ -1189,7 +1189,7 @@ impl MetadataStore for SqliteStore {
     }
 
     fn streams(&mut self) -> Result<Vec<StreamView>, StoreError> {
-        self.expire_all(crate::jetstream::time::now_nanos())?;
+        self.expire_all(infinistream_api::jetstream::time::now_nanos())?;
         let mut views: Vec<StreamView> = self.streams.values().map(StreamRt::view).collect();
         views.sort_by(|a, b| a.config.name.cmp(&b.config.name));
         Ok(views)
@@ -1267,7 +1267,7 @@ impl MetadataStore for SqliteStore {
     }
 
     fn account_usage(&mut self) -> Result<AccountUsage, StoreError> {
-        self.expire_all(crate::jetstream::time::now_nanos())?;
+        self.expire_all(infinistream_api::jetstream::time::now_nanos())?;
         let mut usage = AccountUsage::default();
         for rt in self.streams.values() {
             usage.streams += 1;
@@ -1315,7 +1315,7 @@ impl MetadataStore for SqliteStore {
     ) -> Result<MessageLocation, StoreError> {
         let needs_expiry = self.rt(stream)?.needs_expiry();
         if needs_expiry {
-            self.expire_all(crate::jetstream::time::now_nanos())?;
+            self.expire_all(infinistream_api::jetstream::time::now_nanos())?;
         }
         let rt = self.rt(stream)?;
         let seq = if let Some(subj) = request.last_by_subj.as_deref().filter(|s| !s.is_empty()) {
@@ -1467,7 +1467,7 @@ impl MetadataStore for SqliteStore {
         limit: usize,
     ) -> Result<Vec<MessageLocation>, StoreError> {
         if self.rt(stream)?.needs_expiry() {
-            self.expire_all(crate::jetstream::time::now_nanos())?;
+            self.expire_all(infinistream_api::jetstream::time::now_nanos())?;
         }
         let rt = self.rt(stream)?;
         scan_locations(&self.conn, rt, from.max(1), filters, limit)
@@ -1927,7 +1927,7 @@ fn compact(conn: &Connection, rt: &mut StreamRt, seq: u64) -> Result<u64, StoreE
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jetstream::consumer::ConsumerConfig;
+    use infinistream_api::jetstream::consumer::ConsumerConfig;
 
     fn pending(sseq: u64, deliveries: u64) -> PendingDelivery {
         PendingDelivery {
@@ -1940,11 +1940,13 @@ mod tests {
 
     /// Stream `S` on `s.>`, as the API would create it.
     fn stream_s() -> StreamConfig {
-        crate::jetstream::config::StreamConfigRequest::parse(br#"{"name":"S","subjects":["s.>"]}"#)
-            .expect("request")
-            .config
-            .checked(false)
-            .expect("config")
+        infinistream_api::jetstream::config::StreamConfigRequest::parse(
+            br#"{"name":"S","subjects":["s.>"]}"#,
+        )
+        .expect("request")
+        .config
+        .checked(false)
+        .expect("config")
     }
 
     fn commit_subjects(s: &mut SqliteStore, object_id: u64, subjects: &[&str]) {
@@ -1953,18 +1955,20 @@ mod tests {
             object_id,
             object_key: format!("k{object_id}"),
             object_size: 1,
-            blocks: vec![crate::control_plane::model::CommitBlock {
+            blocks: vec![infinistream_api::control_plane::model::CommitBlock {
                 stream: "S".into(),
                 block_offset: 0,
                 block_len: 1,
                 messages: subjects
                     .iter()
-                    .map(|subject| crate::control_plane::model::CommitMessage {
-                        subject: subject.to_string(),
-                        size: 1,
-                        timestamp_nanos: 1,
-                        ..Default::default()
-                    })
+                    .map(
+                        |subject| infinistream_api::control_plane::model::CommitMessage {
+                            subject: subject.to_string(),
+                            size: 1,
+                            timestamp_nanos: 1,
+                            ..Default::default()
+                        },
+                    )
                     .collect(),
             }],
         };

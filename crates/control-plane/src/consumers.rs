@@ -15,15 +15,19 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use super::model::MessageLocation;
 use super::store::{
     Backend, ConsumerPosition, ConsumerWrite, MetadataStore, PendingDelivery, StateDetail,
     StoreError,
 };
-use crate::jetstream::consumer::*;
-use crate::jetstream::{ApiError, LIST_LIMIT, NAMES_LIMIT, gojson};
+use infinistream_api::control_plane::consumers::{
+    AckBatch, AckBatchResponse, AckKind, ClaimRequest, ClaimResponse, Claimed, LeaseRequest,
+    LeaseResponse, PushAssignment, WaitingReport,
+};
+use infinistream_api::control_plane::model::MessageLocation;
+use infinistream_api::jetstream::consumer::*;
+use infinistream_api::jetstream::{ApiError, LIST_LIMIT, NAMES_LIMIT, gojson};
 
 /// One delivery waiting for its ack.
 #[derive(Debug, Clone, Copy)]
@@ -300,48 +304,6 @@ fn changes(before: &Consumer, after: &Consumer, out: &mut Vec<ConsumerWrite>) {
     }
 }
 
-/// `POST /v1/consumers/claim`: the next messages of one consumer for one pull request (or a push
-/// consumer's next batch). A claim that finds nothing is the cheap poll of a waiting request.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct ClaimRequest {
-    pub stream: String,
-    pub consumer: String,
-    pub batch: u32,
-    /// 0 = no byte limit.
-    #[serde(default)]
-    pub max_bytes: u64,
-    /// Pull requests waiting at the claiming agent (reported in CONSUMER.INFO).
-    #[serde(default)]
-    pub waiting: u64,
-    /// Push consumers: the agent driving it (must hold the lease).
-    #[serde(default)]
-    pub agent_id: String,
-    /// A pull request not yet checked against the consumer's limits: refused (nothing claimed)
-    /// when the consumer is push based or the request exceeds `max_batch`, `max_expires` or
-    /// `max_bytes`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pull: Option<PullRequest>,
-    /// Acks to apply before claiming (any consumers'), as `POST /v1/consumers/ack` would: a
-    /// client's acks apply before its next pull, and sending them with the claim makes that one
-    /// round trip instead of two.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub acks: Vec<AckEntry>,
-}
-
-/// `POST /v1/consumers/waiting`: how many pull requests wait at the reporting agent, for
-/// consumers whose count changed without a claim (requests expired or their requesters left).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct WaitingReport {
-    pub counts: Vec<WaitingCount>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct WaitingCount {
-    pub stream: String,
-    pub consumer: String,
-    pub waiting: u64,
-}
-
 /// Applies a [`WaitingReport`] (memory only: waiting requests do not outlive their agent).
 pub fn report_waiting(backend: &mut Backend, report: &WaitingReport) {
     for c in &report.counts {
@@ -353,102 +315,6 @@ pub fn report_waiting(backend: &mut Backend, report: &WaitingReport) {
             consumer.waiting = c.waiting;
         }
     }
-}
-
-/// One claimed delivery.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Claimed {
-    pub location: MessageLocation,
-    pub cseq: u64,
-    pub deliveries: u64,
-    /// Messages left for the consumer after this one (the ack subject's last token).
-    pub pending: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct ClaimResponse {
-    pub messages: Vec<Claimed>,
-    /// Messages left for the consumer after this claim.
-    pub num_pending: u64,
-    /// The next message does not fit in what is left of `max_bytes` (nats-server then ends the
-    /// pull request with `409 Message Size Exceeds MaxBytes`).
-    #[serde(default)]
-    pub too_big: bool,
-    #[serde(default)]
-    pub headers_only: bool,
-    /// Stream sequence of the last message the consumer delivered (push heartbeats).
-    #[serde(default)]
-    pub last_stream_seq: u64,
-    #[serde(default)]
-    pub last_consumer_seq: u64,
-    /// Pull requests the consumer allows at once.
-    #[serde(default)]
-    pub max_waiting: i64,
-    /// What the consumer allows a pull request (agents check later requests themselves).
-    #[serde(default)]
-    pub limits: PullLimits,
-    /// The 409 description when `pull` was refused.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub refused: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AckKind {
-    Ack,
-    Nak,
-    Progress,
-    Term,
-}
-
-/// One `$JS.ACK` message, parsed by the agent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AckEntry {
-    pub stream: String,
-    pub consumer: String,
-    pub sseq: u64,
-    pub kind: AckKind,
-    /// `-NAK {"delay":…}`: nanoseconds before redelivery.
-    #[serde(default)]
-    pub delay: i64,
-}
-
-/// `POST /v1/consumers/ack`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct AckBatch {
-    pub acks: Vec<AckEntry>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct AckBatchResponse {
-    pub applied: usize,
-}
-
-/// `POST /v1/consumers/lease`: ask to drive (or keep driving) push consumers.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct LeaseRequest {
-    pub agent_id: String,
-    /// Deliver subjects this agent has local interest in; empty = only renew.
-    #[serde(default)]
-    pub deliver_subjects: Vec<String>,
-    pub ttl_ms: i64,
-}
-
-/// A push consumer this agent now drives.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PushAssignment {
-    pub stream: String,
-    pub consumer: String,
-    pub config: ConsumerConfig,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct LeaseResponse {
-    pub assignments: Vec<PushAssignment>,
-    /// Deliver subjects of the push consumers not leased by another agent: the ones the agent
-    /// should check for local interest before its next lease request.
-    #[serde(default)]
-    pub push_subjects: Vec<String>,
 }
 
 fn store_err(e: StoreError) -> ApiError {
@@ -1012,10 +878,10 @@ pub fn claim(
                 c.pending.remove(&sseq);
                 continue;
             }
-            let loc = match backend
-                .store
-                .locate(&c.stream, &super::model::LocateRequest::seq(sseq))
-            {
+            let loc = match backend.store.locate(
+                &c.stream,
+                &infinistream_api::control_plane::model::LocateRequest::seq(sseq),
+            ) {
                 Ok(loc) => loc,
                 Err(StoreError::Api(_)) => {
                     c.pending.remove(&sseq);
@@ -1058,10 +924,10 @@ pub fn claim(
             max_ack_pending - c.pending.len()
         });
         let locs = if let Some(seq) = c.lps.front().copied() {
-            match backend
-                .store
-                .locate(&c.stream, &super::model::LocateRequest::seq(seq))
-            {
+            match backend.store.locate(
+                &c.stream,
+                &infinistream_api::control_plane::model::LocateRequest::seq(seq),
+            ) {
                 Ok(loc) => vec![loc],
                 Err(StoreError::Api(_)) => {
                     c.lps.pop_front();
@@ -1259,8 +1125,9 @@ pub fn lease(backend: &mut Backend, req: &LeaseRequest, now: i64) -> LeaseRespon
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control_plane::js_api::{self, JsContext};
-    use crate::control_plane::store::SqliteStore;
+    use crate::js_api::{self, JsContext};
+    use crate::store::SqliteStore;
+    use infinistream_api::control_plane::consumers::AckEntry;
 
     fn backend() -> Backend {
         Backend {
@@ -1312,7 +1179,7 @@ mod tests {
     }
 
     fn publish(b: &mut Backend, n: usize) {
-        use crate::control_plane::model::{CommitBlock, CommitMessage, CommitRequest};
+        use infinistream_api::control_plane::model::{CommitBlock, CommitMessage, CommitRequest};
         let id = b.store.allocate_object_ids(1, 0).expect("ids")[0];
         let messages = (0..n)
             .map(|_| CommitMessage {

@@ -16,11 +16,14 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
-use super::consumers::{self, AckBatch, ClaimRequest, LeaseRequest};
+use super::consumers;
 use super::js_api::{self, JsContext};
-use super::model::*;
 use super::store::{StoreError, StoreHandle};
-use crate::jetstream::time::now_nanos;
+use infinistream_api::control_plane::consumers::{
+    AckBatch, ClaimRequest, LeaseRequest, WaitingReport,
+};
+use infinistream_api::control_plane::model::*;
+use infinistream_api::jetstream::time::now_nanos;
 
 /// Largest request body accepted (a commit of a large object carries many message entries).
 pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
@@ -86,6 +89,9 @@ impl CpMetrics {
         )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
+        // Touched so the series exists (at 0) before the first restart.
+        std::sync::LazyLock::force(&crate::store::worker::STORE_RESTARTS);
+        registry.register(Box::new(crate::store::worker::RESTARTS.clone()))?;
         Ok(Self {
             registry,
             requests,
@@ -517,7 +523,7 @@ async fn consumer_claim(
         .store
         .call(move |b| {
             if !request.acks.is_empty() {
-                let acks = consumers::AckBatch {
+                let acks = AckBatch {
                     acks: std::mem::take(&mut request.acks),
                 };
                 consumers::ack(b, &acks, now);
@@ -537,7 +543,7 @@ async fn consumer_waiting(
     body: web::Bytes,
 ) -> HttpResponse {
     auth!(req, state);
-    let report: consumers::WaitingReport = match parse_body(&body) {
+    let report: WaitingReport = match parse_body(&body) {
         Ok(r) => r,
         Err(resp) => return *resp,
     };

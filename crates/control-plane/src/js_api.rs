@@ -4,9 +4,9 @@
 //! Owns: dispatch on the subject, request parsing, nats-server's check order per request, the
 //! response envelopes and the API counters. Does not own: storage (`store`) or transport.
 
-use crate::jetstream::gojson::{self, is_empty_request, is_json_object_or_array};
-use crate::jetstream::types::*;
-use crate::jetstream::{ApiError, StreamConfig, StreamConfigRequest};
+use infinistream_api::jetstream::gojson::{self, is_empty_request, is_json_object_or_array};
+use infinistream_api::jetstream::types::*;
+use infinistream_api::jetstream::{ApiError, StreamConfig, StreamConfigRequest};
 
 use super::store::{Backend, StateDetail, StoreError, StreamView};
 
@@ -142,7 +142,7 @@ fn account_info(backend: &mut Backend) -> (Vec<u8>, bool) {
                 consumers: backend.consumers.total(),
                 limits: AccountLimits::default(),
                 api: ApiStats {
-                    level: crate::jetstream::API_LEVEL,
+                    level: infinistream_api::jetstream::API_LEVEL,
                     total: backend.api_total,
                     errors: backend.api_errors,
                 },
@@ -347,7 +347,7 @@ fn filtered(backend: &mut Backend, filter: &str) -> Result<Vec<StreamView>, ApiE
                 || v.config
                     .subjects
                     .iter()
-                    .any(|s| crate::subject::overlaps(filter, s))
+                    .any(|s| infinistream_api::subject::overlaps(filter, s))
         })
         .collect())
 }

@@ -4,7 +4,7 @@
 //! Owns: `Nats-TTL` and `Nats-Rollup` parsing, the order-independent limit checks. Does not own:
 //! reading or writing state.
 
-use crate::jetstream::{ApiError, DiscardPolicy, StreamConfig};
+use infinistream_api::jetstream::{ApiError, DiscardPolicy, StreamConfig};
 
 /// A parsed `Nats-TTL`: seconds (> 0), -1 for never, 0 for none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
