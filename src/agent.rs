@@ -12,32 +12,34 @@ use std::time::Duration;
 use actix::prelude::*;
 use tokio::net::TcpListener;
 
-use crate::actors::connection::{Connection, ConnectionSettings};
-use crate::actors::flusher::SealNow;
-use crate::actors::flusher::{Flusher, FlusherSettings};
-use crate::actors::jetstream_api::{JsApi, Refresh, StreamCatalog};
-use crate::actors::membership::{
+use crate::actors::cluster::membership::{
     Leave, Membership, MembershipSettings, Subscribe as SubscribeMembers, SubscribeGroup,
     resolve_advertise_address,
 };
-use crate::actors::router::{BroadcastControl, ConnControl};
-use crate::actors::router::{GetStats, Router};
-pub use crate::actors::sequence_client::Committed;
-use crate::actors::sequence_client::{SequenceClient, SequenceSettings};
+use crate::actors::cluster::route::link::RouteIdentity;
+use crate::actors::cluster::route::manager::RouteManager;
+use crate::actors::cluster::route::messages::RouterPorts;
+use crate::actors::ingress::connection::{Connection, ConnectionSettings};
+use crate::actors::ingress::router::BroadcastControl;
+use crate::actors::ingress::router::Router;
+use crate::actors::jetstream::api::JsApi;
+use crate::actors::ops::budget::InflightBudget;
+use crate::actors::ops::monitor::{BeginShutdown, HealthProbe, MonitorSources};
+use crate::actors::ops::queries::{ConnControl, GetStats};
+use crate::actors::read::Reader;
+use crate::actors::read::cache::{ReadCache, ReadCacheSettings, SetPeer};
+use crate::actors::read::peer::{PeerCache, PeerSettings};
 use crate::actors::supervisor::{PeerSupervisor, SequenceSupervisor, SequenceSupervisorSettings};
-use crate::actors::uploader::{RetryPolicy, UploaderPool};
-use crate::budget::InflightBudget;
-use crate::cache::peer::{PeerCache, PeerSettings};
-use crate::cache::{ReadCache, ReadCacheSettings, SetPeer};
+use crate::actors::write::catalog::{Refresh, StreamCatalog};
+pub use crate::actors::write::commit::Committed;
+use crate::actors::write::commit::{SequenceClient, SequenceSettings};
+use crate::actors::write::flusher::SealNow;
+use crate::actors::write::flusher::{Flusher, FlusherSettings};
+use crate::actors::write::uploader::{RetryPolicy, UploaderPool};
 use crate::config::AgentConfig;
 use crate::control_plane::client::ControlPlaneClient;
 use crate::logging::{self, Banner, LogFormat};
-use crate::monitor::{BeginShutdown, HealthProbe, MonitorSources};
 use crate::protocol::info::{COMPAT_SERVER_VERSION, ServerInfo, new_server_id};
-use crate::read::Reader;
-use crate::route::link::RouteIdentity;
-use crate::route::manager::RouteManager;
-use crate::route::messages::RouterPorts;
 use infinistream_api::control_plane::model::AgentPorts;
 
 /// Bound on dialling another agent's peer port plus the route handshake.
@@ -398,7 +400,7 @@ async fn start_with(
     tuning: AgentTuning,
     hooks: AgentHooks,
 ) -> Result<RunningAgent, AgentError> {
-    crate::metrics::init();
+    crate::actors::ops::metrics::init();
     // What can refuse to start goes first: the CA file, the bucket client, then every port.
     let tls = crate::control_plane::client::tls_with_ca(config.control_plane_ca.as_deref())?;
     // Building the bucket client contacts nothing; it fails only on a URL it cannot use.
@@ -455,11 +457,13 @@ async fn start_with(
         let cp = shared.cp.clone();
         let interval = hooks
             .health_interval
-            .unwrap_or(crate::monitor::DEFAULT_HEALTH_INTERVAL);
+            .unwrap_or(crate::actors::ops::monitor::DEFAULT_HEALTH_INTERVAL);
         HealthProbe::start_in_arbiter(&shared.js, move |_| HealthProbe::new(cp(), interval))
     };
     let sources = MonitorSources {
-        router: router.clone(),
+        stats: router.clone().recipient(),
+        connections: router.clone().recipient(),
+        routes: router.clone().recipient(),
         probe: probe.clone(),
         budget: budget.clone(),
         ping_interval: tuning.ping_interval,
@@ -467,7 +471,7 @@ async fn start_with(
         max_pending: tuning.max_pending,
     };
     let http_addr = local_addr(&http_listener)?;
-    let http = crate::monitor::start(
+    let http = crate::actors::ops::monitor::start(
         &config,
         http_listener,
         &server_id,
@@ -581,7 +585,7 @@ fn start_write_path(
         std::slice::from_ref(&s.js),
         s.tuning.uploaders.max(1),
         RetryPolicy::default(),
-        crate::actors::uploader::DEFAULT_MAILBOX_CAPACITY,
+        crate::actors::write::uploader::DEFAULT_MAILBOX_CAPACITY,
     );
     let flusher = {
         let settings = FlusherSettings {
@@ -600,7 +604,7 @@ fn start_write_path(
         let flusher = flusher.clone();
         let interval = s.tuning.stream_poll_interval;
         StreamCatalog::start_in_arbiter(&s.js, move |_| {
-            StreamCatalog::new(cp(), router, flusher, interval)
+            StreamCatalog::new(cp(), router.recipient(), flusher, interval)
         })
     };
     WritePath {
@@ -683,8 +687,8 @@ async fn start_jetstream(s: &Shared<'_>, catalog: &Addr<StreamCatalog>, reader: 
         let cp = s.cp.clone();
         let router = s.router.clone();
         let reader = reader.clone();
-        crate::actors::consumer::ConsumerManager::start_in_arbiter(&s.js, move |_| {
-            crate::actors::consumer::ConsumerManager::new(cp(), router, reader)
+        crate::actors::jetstream::pull::ConsumerManager::start_in_arbiter(&s.js, move |_| {
+            crate::actors::jetstream::pull::ConsumerManager::new(cp(), router, reader)
         })
     };
     {
@@ -692,8 +696,8 @@ async fn start_jetstream(s: &Shared<'_>, catalog: &Addr<StreamCatalog>, reader: 
         let router = s.router.clone();
         let reader = reader.clone();
         let agent_id = s.agent_id.clone();
-        crate::actors::push::PushManager::start_in_arbiter(&s.js, move |_| {
-            crate::actors::push::PushManager::new(cp(), router, reader, agent_id)
+        crate::actors::jetstream::push::PushManager::start_in_arbiter(&s.js, move |_| {
+            crate::actors::jetstream::push::PushManager::new(cp(), router, reader, agent_id)
         });
     }
     let js_api = {

@@ -1085,6 +1085,28 @@ pub fn parse_object_key(key: &Path) -> Option<u64> {
     digits.parse().ok()
 }
 
+/// One block of one object: the unit that is fetched, verified and cached.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, SerializeDerive, Deserialize)]
+pub struct BlockLocation {
+    pub object_key: String,
+    pub offset: u64,
+    pub len: u64,
+}
+
+impl BlockLocation {
+    pub fn of(loc: &infinistream_api::control_plane::model::MessageLocation) -> Self {
+        Self {
+            object_key: loc.object_key.clone(),
+            offset: loc.block_offset,
+            len: loc.block_len,
+        }
+    }
+
+    pub fn range(&self) -> std::ops::Range<u64> {
+        self.offset..self.offset.saturating_add(self.len)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,18 +6,12 @@
 pub mod actors;
 pub mod agent;
 pub mod bucket;
-pub mod budget;
-pub mod cache;
 pub mod config;
 pub mod control_plane;
 pub mod format;
 pub mod logging;
 pub mod message;
-pub mod metrics;
-pub mod monitor;
 pub mod protocol;
-pub mod read;
-pub mod route;
 #[cfg(test)]
 mod test_support;
 pub mod values;

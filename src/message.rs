@@ -6,6 +6,12 @@
 use bytes::Bytes;
 use bytestring::ByteString;
 
+/// A connection's id, unique within one agent.
+pub type ConnId = u64;
+
+/// A route's peer: another agent of the group, as this agent's route table numbers them.
+pub type PeerId = u32;
+
 /// A message as it travels between actors. Cloning shares the bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NatsMsg {

@@ -12,7 +12,7 @@ use std::panic::AssertUnwindSafe;
 
 use futures::FutureExt;
 
-use crate::metrics;
+use crate::actors::ops::metrics;
 
 fn contained(actor: &'static str) {
     // The panic message itself was already printed by the panic hook.

@@ -4,20 +4,15 @@
 //! Write path: `connection` -> `router` -> per-stream `batcher` -> `flusher` (one object per
 //! window) -> `uploader` pool -> `sequence_client` (commit) -> acks back to the publishers.
 
-pub mod batcher;
-mod burst;
-pub mod connection;
-pub mod consumer;
-pub mod flusher;
+pub mod cluster;
 pub mod guard;
-pub mod jetstream_api;
-pub mod membership;
-pub mod push;
-pub mod router;
-pub mod sequence_client;
+pub mod ingress;
+pub mod jetstream;
+pub mod messages;
+pub mod ops;
+pub mod read;
 pub mod supervisor;
-pub mod uploader;
-pub mod write_error;
+pub mod write;
 
 /// Answered as soon as an actor has started: `send(Ready)` returns after its `started` ran (so,
 /// for example, the subscriptions it asked the router for are queued there).

@@ -20,17 +20,18 @@ use actix::prelude::*;
 use bytes::Bytes;
 use tokio::sync::watch;
 
-use crate::actors::membership::MembersChanged;
-use crate::actors::router::Router;
-use crate::actors::sequence_client::{
+use crate::actors::cluster::membership::MembersChanged;
+use crate::actors::ingress::router::Router;
+use crate::actors::messages::PublishBatch;
+use crate::actors::ops::metrics;
+use crate::actors::read::block::ReadError;
+use crate::actors::read::cache::PeerFetch;
+use crate::actors::read::peer::PeerCache;
+use crate::actors::write::commit::{
     Commit, Committed, NextObjectId, RecordOrphan, Sealed, SealedObject, SequenceClient,
     answer_publishers, check_shape, commit_request, fail_publishers,
 };
-use crate::actors::write_error::WriteError;
-use crate::cache::PeerFetch;
-use crate::cache::peer::PeerCache;
-use crate::metrics;
-use crate::read::ReadError;
+use crate::actors::write::error::WriteError;
 use infinistream_api::control_plane::model::{CommitManyRequest, CommitResponse, OrphanRequest};
 
 /// How often the watchdog looks at the child.
@@ -147,7 +148,8 @@ type SequenceFactory = Box<dyn Fn() -> SequenceClient>;
 pub struct SequenceSupervisor {
     settings: SequenceSupervisorSettings,
     factory: SequenceFactory,
-    router: Addr<Router>,
+    /// Where acks and failures go (the router).
+    router: Recipient<PublishBatch>,
     slot: Slot<SequenceClient>,
     next_commit: u64,
     ready: BTreeMap<u64, Sealed>,
@@ -173,7 +175,7 @@ impl SequenceSupervisor {
         Self {
             settings,
             factory: Box::new(factory),
-            router,
+            router: router.recipient(),
             slot: Slot::new("sequence_client", child),
             next_commit: 0,
             ready: BTreeMap::new(),
@@ -352,9 +354,9 @@ impl Handler<NextObjectId> for SequenceSupervisor {
 }
 
 #[cfg(any(test, feature = "test-hooks"))]
-impl Handler<crate::actors::sequence_client::Crash> for SequenceSupervisor {
+impl Handler<crate::actors::write::commit::Crash> for SequenceSupervisor {
     type Result = ();
-    fn handle(&mut self, m: crate::actors::sequence_client::Crash, _: &mut Self::Context) {
+    fn handle(&mut self, m: crate::actors::write::commit::Crash, _: &mut Self::Context) {
         if let Some(c) = self.slot.current() {
             c.do_send(m);
         }
@@ -445,9 +447,9 @@ impl Handler<MembersChanged> for PeerSupervisor {
 }
 
 #[cfg(any(test, feature = "test-hooks"))]
-impl Handler<crate::cache::peer::Crash> for PeerSupervisor {
+impl Handler<crate::actors::read::peer::Crash> for PeerSupervisor {
     type Result = ();
-    fn handle(&mut self, m: crate::cache::peer::Crash, _: &mut Self::Context) {
+    fn handle(&mut self, m: crate::actors::read::peer::Crash, _: &mut Self::Context) {
         if let Some(c) = self.slot.current() {
             c.do_send(m);
         }

@@ -42,8 +42,8 @@ pub struct AgentHandles {
     pub peer_addr: std::net::SocketAddr,
     pub sequencer: actix::Addr<infinistream::actors::supervisor::SequenceSupervisor>,
     pub peer_cache: actix::Addr<infinistream::actors::supervisor::PeerSupervisor>,
-    pub read_cache: actix::Addr<infinistream::cache::ReadCache>,
-    pub membership: actix::Addr<infinistream::actors::membership::Membership>,
+    pub read_cache: actix::Addr<infinistream::actors::read::cache::ReadCache>,
+    pub membership: actix::Addr<infinistream::actors::cluster::membership::Membership>,
 }
 
 pub struct TestAgent {

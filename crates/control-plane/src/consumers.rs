@@ -18,8 +18,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use serde::Serialize;
 
 use super::store::{
-    Backend, ConsumerPosition, ConsumerWrite, MetadataStore, PendingDelivery, StateDetail,
-    StoreError,
+    ConsumerPosition, ConsumerWrite, MetadataStore, PendingDelivery, StateDetail, StoreError,
 };
 use infinistream_api::control_plane::consumers::{
     AckBatch, AckBatchResponse, AckKind, ClaimRequest, ClaimResponse, Claimed, LeaseRequest,
@@ -28,6 +27,17 @@ use infinistream_api::control_plane::consumers::{
 use infinistream_api::control_plane::model::MessageLocation;
 use infinistream_api::jetstream::consumer::*;
 use infinistream_api::jetstream::{ApiError, LIST_LIMIT, NAMES_LIMIT, gojson};
+
+/// What a request closure gets on the store thread (`worker`): the store, the `$JS.API`
+/// counters reported by account info, and the consumer registry. Defined here, beside the
+/// registry it holds, so the worker and the consumers both depend on it and not on each other.
+pub struct Backend {
+    pub store: Box<dyn MetadataStore>,
+    pub api_total: u64,
+    pub api_errors: u64,
+    /// JetStream consumers and their delivery state (below).
+    pub consumers: Registry,
+}
 
 /// One delivery waiting for its ack.
 #[derive(Debug, Clone, Copy)]

@@ -8,7 +8,8 @@ use infinistream_api::jetstream::gojson::{self, is_empty_request, is_json_object
 use infinistream_api::jetstream::types::*;
 use infinistream_api::jetstream::{ApiError, StreamConfig, StreamConfigRequest};
 
-use super::store::{Backend, StateDetail, StoreError, StreamView};
+use super::consumers::Backend;
+use super::store::{StateDetail, StoreError, StreamView};
 
 /// Facts about the request that are not in its payload.
 #[derive(Debug, Clone)]

@@ -3,7 +3,8 @@
 //! for JetStream stream state.
 //!
 //! Owns: starting and stopping the HTTP server and its store thread (`start_in_process`), and
-//! the submodules: `store` (persistence), `consumers` (the consumer registry), `js_api`
+//! the submodules: `store` (persistence), `worker` (the one thread that owns the store and the
+//! consumer registry), `consumers` (the consumer registry), `js_api`
 //! (`$JS.API` answers), `server` (HTTP), `dirlock` (one owner per data directory).
 //! Does not own: the wire types (`infinistream-api`), the agent, or the process edge (banner,
 //! signals, logging: the `infinistream` binary).
@@ -13,6 +14,7 @@ pub mod dirlock;
 pub mod js_api;
 pub mod server;
 pub mod store;
+pub mod worker;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -84,7 +86,7 @@ pub struct RunningControlPlane {
     addr: SocketAddr,
     handle: actix_web::dev::ServerHandle,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-    store: Option<store::StoreThread>,
+    store: Option<worker::StoreThread>,
     /// Held for as long as this control plane runs (released after the store is closed).
     _lock: Option<crate::dirlock::DirLock>,
 }
@@ -171,7 +173,7 @@ pub async fn start_in_process_with(
 
     let data_dir = config.data_dir.clone();
     let store_thread = tokio::task::spawn_blocking(move || {
-        store::StoreThread::spawn(move || {
+        worker::StoreThread::spawn(move || {
             let store: Box<dyn MetadataStore> = match &data_dir {
                 Some(dir) => Box::new(SqliteStore::open(dir)?),
                 None => Box::new(SqliteStore::open_in_memory()?),

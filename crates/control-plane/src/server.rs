@@ -18,7 +18,8 @@ use sha2::{Digest, Sha256};
 
 use super::consumers;
 use super::js_api::{self, JsContext};
-use super::store::{StoreError, StoreHandle};
+use super::store::StoreError;
+use super::worker::StoreHandle;
 use infinistream_api::control_plane::consumers::{
     AckBatch, ClaimRequest, LeaseRequest, WaitingReport,
 };
@@ -90,8 +91,8 @@ impl CpMetrics {
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         // Touched so the series exists (at 0) before the first restart.
-        std::sync::LazyLock::force(&crate::store::worker::STORE_RESTARTS);
-        registry.register(Box::new(crate::store::worker::RESTARTS.clone()))?;
+        std::sync::LazyLock::force(&crate::worker::STORE_RESTARTS);
+        registry.register(Box::new(crate::worker::RESTARTS.clone()))?;
         Ok(Self {
             registry,
             requests,

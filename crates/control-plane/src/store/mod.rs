@@ -8,10 +8,8 @@
 
 mod commit;
 pub mod sqlite;
-pub(crate) mod worker;
 
 pub use sqlite::SqliteStore;
-pub use worker::{Backend, StoreHandle, StoreThread};
 
 use infinistream_api::control_plane::model::{
     AgentInfo, CommitRequest, CommitResponse, LocateRequest, MessageLocation, Orphan,

@@ -21,12 +21,12 @@ use futures::future::join_all;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::actors::router::{ConnControl, ConnInfo, GetStats, ListConnections, Router};
-use crate::budget::InflightBudget;
+use crate::actors::ops::budget::InflightBudget;
+use crate::actors::ops::metrics;
+use crate::actors::ops::queries::GetRoutes;
+use crate::actors::ops::queries::{ConnControl, ConnInfo, GetStats, ListConnections};
 use crate::config::AgentConfig;
 use crate::control_plane::client::ControlPlaneClient;
-use crate::metrics;
-use crate::route::messages::GetRoutes;
 
 /// How often the probe checks the control plane's `/healthz`.
 pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(2);
@@ -219,7 +219,12 @@ async fn jsz_totals(client: &ControlPlaneClient) -> Result<Value, String> {
 /// What the monitoring server reads from: actors to ask and the budget to observe.
 #[derive(Clone)]
 pub struct MonitorSources {
-    pub router: Addr<Router>,
+    /// The router's counts (`/varz`, `/healthz`).
+    pub stats: Recipient<GetStats>,
+    /// Every connection's control address (`/connz`).
+    pub connections: Recipient<ListConnections>,
+    /// The routes (`/routez`).
+    pub routes: Recipient<GetRoutes>,
     pub probe: Addr<HealthProbe>,
     pub budget: InflightBudget,
     pub ping_interval: Duration,
@@ -299,12 +304,7 @@ async fn metrics_text(state: web::Data<MonitorState>) -> HttpResponse {
 }
 
 async fn varz(state: web::Data<MonitorState>) -> HttpResponse {
-    let stats = state
-        .sources
-        .router
-        .send(GetStats)
-        .await
-        .unwrap_or_default();
+    let stats = state.sources.stats.send(GetStats).await.unwrap_or_default();
     let now = SystemTime::now();
     let uptime = now.duration_since(state.start).unwrap_or_default();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -427,7 +427,7 @@ fn conn_json(c: &ConnInfo, now: SystemTime) -> Value {
 async fn connz(state: web::Data<MonitorState>, q: web::Query<PageQuery>) -> HttpResponse {
     let controls = state
         .sources
-        .router
+        .connections
         .send(ListConnections)
         .await
         .unwrap_or_default();
@@ -463,12 +463,7 @@ async fn connz(state: web::Data<MonitorState>, q: web::Query<PageQuery>) -> Http
 }
 
 async fn subsz(state: web::Data<MonitorState>) -> HttpResponse {
-    let stats = state
-        .sources
-        .router
-        .send(GetStats)
-        .await
-        .unwrap_or_default();
+    let stats = state.sources.stats.send(GetStats).await.unwrap_or_default();
     HttpResponse::Ok().json(json!({
         "server_id": state.server_id,
         "now": rfc3339(SystemTime::now()),
@@ -491,7 +486,7 @@ async fn subsz(state: web::Data<MonitorState>) -> HttpResponse {
 async fn routez(state: web::Data<MonitorState>) -> HttpResponse {
     let routes = state
         .sources
-        .router
+        .routes
         .send(GetRoutes)
         .await
         .unwrap_or_default();

@@ -17,12 +17,13 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use bytes::Bytes;
 
-use crate::actors::batcher::StreamBatch;
-use crate::actors::router::{NatsMsg, Publish, PublishBatch, Router};
-use crate::actors::write_error::WriteError;
+use crate::actors::messages::{Publish, PublishBatch};
+use crate::actors::ops::metrics;
+use crate::actors::write::error::WriteError;
+use crate::actors::write::messages::StreamBatch;
 use crate::control_plane::client::{ControlPlaneClient, CpError};
 use crate::format::BlockRef;
-use crate::metrics;
+use crate::message::NatsMsg;
 use crate::protocol::headers::find_header;
 use infinistream_api::control_plane::model::{
     CommitBlock, CommitManyRequest, CommitMessage, CommitRequest, CommitResponse, OrphanRequest,
@@ -196,7 +197,7 @@ const ORPHAN_RETRY: Duration = Duration::from_secs(1);
 /// Answers every publisher of a committed object from its commit response (which must have
 /// passed [`check_shape`]); stored messages also go to core subscribers.
 pub fn answer_publishers(
-    router: &Addr<Router>,
+    router: &Recipient<PublishBatch>,
     batches: Vec<StreamBatch>,
     response: CommitResponse,
 ) {
@@ -230,7 +231,11 @@ pub fn answer_publishers(
 }
 
 /// Answers every publisher of an object that was not committed with a JetStream error.
-pub fn fail_publishers(router: &Addr<Router>, batches: Vec<StreamBatch>, error: &WriteError) {
+pub fn fail_publishers(
+    router: &Recipient<PublishBatch>,
+    batches: Vec<StreamBatch>,
+    error: &WriteError,
+) {
     let error = error.to_string();
     let mut out = Vec::new();
     for batch in batches {

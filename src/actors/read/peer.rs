@@ -22,75 +22,22 @@ use actix::prelude::*;
 use bytes::Bytes;
 use futures::stream::FuturesUnordered;
 use futures::{SinkExt, StreamExt};
-use hmac::{Hmac, Mac};
-use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
-use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
-use crate::actors::membership::{MembersChanged, peer_addr};
-use crate::cache::ring::{Ring, RingNode};
-use crate::cache::{PeerFetch, Read, ReadCache};
+use crate::actors::cluster::membership::{MembersChanged, peer_addr};
+use crate::actors::cluster::route::manager::RouteSocket;
+use crate::actors::read::block::{BlockLocation, ReadError};
+use crate::actors::read::cache::{PeerFetch, Read, ReadCache};
+use crate::actors::read::ring::{Ring, RingNode};
 use crate::config::Secret;
-use crate::read::{BlockLocation, ReadError};
-use crate::route::manager::RouteSocket;
+use crate::protocol::peer::{
+    MAX_DECODED, NONCE_LEN, Wire, decode, encode, mac_ok, next_frame, wire,
+};
+pub use crate::protocol::peer::{PROTOCOL_VERSION, PeerError, PeerFrame, handshake_mac};
 
-pub const PROTOCOL_VERSION: u32 = 1;
-const NONCE_LEN: usize = 32;
 /// Requests queued per owner connection; beyond this, reads go to the bucket.
 const QUEUE: usize = 1024;
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum PeerFrame {
-    Challenge {
-        version: u32,
-        nonce: Vec<u8>,
-    },
-    Hello {
-        group_id: String,
-        agent_id: String,
-        mac: Vec<u8>,
-    },
-    Welcome,
-    Refused {
-        reason: String,
-    },
-    Get {
-        id: u64,
-        location: BlockLocation,
-    },
-    Block {
-        id: u64,
-        result: Result<Vec<u8>, String>,
-    },
-    /// Instead of `Hello`: this connection is a route (core NATS between agents), proven with
-    /// the route proof of `route::wire`; after `RouteWelcome` both sides speak route frames.
-    RouteHello {
-        group_id: String,
-        agent_id: String,
-        /// The dialler's availability zone (labels the route's traffic; not part of the proof).
-        zone: String,
-        mac: Vec<u8>,
-    },
-    RouteWelcome {
-        agent_id: String,
-    },
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum PeerError {
-    #[error("peer connection failed: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("bad peer frame: {0}")]
-    Codec(String),
-    #[error("peer refused us: {0}")]
-    Refused(String),
-    #[error("peer protocol violation: {0}")]
-    Protocol(String),
-    #[error("peer handshake timed out")]
-    Timeout,
-}
 
 #[derive(Debug, Clone)]
 pub struct PeerSettings {
@@ -117,73 +64,6 @@ impl PeerSettings {
             max_frame: MAX_DECODED,
         }
     }
-}
-
-type Wire = Framed<TcpStream, LengthDelimitedCodec>;
-
-/// The largest frame decoded (a block and its envelope); see `settings.max_frame`.
-const MAX_DECODED: usize = 160 * 1024 * 1024;
-
-/// Decoding is bounded: without a limit, a length prefix claiming terabytes (before the
-/// handshake, from anyone who can connect) would make bincode allocate them before finding the
-/// input short, and a failed allocation aborts the process.
-const BINCODE: bincode::config::Configuration<
-    bincode::config::LittleEndian,
-    bincode::config::Varint,
-    bincode::config::Limit<MAX_DECODED>,
-> = bincode::config::standard().with_limit::<MAX_DECODED>();
-
-pub(crate) fn encode(frame: &PeerFrame) -> Result<Bytes, PeerError> {
-    bincode::serde::encode_to_vec(frame, BINCODE)
-        .map(Bytes::from)
-        .map_err(|e| PeerError::Codec(e.to_string()))
-}
-
-pub(crate) fn decode(buf: &[u8]) -> Result<PeerFrame, PeerError> {
-    bincode::serde::decode_from_slice(buf, BINCODE)
-        .map(|(f, _)| f)
-        .map_err(|e| PeerError::Codec(e.to_string()))
-}
-
-fn wire(stream: TcpStream, max_frame: usize) -> Wire {
-    let _ = stream.set_nodelay(true);
-    let codec = LengthDelimitedCodec::builder()
-        .max_frame_length(max_frame)
-        .new_codec();
-    Framed::new(stream, codec)
-}
-
-async fn next_frame(w: &mut Wire) -> Result<PeerFrame, PeerError> {
-    match w.next().await {
-        Some(Ok(buf)) => decode(&buf),
-        Some(Err(e)) => Err(PeerError::Io(e)),
-        None => Err(PeerError::Protocol("connection closed".into())),
-    }
-}
-
-/// HMAC-SHA256(group key, nonce | group id | agent id), fields length-prefixed.
-pub fn handshake_mac(key: &Secret, nonce: &[u8], group_id: &str, agent_id: &str) -> Vec<u8> {
-    // HMAC accepts keys of any length, so this cannot fail.
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key.expose().as_bytes()) else {
-        return Vec::new();
-    };
-    for part in [nonce, group_id.as_bytes(), agent_id.as_bytes()] {
-        mac.update(&(part.len() as u64).to_le_bytes());
-        mac.update(part);
-    }
-    mac.finalize().into_bytes().to_vec()
-}
-
-fn mac_ok(key: &Secret, nonce: &[u8], group_id: &str, agent_id: &str, got: &[u8]) -> bool {
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key.expose().as_bytes()) else {
-        return false;
-    };
-    for part in [nonce, group_id.as_bytes(), agent_id.as_bytes()] {
-        mac.update(&(part.len() as u64).to_le_bytes());
-        mac.update(part);
-    }
-    // Constant-time comparison.
-    mac.verify_slice(got).is_ok()
 }
 
 /// Client side: connects to `addr` and authenticates.
@@ -269,7 +149,9 @@ async fn authenticate(w: &mut Wire, settings: &PeerSettings) -> Result<Authentic
             zone,
             mac,
         } => {
-            let proven = crate::route::wire::hello_ok(key, &nonce, &group_id, &agent_id, &mac);
+            let proven = crate::actors::cluster::route::wire::hello_ok(
+                key, &nonce, &group_id, &agent_id, &mac,
+            );
             match refused(&group_id, proven) {
                 Some(why) => why,
                 None => {
@@ -601,8 +483,8 @@ impl Handler<Crash> for PeerCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::tests::{Counting, object};
-    use crate::cache::{ReadCacheSettings, SetPeer};
+    use crate::actors::read::cache::tests::{Counting, object};
+    use crate::actors::read::cache::{ReadCacheSettings, SetPeer};
     use infinistream_api::control_plane::model::{AgentInfo, AgentPorts};
     use object_store::ObjectStore;
     use std::sync::atomic::Ordering;

@@ -15,22 +15,13 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use futures::future::join_all;
 
-use crate::actors::batcher::{Drain, StreamBatch};
-use crate::actors::sequence_client::{NextObjectId, Sealed, SealedObject, SequencerHandle};
-use crate::actors::uploader::{Upload, UploaderPool};
-use crate::actors::write_error::WriteError;
+use crate::actors::ops::metrics;
+use crate::actors::write::commit::{NextObjectId, Sealed, SealedObject, SequencerHandle};
+use crate::actors::write::error::WriteError;
+use crate::actors::write::messages::{Drain, MarkDirty, StreamBatch};
+use crate::actors::write::uploader::{Upload, UploaderPool};
 use crate::format::{self, ObjectBuilder};
-use crate::metrics;
 use object_store::PutPayload;
-
-/// Batcher -> flusher: it has data for the current window (`first`), or grew by `bytes`.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct MarkDirty {
-    pub batcher: Recipient<Drain>,
-    pub first: bool,
-    pub bytes: usize,
-}
 
 /// Seal now whatever is pending (graceful shutdown, tests).
 #[derive(Message)]
@@ -269,7 +260,7 @@ impl Handler<SealNow> for Flusher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::actors::router::NatsMsg;
+    use crate::actors::ingress::router::NatsMsg;
     use bytes::Bytes;
 
     fn msg(subject: &str, reply: Option<&str>, headers: Option<&str>, payload: &str) -> NatsMsg {

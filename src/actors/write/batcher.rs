@@ -16,43 +16,11 @@ use actix::prelude::*;
 use bytes::{BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
 
-use crate::actors::flusher::{Flusher, MarkDirty};
-use crate::actors::router::{ConnId, NatsMsg};
-use crate::budget::BudgetPermit;
+use crate::actors::messages::StreamPublish;
+use crate::actors::ops::metrics;
+use crate::actors::write::messages::{Drain, MarkDirty, Pending, StreamBatch};
 use crate::format::RecordMeta;
-use crate::metrics;
-
-/// Router -> batcher: a message captured by this batcher's stream.
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct StreamPublish {
-    pub origin: Option<ConnId>,
-    pub msg: NatsMsg,
-    pub permit: Option<BudgetPermit>,
-}
-
-/// One publish waiting for its object to be durable and committed.
-#[derive(Debug)]
-pub struct Pending {
-    pub origin: Option<ConnId>,
-    /// After a drain: views into the batch's `data`. Before it, only the reply subject is set
-    /// (the bytes are in the batcher's buffer).
-    pub msg: NatsMsg,
-    /// Returned to the in-flight budget when this is dropped, i.e. once answered.
-    pub permit: Option<BudgetPermit>,
-    pub received: Instant,
-    /// Lengths and arrival time (unix nanos): the record's entry in the block table.
-    pub meta: RecordMeta,
-}
-
-/// Everything one stream contributes to one object.
-#[derive(Debug)]
-pub struct StreamBatch {
-    pub stream: String,
-    pub pending: Vec<Pending>,
-    /// The block data: each pending message's subject, headers and payload, back to back.
-    pub data: Bytes,
-}
+use crate::message::NatsMsg;
 
 impl StreamBatch {
     /// A batch of messages as they are: copies them into block data like a batcher does.
@@ -132,11 +100,6 @@ fn point_into(pending: &mut [Pending], data: Bytes, out: &mut Bytes) {
     *out = data;
 }
 
-/// Flusher -> batcher: hand over what is pending (the window is sealing).
-#[derive(Message)]
-#[rtype(result = "StreamBatch")]
-pub struct Drain;
-
 /// Tell the flusher about growth in steps of this many bytes, not per message.
 const REPORT_STEP: usize = 256 * 1024;
 
@@ -145,7 +108,7 @@ const MIN_RESERVE: usize = 256;
 
 pub struct Batcher {
     stream: String,
-    flusher: Addr<Flusher>,
+    flusher: Recipient<MarkDirty>,
     pending: Vec<Pending>,
     /// This window's block data (see the module doc).
     data: BytesMut,
@@ -159,7 +122,7 @@ pub struct Batcher {
 }
 
 impl Batcher {
-    pub fn new(stream: impl Into<String>, flusher: Addr<Flusher>) -> Self {
+    pub fn new(stream: impl Into<String>, flusher: Recipient<MarkDirty>) -> Self {
         Self {
             stream: stream.into(),
             flusher,

@@ -15,8 +15,8 @@ use prometheus::{IntCounter, IntCounterVec, Opts};
 
 use tokio::sync::oneshot;
 
-use super::{MetadataStore, StoreError};
-use crate::consumers::Registry;
+use crate::consumers::{Backend, Registry};
+use crate::store::{MetadataStore, StoreError};
 
 /// Store requests that panicked (the worker rebuilt its state), as the agent counts its actors'
 /// restarts: `infinistream_actor_restarts_total{actor="control_plane_store"}`, served on the
@@ -40,15 +40,6 @@ fn now_nanos() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-}
-
-/// What a request closure gets: the store and the `$JS.API` counters reported by account info.
-pub struct Backend {
-    pub store: Box<dyn MetadataStore>,
-    pub api_total: u64,
-    pub api_errors: u64,
-    /// JetStream consumers and their delivery state (see `control_plane::consumers`).
-    pub consumers: Registry,
 }
 
 type Job = Box<dyn FnOnce(&mut Backend) + Send>;

@@ -4,15 +4,12 @@
 //! Owns: the block map (keyed by object key and byte range), LRU eviction by bytes, the in-flight
 //! table of fetches and their waiters, and the miss policy (ask the block's owner in the zone
 //! through the peer cache, hedge to the bucket when it is down or slow). Does not own: the ring or
-//! the peer connections (`peer`), decoding records (`crate::read`), or membership.
+//! the peer connections (`peer`), decoding records (`crate::actors::read::block`), or membership.
 //!
 //! The cache is an actor: callers send [`Read`] and get the block or a [`ReadError`]. A miss
 //! spawns the fetch as a future of this actor; its completion comes back into the actor, which
 //! fills the map and answers every waiter. Only blocks whose length and CRC check out are cached
 //! or returned.
-
-pub mod peer;
-pub mod ring;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -23,8 +20,8 @@ use bytes::Bytes;
 use object_store::ObjectStore;
 use tokio::sync::oneshot;
 
-use crate::metrics;
-use crate::read::{BlockLocation, ReadError, fetch_block, verify_block};
+use crate::actors::ops::metrics;
+use crate::actors::read::block::{BlockLocation, ReadError, fetch_block, verify_block};
 
 /// Reader -> cache: the verified bytes of one block.
 #[derive(Debug, Clone, Message)]
@@ -270,10 +267,10 @@ impl Handler<GetStats> for ReadCache {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
+    use crate::actors::read::{Reader, read_record};
     use crate::format::{ObjectBuilder, Record};
-    use crate::read::{Reader, read_record};
     use bytestring::ByteString;
     use infinistream_api::control_plane::model::MessageLocation;
     use object_store::memory::InMemory;

@@ -25,18 +25,18 @@ use bytes::Bytes;
 use bytestring::ByteString;
 use rand::Rng;
 
-use crate::actors::batcher::StreamPublish;
+use crate::actors::cluster::route::messages::{FromRoute, LinkDown, LinkUp};
+use crate::actors::cluster::route::table::RouteTable;
+use crate::actors::cluster::route::wire::RouteFrame;
 use crate::actors::guard;
-use crate::budget::BudgetPermit;
+use crate::actors::messages::{ConnId, Publish, PublishBatch, SetStreamRoutes, StreamPublish};
+use crate::actors::ops::budget::BudgetPermit;
+use crate::actors::ops::queries::GetRoutes;
+use crate::actors::ops::queries::RouteInfo;
+use crate::actors::ops::queries::{ConnControl, GetStats, ListConnections, RouterStats};
 use crate::protocol::ServerOp;
 use crate::protocol::headers;
-use crate::route::messages::{FromRoute, GetRoutes, LinkDown, LinkUp};
-use crate::route::table::{RouteInfo, RouteTable};
-use crate::route::wire::RouteFrame;
 use infinistream_api::subject::SubjectTree;
-
-/// A connection's id, unique within one agent.
-pub type ConnId = u64;
 
 pub use crate::message::NatsMsg;
 
@@ -123,81 +123,12 @@ pub struct Unsubscribe {
     pub generation: u64,
 }
 
-/// Routes one message.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Publish {
-    /// The publishing connection (for echo and no-responders), None for internal publishers.
-    pub origin: Option<ConnId>,
-    pub msg: NatsMsg,
-    /// Whether streams may capture it; false for a message that is already stored.
-    pub capture: bool,
-    /// The publisher's share of the in-flight budget; kept only if a stream captures the message.
-    pub permit: Option<BudgetPermit>,
-}
-
-/// Routes many messages, in order: the acks and core copies of one committed object. One mailbox
-/// message instead of two per publish.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct PublishBatch(pub Vec<Publish>);
-
 /// Adds an internal subscriber for `pattern`.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct SubscribeInternal {
     pub pattern: String,
     pub recipient: Recipient<InternalMsg>,
-}
-
-/// Replaces every stream capture: each pattern with the batcher that stores its messages.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct SetStreamRoutes {
-    pub routes: Vec<(String, Recipient<StreamPublish>)>,
-}
-
-/// Counts, for monitoring and tests.
-#[derive(Message)]
-#[rtype(result = "RouterStats")]
-pub struct GetStats;
-
-#[derive(Debug, Clone, Default, MessageResponse)]
-pub struct RouterStats {
-    pub connections: usize,
-    pub subscriptions: usize,
-    pub stream_routes: usize,
-}
-
-/// Agent -> connection (through the router): session control for monitoring and shutdown.
-#[derive(Message, Debug, Clone, Copy, PartialEq, Eq)]
-#[rtype(result = "Option<ConnInfo>")]
-pub enum ConnControl {
-    /// Report the session's counters (`/connz`).
-    Info,
-    /// Lame-duck mode: send INFO with `"ldm":true` and stop reading new frames, so every publish
-    /// already read can be answered before the connection closes.
-    LameDuck,
-    /// Write out what is buffered, then close.
-    Close,
-}
-
-/// One connection as `/connz` shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConnInfo {
-    pub cid: ConnId,
-    pub peer: std::net::SocketAddr,
-    pub start: std::time::SystemTime,
-    pub last_activity: std::time::SystemTime,
-    pub pending_bytes: usize,
-    pub in_msgs: u64,
-    pub out_msgs: u64,
-    pub in_bytes: u64,
-    pub out_bytes: u64,
-    pub subscriptions: usize,
-    pub name: Option<String>,
-    pub lang: Option<String>,
-    pub version: Option<String>,
 }
 
 /// A connection offers its control address (once, when it starts).
@@ -213,11 +144,6 @@ pub struct RegisterControl {
 #[derive(Message)]
 #[rtype(result = "usize")]
 pub struct BroadcastControl(pub ConnControl);
-
-/// Every connection's control address, for asking them in parallel (`/connz`).
-#[derive(Message)]
-#[rtype(result = "Vec<Recipient<ConnControl>>")]
-pub struct ListConnections;
 
 #[derive(Debug, Clone, PartialEq)]
 struct ClientSub {

@@ -18,12 +18,13 @@ use bytes::Bytes;
 use bytestring::ByteString;
 use futures::future::join_all;
 
-use crate::actors::consumer::{delivery, read_all};
-use crate::actors::router::{
-    DeliverTo, HasInterest, InternalMsg, NatsMsg, Publish, Router, SubscribeInternal,
+use crate::actors::ingress::router::{
+    DeliverTo, HasInterest, InternalMsg, NatsMsg, Router, SubscribeInternal,
 };
+use crate::actors::jetstream::pull::{delivery, read_all};
+use crate::actors::messages::Publish;
+use crate::actors::read::Reader;
 use crate::control_plane::client::ControlPlaneClient;
-use crate::read::Reader;
 use infinistream_api::control_plane::consumers::{
     ClaimRequest, LeaseRequest, LeaseResponse, PushAssignment,
 };
@@ -238,7 +239,7 @@ impl PushManager {
         );
     }
 
-    fn claimed(&mut self, key: Key, res: super::consumer::ClaimOutcome, ctx: &mut Context<Self>) {
+    fn claimed(&mut self, key: Key, res: super::pull::ClaimOutcome, ctx: &mut Context<Self>) {
         let Some(d) = self.drivers.get_mut(&key) else {
             return;
         };

@@ -6,7 +6,7 @@
 use actix::prelude::*;
 
 use super::interest::PeerId;
-use super::table::{LinkHandle, RouteInfo};
+use super::table::LinkHandle;
 use super::wire::RouteFrame;
 
 /// Manager -> router: a link is up; its interest snapshot goes first on it.
@@ -29,11 +29,6 @@ pub struct FromRoute {
     pub peer: PeerId,
     pub frames: Vec<RouteFrame>,
 }
-
-/// The routes as the router sees them (`/routez`).
-#[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "Vec<RouteInfo>")]
-pub struct GetRoutes;
 
 /// The router's side of the routes, as recipients.
 #[derive(Clone)]

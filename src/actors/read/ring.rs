@@ -6,7 +6,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::read::BlockLocation;
+use crate::actors::read::block::BlockLocation;
 
 /// Virtual nodes per agent: enough to spread blocks evenly over a handful of agents.
 pub const VNODES: usize = 64;

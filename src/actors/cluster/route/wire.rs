@@ -21,7 +21,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::codec::{Decoder, Encoder};
 
 use super::interest::InterestDelta;
-use crate::budget::BudgetPermit;
+use crate::actors::ops::budget::BudgetPermit;
 use crate::config::Secret;
 use crate::message::NatsMsg;
 
@@ -371,7 +371,7 @@ mod tests {
         // Moving a byte between group and agent ids changes the proof.
         assert!(!hello_ok(&key, b"nonce", "ga", "1", &mac));
         // Not the peer cache's proof for the same values.
-        let peer = crate::cache::peer::handshake_mac(&key, b"nonce", "g", "a1");
+        let peer = crate::protocol::peer::handshake_mac(&key, b"nonce", "g", "a1");
         assert_ne!(peer, mac);
     }
 }

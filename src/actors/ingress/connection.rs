@@ -25,13 +25,15 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio_util::codec::{Encoder, FramedRead};
 
-use crate::actors::burst::Bursts;
-use crate::actors::router::{
-    ConnControl, ConnId, ConnInfo, Deliver, DeliverBatch, Deregister, NatsMsg, Publish,
-    PublishBatch, Register, RegisterControl, Router, Subscribe, Sync, Synced, Unsubscribe,
+use crate::actors::ingress::burst::Bursts;
+use crate::actors::ingress::router::{
+    Deliver, DeliverBatch, Deregister, NatsMsg, Register, RegisterControl, Router, Subscribe, Sync,
+    Synced, Unsubscribe,
 };
-use crate::budget::{BudgetPermit, InflightBudget};
-use crate::metrics;
+use crate::actors::messages::{ConnId, Publish, PublishBatch};
+use crate::actors::ops::budget::{BudgetPermit, InflightBudget};
+use crate::actors::ops::metrics;
+use crate::actors::ops::queries::{ConnControl, ConnInfo};
 use crate::protocol::codec::HeadersFlag;
 use crate::protocol::info::{ConnectInfo, ServerInfo};
 use crate::protocol::{ClientOp, NatsCodec, ProtocolError, ServerOp};

@@ -26,7 +26,7 @@ pub enum WriteError {
     #[error("building the object: {0}")]
     Build(#[from] crate::format::FormatError),
     #[error("object upload failed: {0}")]
-    Upload(#[from] crate::actors::uploader::UploadError),
+    Upload(#[from] crate::actors::write::uploader::UploadError),
     #[error("control plane answered a commit with a mismatched shape")]
     CommitShape,
     #[error("commit failed: {0}")]

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use infinistream_api::subject::SubjectTree;
 
 /// Which agent, by its index in the route table (stable while the route is up).
-pub type PeerId = u32;
+pub use crate::message::PeerId;
 
 /// What the other agents must be told after a local subscribe or unsubscribe.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

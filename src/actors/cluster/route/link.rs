@@ -12,8 +12,8 @@ use tokio::net::TcpStream;
 use tokio_util::codec::{Framed, FramedParts, LengthDelimitedCodec};
 
 use super::wire::{self, MAX_FRAME, Outgoing, RouteCodec, WireError};
-use crate::cache::peer::{self, PeerFrame};
 use crate::config::Secret;
+use crate::protocol::peer::{self, PeerFrame};
 
 /// A socket during the handshake (the peer port's frames).
 pub type Wire = Framed<TcpStream, LengthDelimitedCodec>;

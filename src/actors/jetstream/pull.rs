@@ -15,12 +15,13 @@ use bytes::Bytes;
 use bytestring::ByteString;
 use futures::future::join_all;
 
-use crate::actors::router::{
-    DeliverTo, HasInterest, InterestIn, InternalMsg, NatsMsg, Publish, Router, SubscribeInternal,
+use crate::actors::ingress::router::{
+    DeliverTo, HasInterest, InterestIn, InternalMsg, NatsMsg, Router, SubscribeInternal,
 };
+use crate::actors::messages::Publish;
+use crate::actors::read::{BlockLocation, ReadSource, Reader};
 use crate::control_plane::client::ControlPlaneClient;
 use crate::protocol::headers::{Headers, status_only};
-use crate::read::{BlockLocation, ReadSource, Reader};
 use infinistream_api::control_plane::consumers::{
     AckBatch, AckEntry, AckKind, ClaimRequest, ClaimResponse, WaitingCount, WaitingReport,
 };
@@ -671,7 +672,7 @@ pub(crate) fn delivery(
     (headers, payload, reply)
 }
 
-pub(crate) type ReadResult = Result<crate::format::Record, crate::read::ReadError>;
+pub(crate) type ReadResult = Result<crate::format::Record, crate::actors::read::block::ReadError>;
 pub(crate) type ClaimOutcome = Result<
     Result<(ClaimResponse, Vec<ReadResult>), infinistream_api::jetstream::ApiError>,
     crate::control_plane::CpError,
@@ -709,7 +710,7 @@ pub(crate) async fn read_all(reader: &Reader, claim: &ClaimResponse) -> Vec<Read
                 Ok(records) => records
                     .into_iter()
                     .map(|r| {
-                        r.map_err(|e| crate::read::ReadError::Corrupt {
+                        r.map_err(|e| crate::actors::read::block::ReadError::Corrupt {
                             key: loc.object_key.clone(),
                             message: e.to_string(),
                         })
@@ -720,7 +721,7 @@ pub(crate) async fn read_all(reader: &Reader, claim: &ClaimResponse) -> Vec<Read
                     members
                         .iter()
                         .map(|_| {
-                            Err(crate::read::ReadError::Corrupt {
+                            Err(crate::actors::read::block::ReadError::Corrupt {
                                 key: key.clone(),
                                 message: e.to_string(),
                             })
@@ -741,7 +742,7 @@ pub(crate) async fn read_all(reader: &Reader, claim: &ClaimResponse) -> Vec<Read
     out.into_iter()
         .map(|r| {
             r.unwrap_or_else(|| {
-                Err(crate::read::ReadError::Store {
+                Err(crate::actors::read::block::ReadError::Store {
                     key: String::new(),
                     message: "block not read".to_string(),
                 })

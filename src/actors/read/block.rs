@@ -1,26 +1,24 @@
-//! Reading stored messages back: one block (a range of one object) fetched, its checksum
-//! verified, the record picked out.
+//! Reading stored messages back, at the lowest level: one block (a range of one object) fetched,
+//! its checksum verified, the record picked out.
 //!
 //! Owns: the block address ([`BlockLocation`]), the bucket range GET with its verification, the
-//! read error type, and [`read_record`], the one entry point readers call. Does not own caching
-//! (`crate::cache::ReadCache`) or peers (`crate::cache::peer`): a [`Reader`] routes through the
-//! agent's cache, a bare `Arc<dyn ObjectStore>` reads straight from the bucket.
+//! read error type, the [`ReadSource`] seam and [`read_record`], the one entry point readers
+//! call. Does not own caching (`cache`), peers (`peer`) or the agent's read handle (`reader`,
+//! which routes through the cache); a bare `Arc<dyn ObjectStore>` reads straight from the bucket.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use actix::Addr;
 use bytes::Bytes;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use object_store::ObjectStore;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
-use serde::{Deserialize, Serialize};
 
-use crate::cache::{Read, ReadCache};
+use crate::actors::ops::metrics;
+pub use crate::format::BlockLocation;
 use crate::format::{self, Record};
-use crate::metrics;
 use infinistream_api::control_plane::model::MessageLocation;
 
 /// Cloneable on purpose: one failed fetch answers every reader that waited for it.
@@ -32,28 +30,6 @@ pub enum ReadError {
     Store { key: String, message: String },
     #[error("object {key} is corrupt: {message}")]
     Corrupt { key: String, message: String },
-}
-
-/// One block of one object: the unit that is fetched, verified and cached.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct BlockLocation {
-    pub object_key: String,
-    pub offset: u64,
-    pub len: u64,
-}
-
-impl BlockLocation {
-    pub fn of(loc: &MessageLocation) -> Self {
-        Self {
-            object_key: loc.object_key.clone(),
-            offset: loc.block_offset,
-            len: loc.block_len,
-        }
-    }
-
-    pub fn range(&self) -> std::ops::Range<u64> {
-        self.offset..self.offset.saturating_add(self.len)
-    }
 }
 
 /// Checks that `block` is a whole, intact block for `loc` (length and CRC).
@@ -108,72 +84,6 @@ impl ReadSource for Arc<dyn ObjectStore> {
         let store = self.clone();
         let loc = loc.clone();
         async move { fetch_block(store.as_ref(), &loc).await }.boxed()
-    }
-}
-
-/// The agent's read handle: the read cache's address plus the bucket, used when the cache is
-/// not running (reads never fail because the cache actor is restarting). Cheap to clone, `Send`.
-#[derive(Clone)]
-pub struct Reader {
-    cache: Option<Addr<ReadCache>>,
-    store: Arc<dyn ObjectStore>,
-}
-
-impl std::fmt::Debug for Reader {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Reader")
-            .field("cached", &self.cache.is_some())
-            .finish_non_exhaustive()
-    }
-}
-
-impl Reader {
-    pub fn new(cache: Addr<ReadCache>, store: Arc<dyn ObjectStore>) -> Self {
-        Self {
-            cache: Some(cache),
-            store,
-        }
-    }
-
-    /// Reads straight from the bucket, without a cache.
-    pub fn uncached(store: Arc<dyn ObjectStore>) -> Self {
-        Self { cache: None, store }
-    }
-
-    pub fn store(&self) -> &Arc<dyn ObjectStore> {
-        &self.store
-    }
-}
-
-impl From<Arc<dyn ObjectStore>> for Reader {
-    fn from(store: Arc<dyn ObjectStore>) -> Self {
-        Self::uncached(store)
-    }
-}
-
-impl ReadSource for Reader {
-    fn read_block(&self, loc: &BlockLocation) -> BoxFuture<'static, Result<Bytes, ReadError>> {
-        let store = self.store.clone();
-        let cache = self.cache.clone();
-        let loc = loc.clone();
-        async move {
-            if let Some(cache) = cache.filter(|c| c.connected()) {
-                match cache
-                    .send(Read {
-                        location: loc.clone(),
-                        local_only: false,
-                    })
-                    .await
-                {
-                    Ok(res) => return res,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "read cache unavailable, reading from the bucket")
-                    }
-                }
-            }
-            fetch_block(store.as_ref(), &loc).await
-        }
-        .boxed()
     }
 }
 

@@ -22,7 +22,7 @@ use super::link::{self, RouteIdentity, Wire};
 use super::messages::{FromRoute, LinkDown, LinkUp, RouterPorts};
 use super::table::LinkHandle;
 use super::wire::Outgoing;
-use crate::actors::membership::{GroupChanged, peer_addr};
+use crate::actors::cluster::membership::{GroupChanged, peer_addr};
 
 /// The first and the longest wait before dialling a lost route again.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -329,14 +329,15 @@ impl Handler<Routes> for RouteManager {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::actors::router::{
-        Deliver, DeliverBatch, Publish, Register, Router, Subscribe, Synced,
+    use crate::actors::ingress::router::{
+        Deliver, DeliverBatch, Register, Router, Subscribe, Synced,
     };
-    use crate::cache::peer::{PeerCache, PeerSettings};
-    use crate::cache::{ReadCache, ReadCacheSettings};
+    use crate::actors::messages::Publish;
+    use crate::actors::ops::queries::GetRoutes;
+    use crate::actors::read::cache::{ReadCache, ReadCacheSettings};
+    use crate::actors::read::peer::{PeerCache, PeerSettings};
     use crate::config::Secret;
     use crate::message::NatsMsg;
-    use crate::route::messages::GetRoutes;
     use infinistream_api::control_plane::model::{AgentInfo, AgentPorts};
 
     /// A peer port (a real peer cache over an empty store) that hands routes to `routes`; its

@@ -302,7 +302,11 @@ pub fn init() {
 
 /// Publishes the in-flight budget's use as gauges; called just before rendering, since the
 /// budget itself is the source of truth.
-pub fn observe_budget(budget: &crate::budget::InflightBudget, max_bytes: usize, max_msgs: usize) {
+pub fn observe_budget(
+    budget: &crate::actors::ops::budget::InflightBudget,
+    max_bytes: usize,
+    max_msgs: usize,
+) {
     let max_bytes = max_bytes.clamp(1, u32::MAX as usize);
     let max_msgs = max_msgs.max(1);
     INFLIGHT_BYTES_LIMIT.set(max_bytes as i64);

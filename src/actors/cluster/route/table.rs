@@ -15,6 +15,7 @@
 //! most once), which the log says once per burst. Interest deltas are never dropped: when one
 //! cannot be queued the link is closed, and the new one starts from a full snapshot.
 
+use crate::actors::ops::queries::RouteInfo;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,7 +27,7 @@ use tokio::sync::{Semaphore, mpsc};
 
 use super::interest::{LocalInterest, PeerId, RemoteInterest};
 use super::wire::{Hold, Outgoing, RouteFrame};
-use crate::budget::BudgetPermit;
+use crate::actors::ops::budget::BudgetPermit;
 use crate::message::NatsMsg;
 
 /// nats-server's default `max_pending` for a connection, here per link.
@@ -45,26 +46,6 @@ pub struct LinkHandle {
     pub tx: mpsc::UnboundedSender<Vec<Outgoing>>,
 }
 
-/// One route as `/routez` shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RouteInfo {
-    pub peer: PeerId,
-    pub agent: String,
-    pub zone: String,
-    pub remote: Option<SocketAddr>,
-    pub solicited: bool,
-    pub start: SystemTime,
-    pub last_activity: SystemTime,
-    pub in_msgs: u64,
-    pub out_msgs: u64,
-    pub in_bytes: u64,
-    pub out_bytes: u64,
-    pub dropped_msgs: u64,
-    pub pending_bytes: usize,
-    /// Interest entries the other agent announced.
-    pub subscriptions: usize,
-}
-
 struct Counters {
     msgs_in: IntCounter,
     msgs_out: IntCounter,
@@ -76,14 +57,14 @@ struct Counters {
 impl Counters {
     fn for_zone(zone: &str) -> Self {
         let zone = if zone.is_empty() { "none" } else { zone };
-        let msgs = &crate::metrics::ROUTED_MSGS;
-        let bytes = &crate::metrics::ROUTED_BYTES;
+        let msgs = &crate::actors::ops::metrics::ROUTED_MSGS;
+        let bytes = &crate::actors::ops::metrics::ROUTED_BYTES;
         Self {
             msgs_in: msgs.with_label_values(&["in", zone]),
             msgs_out: msgs.with_label_values(&["out", zone]),
             bytes_in: bytes.with_label_values(&["in", zone]),
             bytes_out: bytes.with_label_values(&["out", zone]),
-            dropped: crate::metrics::ROUTE_DROPPED.with_label_values(&[zone]),
+            dropped: crate::actors::ops::metrics::ROUTE_DROPPED.with_label_values(&[zone]),
         }
     }
 }
@@ -166,10 +147,10 @@ impl RouteTable {
             link.send(RouteFrame::Interest(delta), Hold::None);
         }
         link.flush();
-        crate::metrics::ROUTES.inc();
+        crate::actors::ops::metrics::ROUTES.inc();
         if let Some(old) = self.links.insert(link.handle.peer, link) {
             // Never expected (peer ids are not reused); keep the gauge true if it happens.
-            crate::metrics::ROUTES.dec();
+            crate::actors::ops::metrics::ROUTES.dec();
             self.remote.remove_peer(old.handle.peer);
         }
     }
@@ -179,7 +160,7 @@ impl RouteTable {
         self.remote.remove_peer(peer);
         let known = self.links.remove(&peer).is_some();
         if known {
-            crate::metrics::ROUTES.dec();
+            crate::actors::ops::metrics::ROUTES.dec();
         }
         known
     }
