@@ -18,6 +18,7 @@ WORKDIR /src
 # Only what the release build reads: editing docs, tests or deploy files keeps the build cached.
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+COPY crates ./crates
 # The cache mounts keep the registry and target directory between builds (BuildKit); the binary
 # is copied out because a cache mount is not part of the image. Debug info is stripped here
 # (the project's release profile keeps line tables for local profiling); symbol names stay, so

@@ -37,12 +37,12 @@ def check(ok: bool, what: str) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# The environment variables each subcommand reads, from the CLI grammar itself (src/cli.rs), so a
+# The environment variables each subcommand reads, from the CLI grammar itself (src/cmd/cli.rs), so a
 # misspelt variable in a deployment file is caught instead of silently ignored by the binary.
 
 
 def env_vars_by_subcommand() -> dict[str, set[str]]:
-    source = (ROOT / "src" / "cli.rs").read_text()
+    source = (ROOT / "src" / "cmd" / "cli.rs").read_text()
     structs: dict[str, tuple[set[str], set[str]]] = {}
     for match in re.finditer(r"pub struct (\w+) \{(.*?)\n\}", source, re.S):
         name, body = match.group(1), match.group(2)
@@ -489,7 +489,7 @@ def check_same_agents(kustomize_path: str, helm_path: str) -> None:
 def main(argv: list[str]) -> int:
     envs = env_vars_by_subcommand()
     if not envs["agent"] or not envs["control-plane"]:
-        print("FAIL cannot read the environment variables from src/cli.rs")
+        print("FAIL cannot read the environment variables from src/cmd/cli.rs")
         return 1
     args = argv[1:]
     charts = []

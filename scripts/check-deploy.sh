@@ -21,7 +21,7 @@
 #      the rendered manifests; a self-test that broken values files are refused
 #   7. kubernetes-validate --strict against the Kubernetes 1.37 schemas, of the raw manifests and
 #      the rendered ones (kustomize and helm), plus a self-test that it rejects a misspelt field
-#   8. deploy/checks.py: wiring no schema sees (variable names against src/cli.rs, ports,
+#   8. deploy/checks.py: wiring no schema sees (variable names against src/cmd/cli.rs, ports,
 #      probes, grace periods, selectors, Prometheus targets), for the kustomize and the helm
 #      renders alike; the chart's own files; the chart's defaults against the kustomization
 #   9. shellcheck on this script

@@ -1,12 +1,16 @@
 //! The messages that cross the agent's stages: a publish to route (connections, the JetStream
 //! actors and the sequence client's acks all send them to the router), a publish a stream
-//! captured (router to batcher), and the stream captures (catalog to router).
+//! captured (connection to batcher), and the stream captures (catalog to router, router to every
+//! connection).
 //!
 //! Owns: those message types, apart from the actors that send and handle them, so a stage can
 //! name another stage's input without importing it (a batcher never imports the router).
 //! Does not own: what a stage does with them.
 
+use std::sync::Arc;
+
 use actix::prelude::*;
+use infinistream_api::subject::SubjectTree;
 
 use crate::actors::ops::budget::BudgetPermit;
 use crate::message::NatsMsg;
@@ -20,8 +24,9 @@ pub struct Publish {
     /// The publishing connection (for echo and no-responders), None for internal publishers.
     pub origin: Option<ConnId>,
     pub msg: NatsMsg,
-    /// Whether streams may capture it; false for a message that is already stored.
-    pub capture: bool,
+    /// The publisher's own message, which gets the no-responders answer when nobody listens;
+    /// false for a copy of a message that is already stored (and answered by its stream).
+    pub original: bool,
     /// The publisher's share of the in-flight budget; kept only if a stream captures the message.
     pub permit: Option<BudgetPermit>,
 }
@@ -39,11 +44,58 @@ pub struct SetStreamRoutes {
     pub routes: Vec<(String, Recipient<StreamPublish>)>,
 }
 
-/// Router -> batcher: a message captured by this batcher's stream.
+/// Connection -> batcher: a message captured by this batcher's stream.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct StreamPublish {
     pub origin: Option<ConnId>,
     pub msg: NatsMsg,
     pub permit: Option<BudgetPermit>,
+    /// The publish's `publish` span (debug level; disabled, it costs a callsite check): each
+    /// stage records into it and logs in it, so one publish can be followed to its ack.
+    pub span: tracing::Span,
 }
+
+/// Which stream's batcher stores a subject's messages: one immutable snapshot per change of the
+/// streams, shared read-only by the router and every connection (a new snapshot replaces it;
+/// nothing mutates one).
+#[derive(Default)]
+pub struct Captures {
+    tree: SubjectTree<usize>,
+    batchers: Vec<Recipient<StreamPublish>>,
+}
+
+impl Captures {
+    pub fn new(routes: Vec<(String, Recipient<StreamPublish>)>) -> Self {
+        let mut captures = Self::default();
+        for (pattern, batcher) in routes {
+            captures.batchers.push(batcher);
+            captures.tree.insert(&pattern, captures.batchers.len() - 1);
+        }
+        captures
+    }
+
+    /// The batcher of the first stream whose subjects match `subject` (stream subjects do not
+    /// overlap, so there is at most one).
+    pub fn batcher_for(&self, subject: &str) -> Option<&Recipient<StreamPublish>> {
+        let mut target = None;
+        self.tree
+            .for_each_match(subject, |i| target = target.or(Some(*i)));
+        target.and_then(|i| self.batchers.get(i))
+    }
+
+    /// Subject patterns captured.
+    pub fn len(&self) -> usize {
+        self.batchers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.batchers.is_empty()
+    }
+}
+
+/// Router -> connection: the stream captures now (on registering, and after every change), so a
+/// connection hands a captured publish straight to its stream's batcher.
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct SetCaptures(pub Arc<Captures>);

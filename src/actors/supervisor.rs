@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use bytes::Bytes;
 use tokio::sync::watch;
+use tracing_actix::ActorInstrument;
 
 use crate::actors::cluster::membership::MembersChanged;
 use crate::actors::ingress::router::Router;
@@ -229,6 +230,13 @@ impl SequenceSupervisor {
         let deadline = Instant::now() + self.settings.commit_deadline;
         let started = Instant::now();
         let mut rx = self.slot.tx.subscribe();
+        // The seals this commit covers, the ids shared with the `flush` and `publish` spans.
+        let span = tracing::debug_span!(
+            "commit",
+            first_seal = group.first().map_or(0, |(s, _)| s.seal_no),
+            last_seal = group.last().map_or(0, |(s, _)| s.seal_no),
+            objects = group.len(),
+        );
         ctx.spawn(
             async move {
                 loop {
@@ -276,7 +284,8 @@ impl SequenceSupervisor {
                 }
                 act.committing = false;
                 act.pump(ctx);
-            }),
+            })
+            .actor_instrument(span),
         );
     }
 
@@ -288,6 +297,11 @@ impl SequenceSupervisor {
     ) {
         match response.and_then(|r| check_shape(r, &sealed.batches)) {
             Ok(response) => {
+                tracing::debug!(
+                    seal = sealed.seal_no,
+                    object_id = object.object_id,
+                    "object committed"
+                );
                 let note = self
                     .observer
                     .as_ref()

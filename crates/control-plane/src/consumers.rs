@@ -849,16 +849,6 @@ pub fn claim(
     }
     c.last_seen = now;
     c.waiting = req.waiting;
-    let batch = req.batch.max(1) as usize;
-    let ack_none = c.config.ack_policy == AckPolicy::None;
-    let max_deliver = u64::try_from(c.config.max_deliver).unwrap_or(u64::MAX);
-    let max_ack_pending = usize::try_from(c.config.max_ack_pending)
-        .ok()
-        .filter(|n| *n > 0)
-        .unwrap_or(usize::MAX);
-    let mut out: Vec<(MessageLocation, u64, u64)> = Vec::new();
-    let mut bytes = 0u64;
-    let mut too_big = false;
     // The ack reply's pending token, exact for what this claim hands out: redeliveries come
     // first and see everything still to deliver, the i-th new message sees `before - i - 1`.
     let pending_before = if req.max_bytes > 0 {
@@ -866,10 +856,78 @@ pub fn claim(
     } else {
         0
     };
-    let mut new_count = 0u64;
+    let mut claim = Claim::new(&c, req, pending_before);
+    if !claim.ack_none {
+        claim.redeliveries(backend, &mut c, now)?;
+    }
+    claim.new_messages(backend, &mut c, now)?;
+    if !claim.out.is_empty() {
+        c.last_delivery = Some(now);
+    }
+    c.update_floor();
+    let remaining = num_pending(backend, &c)?;
+    let response = claim.response(&c, remaining, limits);
+    let mut writes = Vec::new();
+    if let Some(before) = backend.consumers.consumers.get(&key) {
+        changes(before, &c, &mut writes);
+    }
+    persist(backend, writes).map_err(store_err)?;
+    backend.consumers.consumers.insert(key, c);
+    Ok(response)
+}
 
-    // Redeliveries whose ack wait (or nak delay) ran out.
-    if !ack_none {
+/// One claim under way: what it has handed out so far and the limits it stops at.
+struct Claim {
+    batch: usize,
+    max_bytes: u64,
+    ack_none: bool,
+    max_deliver: u64,
+    max_ack_pending: usize,
+    pending_before: u64,
+    /// (location, consumer sequence, deliveries) of each message claimed, in delivery order.
+    out: Vec<(MessageLocation, u64, u64)>,
+    bytes: u64,
+    /// The next message does not fit in `max_bytes`.
+    too_big: bool,
+    new_count: u64,
+}
+
+impl Claim {
+    fn new(c: &Consumer, req: &ClaimRequest, pending_before: u64) -> Self {
+        Self {
+            batch: req.batch.max(1) as usize,
+            max_bytes: req.max_bytes,
+            ack_none: c.config.ack_policy == AckPolicy::None,
+            max_deliver: u64::try_from(c.config.max_deliver).unwrap_or(u64::MAX),
+            max_ack_pending: usize::try_from(c.config.max_ack_pending)
+                .ok()
+                .filter(|n| *n > 0)
+                .unwrap_or(usize::MAX),
+            pending_before,
+            out: Vec::new(),
+            bytes: 0,
+            too_big: false,
+            new_count: 0,
+        }
+    }
+
+    /// Takes `size` more bytes if they fit in `max_bytes`; else marks the claim complete.
+    fn fits(&mut self, size: u64) -> bool {
+        if self.max_bytes > 0 && self.bytes + size > self.max_bytes {
+            self.too_big = true;
+            return false;
+        }
+        self.bytes += size;
+        true
+    }
+
+    /// Redeliveries whose ack wait (or nak delay) ran out, first.
+    fn redeliveries(
+        &mut self,
+        backend: &mut Backend,
+        c: &mut Consumer,
+        now: i64,
+    ) -> Result<(), ApiError> {
         let due: Vec<u64> = c
             .pending
             .iter()
@@ -877,35 +935,26 @@ pub fn claim(
             .map(|(s, _)| *s)
             .collect();
         for sseq in due {
-            if out.len() >= batch {
+            if self.out.len() >= self.batch {
                 break;
             }
             let Some(p) = c.pending.get(&sseq).copied() else {
                 continue;
             };
-            if p.deliveries >= max_deliver {
+            if p.deliveries >= self.max_deliver {
                 // Delivered as often as allowed: no longer pending.
                 c.pending.remove(&sseq);
                 continue;
             }
-            let loc = match backend.store.locate(
-                &c.stream,
-                &infinistream_api::control_plane::model::LocateRequest::seq(sseq),
-            ) {
-                Ok(loc) => loc,
-                Err(StoreError::Api(_)) => {
-                    c.pending.remove(&sseq);
-                    continue;
-                }
-                Err(e) => return Err(store_err(e)),
+            let Some(loc) = locate(backend, c, sseq)? else {
+                c.pending.remove(&sseq);
+                continue;
             };
             let deliveries = p.deliveries + 1;
-            let size = wire_size(&c, &loc, deliveries, c.dseq + 1, pending_before);
-            if req.max_bytes > 0 && bytes + size > req.max_bytes {
-                too_big = true;
+            let size = wire_size(c, &loc, deliveries, c.dseq + 1, self.pending_before);
+            if !self.fits(size) {
                 break;
             }
-            bytes += size;
             c.dseq += 1;
             c.pending.insert(
                 sseq,
@@ -915,120 +964,138 @@ pub fn claim(
                     deadline: now + c.config.ack_wait_for(deliveries),
                 },
             );
-            out.push((loc, c.dseq, deliveries));
+            self.out.push((loc, c.dseq, deliveries));
+        }
+        Ok(())
+    }
+
+    /// How many more messages this claim may hand out now.
+    fn room(&self, c: &Consumer) -> usize {
+        let left = self.batch.saturating_sub(self.out.len());
+        if self.ack_none {
+            left
+        } else {
+            left.min(self.max_ack_pending.saturating_sub(c.pending.len()))
         }
     }
 
-    // New messages.
-    let filters = c.config.filters();
-    // Set when the next message does not fit in max_bytes: the claim is complete.
-    let mut bytes_full = false;
-    while out.len() < batch
-        && !too_big
-        && !bytes_full
-        && (ack_none || c.pending.len() < max_ack_pending)
-    {
-        let room = (batch - out.len()).min(if ack_none {
-            usize::MAX
-        } else {
-            max_ack_pending - c.pending.len()
-        });
-        let locs = if let Some(seq) = c.lps.front().copied() {
-            match backend.store.locate(
-                &c.stream,
-                &infinistream_api::control_plane::model::LocateRequest::seq(seq),
-            ) {
-                Ok(loc) => vec![loc],
-                Err(StoreError::Api(_)) => {
-                    c.lps.pop_front();
-                    continue;
+    /// New messages, after the redeliveries, until the batch, the bytes or the ack-pending
+    /// limit is reached or the stream has no more.
+    fn new_messages(
+        &mut self,
+        backend: &mut Backend,
+        c: &mut Consumer,
+        now: i64,
+    ) -> Result<(), ApiError> {
+        let filters = c.config.filters();
+        while !self.too_big && self.room(c) > 0 {
+            let locs = if let Some(seq) = c.lps.front().copied() {
+                match locate(backend, c, seq)? {
+                    Some(loc) => vec![loc],
+                    None => {
+                        c.lps.pop_front();
+                        continue;
+                    }
                 }
-                Err(e) => return Err(store_err(e)),
-            }
-        } else {
-            backend
-                .store
-                .scan(&c.stream, c.next_sseq, &filters, room)
-                .map_err(store_err)?
-        };
-        if locs.is_empty() {
-            break;
-        }
-        for loc in locs {
-            let pending = pending_before.saturating_sub(new_count + 1);
-            let size = wire_size(&c, &loc, 1, c.dseq + 1, pending);
-            if req.max_bytes > 0 && bytes + size > req.max_bytes {
-                too_big = true;
-                bytes_full = true;
+            } else {
+                backend
+                    .store
+                    .scan(&c.stream, c.next_sseq, &filters, self.room(c))
+                    .map_err(store_err)?
+            };
+            if locs.is_empty() {
                 break;
             }
-            bytes += size;
-            new_count += 1;
-            if c.lps.front() == Some(&loc.seq) {
-                c.lps.pop_front();
-            } else {
-                c.next_sseq = loc.seq + 1;
-            }
-            c.dseq += 1;
-            c.sseq = c.sseq.max(loc.seq);
-            if !ack_none {
-                c.pending.insert(
-                    loc.seq,
-                    Pending {
-                        cseq: c.dseq,
-                        deliveries: 1,
-                        deadline: now + c.config.ack_wait_for(1),
-                    },
-                );
-            }
-            out.push((loc, c.dseq, 1));
-        }
-    }
-    if !out.is_empty() {
-        c.last_delivery = Some(now);
-    }
-    c.update_floor();
-    let remaining = num_pending(backend, &c)?;
-    let new_after: Vec<u64> = {
-        // Pending count after each message: what is left plus the new ones behind it.
-        let mut acc = Vec::with_capacity(out.len());
-        let mut behind = 0u64;
-        for (_, _, deliveries) in out.iter().rev() {
-            acc.push(remaining + behind);
-            if *deliveries == 1 {
-                behind += 1;
+            for loc in locs {
+                let pending = self.pending_before.saturating_sub(self.new_count + 1);
+                let size = wire_size(c, &loc, 1, c.dseq + 1, pending);
+                if !self.fits(size) {
+                    break;
+                }
+                self.new_count += 1;
+                self.deliver_new(c, loc, now);
             }
         }
-        acc.reverse();
-        acc
-    };
-    let response = ClaimResponse {
-        messages: out
-            .into_iter()
-            .zip(new_after)
-            .map(|((location, cseq, deliveries), pending)| Claimed {
-                location,
-                cseq,
-                deliveries,
-                pending,
-            })
-            .collect(),
-        num_pending: remaining,
-        too_big,
-        headers_only: c.config.headers_only,
-        last_stream_seq: c.sseq,
-        last_consumer_seq: c.dseq,
-        max_waiting: c.config.max_waiting,
-        limits,
-        refused: None,
-    };
-    let mut writes = Vec::new();
-    if let Some(before) = backend.consumers.consumers.get(&key) {
-        changes(before, &c, &mut writes);
+        Ok(())
     }
-    persist(backend, writes).map_err(store_err)?;
-    backend.consumers.consumers.insert(key, c);
-    Ok(response)
+
+    /// Hands out one message for the first time.
+    fn deliver_new(&mut self, c: &mut Consumer, loc: MessageLocation, now: i64) {
+        if c.lps.front() == Some(&loc.seq) {
+            c.lps.pop_front();
+        } else {
+            c.next_sseq = loc.seq + 1;
+        }
+        c.dseq += 1;
+        c.sseq = c.sseq.max(loc.seq);
+        if !self.ack_none {
+            c.pending.insert(
+                loc.seq,
+                Pending {
+                    cseq: c.dseq,
+                    deliveries: 1,
+                    deadline: now + c.config.ack_wait_for(1),
+                },
+            );
+        }
+        self.out.push((loc, c.dseq, 1));
+    }
+
+    fn response(self, c: &Consumer, remaining: u64, limits: PullLimits) -> ClaimResponse {
+        let pending = pending_after_each(&self.out, remaining);
+        ClaimResponse {
+            messages: self
+                .out
+                .into_iter()
+                .zip(pending)
+                .map(|((location, cseq, deliveries), pending)| Claimed {
+                    location,
+                    cseq,
+                    deliveries,
+                    pending,
+                })
+                .collect(),
+            num_pending: remaining,
+            too_big: self.too_big,
+            headers_only: c.config.headers_only,
+            last_stream_seq: c.sseq,
+            last_consumer_seq: c.dseq,
+            max_waiting: c.config.max_waiting,
+            limits,
+            refused: None,
+        }
+    }
+}
+
+/// The message at `seq` of the consumer's stream; None when it is gone (deleted, expired).
+fn locate(
+    backend: &mut Backend,
+    c: &Consumer,
+    seq: u64,
+) -> Result<Option<MessageLocation>, ApiError> {
+    match backend.store.locate(
+        &c.stream,
+        &infinistream_api::control_plane::model::LocateRequest::seq(seq),
+    ) {
+        Ok(loc) => Ok(Some(loc)),
+        Err(StoreError::Api(_)) => Ok(None),
+        Err(e) => Err(store_err(e)),
+    }
+}
+
+/// The pending count after each claimed message: what is left plus the new ones behind it
+/// (a redelivery does not count, it was pending already).
+fn pending_after_each(out: &[(MessageLocation, u64, u64)], remaining: u64) -> Vec<u64> {
+    let mut acc = Vec::with_capacity(out.len());
+    let mut behind = 0u64;
+    for (_, _, deliveries) in out.iter().rev() {
+        acc.push(remaining + behind);
+        if *deliveries == 1 {
+            behind += 1;
+        }
+    }
+    acc.reverse();
+    acc
 }
 
 /// Applies a batch of acks; acks of unknown consumers or sequences are ignored (as nats-server

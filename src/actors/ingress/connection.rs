@@ -30,7 +30,9 @@ use crate::actors::ingress::router::{
     Deliver, DeliverBatch, Deregister, NatsMsg, Register, RegisterControl, Router, Subscribe, Sync,
     Synced, Unsubscribe,
 };
-use crate::actors::messages::{ConnId, Publish, PublishBatch};
+use crate::actors::messages::{
+    Captures, ConnId, Publish, PublishBatch, SetCaptures, StreamPublish,
+};
 use crate::actors::ops::budget::{BudgetPermit, InflightBudget};
 use crate::actors::ops::metrics;
 use crate::actors::ops::queries::{ConnControl, ConnInfo};
@@ -113,6 +115,9 @@ pub struct Connection {
     /// the end of each read burst, and before any other message to the router, so everything
     /// this connection sends still reaches the router in order.
     publishes: Vec<Publish>,
+    /// The stream captures as the router last sent them: a captured publish goes straight to
+    /// its stream's batcher. The socket is read only once the first arrives (`SetCaptures`).
+    captures: Arc<Captures>,
     stats: SessionStats,
 }
 
@@ -157,6 +162,7 @@ impl Connection {
             reader: Some(read),
             reading: None,
             publishes: Vec::new(),
+            captures: Arc::default(),
             stats: SessionStats {
                 start: std::time::SystemTime::now(),
                 last_activity: std::time::SystemTime::now(),
@@ -201,6 +207,88 @@ impl Connection {
                 .router
                 .do_send(PublishBatch(std::mem::take(&mut self.publishes))),
         }
+    }
+
+    /// A client's publish: to its stream's batcher when a stream captures it (nothing comes
+    /// back on this connection until its ack), else to the router with this burst's others.
+    fn publish(&mut self, msg: NatsMsg, permit: Option<BudgetPermit>) {
+        if let Some(batcher) = self.captures.batcher_for(&msg.subject) {
+            // Fields recorded later: the seal and object that store it (`flusher`).
+            let span = tracing::debug_span!(
+                "publish",
+                cid = self.id,
+                n = self.stats.in_msgs,
+                seal = tracing::field::Empty,
+                object_id = tracing::field::Empty,
+            );
+            span.in_scope(|| tracing::debug!(subject = %msg.subject, "publish captured"));
+            // The batcher's mailbox is bounded by the in-flight budget the permit holds.
+            batcher.do_send(StreamPublish {
+                origin: Some(self.id),
+                msg,
+                permit,
+                span,
+            });
+            return;
+        }
+        self.routed_since_sync = true;
+        self.publishes.push(Publish {
+            origin: Some(self.id),
+            msg,
+            original: true,
+            permit,
+        });
+    }
+
+    /// Starts reading the socket (once: on the first `SetCaptures`, so no publish is read
+    /// before the connection knows which streams capture what).
+    fn start_reading(&mut self, ctx: &mut Context<Self>) {
+        let Some(read) = self.reader.take() else {
+            return;
+        };
+        let budget = self.settings.budget.clone();
+        let mut codec =
+            NatsCodec::new(self.settings.max_payload).with_headers_flag(self.headers.clone());
+        codec.max_control_line = self.settings.max_control_line;
+        let frames = FramedRead::new(read, codec).then(move |res| {
+            let budget = budget.clone();
+            async move {
+                match res {
+                    Ok(op @ ClientOp::Pub { .. }) => {
+                        let size = match &op {
+                            ClientOp::Pub {
+                                subject,
+                                headers,
+                                payload,
+                                ..
+                            } => {
+                                subject.len()
+                                    + headers.as_ref().map_or(0, |h| h.len())
+                                    + payload.len()
+                            }
+                            _ => 0,
+                        };
+                        let permit = match budget.try_acquire(size) {
+                            Some(p) => p,
+                            None => {
+                                metrics::BACKPRESSURE_PAUSES.inc();
+                                budget.acquire(size).await
+                            }
+                        };
+                        Ok((op, Some(permit)))
+                    }
+                    other => other.map(|op| (op, None)),
+                }
+            }
+        });
+        // What one read made ready is handled as one burst: its publishes go to the router
+        // as one batch (a frame still waiting for budget ends the burst, so a burst never
+        // holds permits while waiting for more). A CONNECT ends its burst: whether it
+        // negotiated headers decides how the frames after it are decoded.
+        let bursts = Bursts::new(frames, READ_BURST, |f: &Frame| {
+            matches!(f, Ok((ClientOp::Connect(_), _)))
+        });
+        self.reading = Some(ctx.add_stream(bursts));
     }
 
     fn flush(&mut self, ctx: &mut Context<Self>) {
@@ -354,6 +442,7 @@ impl Connection {
             conn: self.id,
             addr: ctx.address().recipient(),
             synced: ctx.address().recipient(),
+            captures: None,
             echo: self.opts.echo,
             no_responders: self.opts.no_responders && self.opts.headers,
         });
@@ -376,22 +465,17 @@ impl Connection {
                 // nats-server acks a verbose PUB before delivering it: +OK, then its MSGs.
                 self.ok();
                 metrics::MSGS_IN.inc();
-                self.routed_since_sync = true;
                 let size = (payload.len() + headers.as_ref().map_or(0, |h| h.len())) as u64;
                 metrics::BYTES_IN.inc_by(size);
                 self.stats.in_msgs += 1;
                 self.stats.in_bytes += size;
-                self.publishes.push(Publish {
-                    origin: Some(self.id),
-                    msg: NatsMsg {
-                        subject,
-                        reply,
-                        headers,
-                        payload,
-                    },
-                    capture: true,
-                    permit,
-                });
+                let msg = NatsMsg {
+                    subject,
+                    reply,
+                    headers,
+                    payload,
+                };
+                self.publish(msg, permit);
             }
             ClientOp::Sub {
                 subject,
@@ -465,6 +549,7 @@ impl Actor for Connection {
             conn: self.id,
             addr: ctx.address().recipient(),
             synced: ctx.address().recipient(),
+            captures: Some(ctx.address().recipient()),
             echo: true,
             no_responders: false,
         });
@@ -474,51 +559,6 @@ impl Actor for Connection {
         }
         self.flush(ctx);
 
-        if let Some(read) = self.reader.take() {
-            let budget = self.settings.budget.clone();
-            let mut codec =
-                NatsCodec::new(self.settings.max_payload).with_headers_flag(self.headers.clone());
-            codec.max_control_line = self.settings.max_control_line;
-            let frames = FramedRead::new(read, codec).then(move |res| {
-                let budget = budget.clone();
-                async move {
-                    match res {
-                        Ok(op @ ClientOp::Pub { .. }) => {
-                            let size = match &op {
-                                ClientOp::Pub {
-                                    subject,
-                                    headers,
-                                    payload,
-                                    ..
-                                } => {
-                                    subject.len()
-                                        + headers.as_ref().map_or(0, |h| h.len())
-                                        + payload.len()
-                                }
-                                _ => 0,
-                            };
-                            let permit = match budget.try_acquire(size) {
-                                Some(p) => p,
-                                None => {
-                                    metrics::BACKPRESSURE_PAUSES.inc();
-                                    budget.acquire(size).await
-                                }
-                            };
-                            Ok((op, Some(permit)))
-                        }
-                        other => other.map(|op| (op, None)),
-                    }
-                }
-            });
-            // What one read made ready is handled as one burst: its publishes go to the router
-            // as one batch (a frame still waiting for budget ends the burst, so a burst never
-            // holds permits while waiting for more). A CONNECT ends its burst: whether it
-            // negotiated headers decides how the frames after it are decoded.
-            let bursts = Bursts::new(frames, READ_BURST, |f: &Frame| {
-                matches!(f, Ok((ClientOp::Connect(_), _)))
-            });
-            self.reading = Some(ctx.add_stream(bursts));
-        }
         self.tell_router(RegisterControl {
             conn: self.id,
             control: ctx.address().recipient(),
@@ -703,5 +743,12 @@ impl Handler<ConnControl> for Connection {
                 None
             }
         }
+    }
+}
+impl Handler<SetCaptures> for Connection {
+    type Result = ();
+    fn handle(&mut self, m: SetCaptures, ctx: &mut Self::Context) {
+        self.captures = m.0;
+        self.start_reading(ctx);
     }
 }

@@ -1,7 +1,7 @@
 //! The Router: who is subscribed to what, and where each published message goes.
 //!
-//! Owns: client subscriptions (with queue groups), internal subscriptions (the JetStream API), the
-//! subjects captured by streams, the no-responders answer, and the routes' table (`RouteTable`:
+//! Owns: client subscriptions (with queue groups), internal subscriptions (the JetStream API),
+//! handing the stream captures to every connection (`SetCaptures`), the no-responders answer, and the routes' table (`RouteTable`:
 //! the other agents' interest and the links to them, so a message is copied to another agent in
 //! the same step that delivers it here). Does not own: connection state (auto-unsubscribe
 //! counts, outbound buffers), stream contents, acks, or route sockets (the `RouteManager`).
@@ -14,11 +14,13 @@
 //! subscribers.
 //! No-responders is answered only when no agent has interest.
 //!
-//! A message whose subject a stream captures goes to that stream's batcher and to nobody else; once
-//! it is stored, the batcher publishes it again with `capture: false` so core subscribers see only
-//! stored messages.
+//! A message whose subject a stream captures never comes here: its connection hands it straight
+//! to that stream's batcher (the connection keeps the captures the router last sent it). Once it
+//! is stored, the sequence client publishes it here with `original: false`, so core subscribers
+//! see only stored messages.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use actix::prelude::*;
 use bytes::Bytes;
@@ -29,7 +31,9 @@ use crate::actors::cluster::route::messages::{FromRoute, LinkDown, LinkUp};
 use crate::actors::cluster::route::table::RouteTable;
 use crate::actors::cluster::route::wire::RouteFrame;
 use crate::actors::guard;
-use crate::actors::messages::{ConnId, Publish, PublishBatch, SetStreamRoutes, StreamPublish};
+use crate::actors::messages::{
+    Captures, ConnId, Publish, PublishBatch, SetCaptures, SetStreamRoutes,
+};
 use crate::actors::ops::budget::BudgetPermit;
 use crate::actors::ops::queries::GetRoutes;
 use crate::actors::ops::queries::RouteInfo;
@@ -92,6 +96,9 @@ pub struct Register {
     pub conn: ConnId,
     pub addr: Recipient<DeliverBatch>,
     pub synced: Recipient<Synced>,
+    /// Where the stream captures go: sent at once (the connection starts reading then), and
+    /// after every change. None keeps what an earlier `Register` gave.
+    pub captures: Option<Recipient<SetCaptures>>,
     pub echo: bool,
     pub no_responders: bool,
 }
@@ -155,6 +162,7 @@ struct ClientSub {
 struct ConnEntry {
     addr: Recipient<DeliverBatch>,
     synced: Recipient<Synced>,
+    captures: Option<Recipient<SetCaptures>>,
     echo: bool,
     no_responders: bool,
     /// sid -> (subject, queue), to find the tree entry again on UNSUB.
@@ -167,8 +175,8 @@ pub struct Router {
     clients: SubjectTree<ClientSub>,
     internal: SubjectTree<usize>,
     internal_recipients: Vec<Recipient<InternalMsg>>,
-    streams: SubjectTree<usize>,
-    stream_recipients: Vec<Recipient<StreamPublish>>,
+    /// The stream captures the connections have (the router itself captures nothing).
+    captures: Arc<Captures>,
     /// Scratch space reused for every publish, so routing does not allocate per message.
     scratch: Vec<ClientSub>,
     queues: Vec<(ByteString, Vec<usize>)>,
@@ -206,23 +214,9 @@ impl Router {
         &mut self,
         origin: Option<ConnId>,
         msg: NatsMsg,
-        capture: bool,
+        original: bool,
         permit: Option<BudgetPermit>,
     ) {
-        if capture {
-            let mut target = None;
-            self.streams
-                .for_each_match(&msg.subject, |i| target = target.or(Some(*i)));
-            if let Some(r) = target.and_then(|i| self.stream_recipients.get(i)) {
-                // The batcher's mailbox is bounded by the in-flight budget the permit holds.
-                r.do_send(StreamPublish {
-                    origin,
-                    msg,
-                    permit,
-                });
-                return;
-            }
-        }
         let mut delivered = false;
         let mut internal_hits: Vec<usize> = Vec::new();
         self.internal
@@ -264,7 +258,7 @@ impl Router {
 
         // Only a client's own publish can have nobody listening; a stored message re-published
         // for core subscribers has already been answered by its stream.
-        if !delivered && !forwarded && capture {
+        if !delivered && !forwarded && original {
             self.no_responders(origin, &msg);
         }
     }
@@ -402,8 +396,15 @@ impl Handler<Register> for Router {
                 e.synced = m.synced;
                 e.echo = m.echo;
                 e.no_responders = m.no_responders;
+                if let Some(captures) = m.captures {
+                    captures.do_send(SetCaptures(self.captures.clone()));
+                    e.captures = Some(captures);
+                }
             }
             None => {
+                if let Some(captures) = &m.captures {
+                    captures.do_send(SetCaptures(self.captures.clone()));
+                }
                 self.conns.insert(
                     m.conn,
                     ConnEntry {
@@ -411,6 +412,7 @@ impl Handler<Register> for Router {
                         synced: m.synced,
                         echo: m.echo,
                         no_responders: m.no_responders,
+                        captures: m.captures,
                         subs: HashMap::new(),
                     },
                 );
@@ -510,7 +512,7 @@ impl Handler<Publish> for Router {
     type Result = ();
     fn handle(&mut self, m: Publish, _: &mut Self::Context) {
         guard::catch("router", || {
-            self.route(m.origin, m.msg, m.capture, m.permit)
+            self.route(m.origin, m.msg, m.original, m.permit)
         });
         self.flush_outbox();
     }
@@ -521,7 +523,7 @@ impl Handler<PublishBatch> for Router {
     fn handle(&mut self, m: PublishBatch, _: &mut Self::Context) {
         for p in m.0 {
             guard::catch("router", || {
-                self.route(p.origin, p.msg, p.capture, p.permit)
+                self.route(p.origin, p.msg, p.original, p.permit)
             });
         }
         self.flush_outbox();
@@ -540,12 +542,11 @@ impl Handler<SubscribeInternal> for Router {
 impl Handler<SetStreamRoutes> for Router {
     type Result = ();
     fn handle(&mut self, m: SetStreamRoutes, _: &mut Self::Context) {
-        self.streams = SubjectTree::new();
-        self.stream_recipients.clear();
-        for (pattern, recipient) in m.routes {
-            self.stream_recipients.push(recipient);
-            self.streams
-                .insert(&pattern, self.stream_recipients.len() - 1);
+        // Sent before any message routed after this one (a create's answer among them), so a
+        // client that learns of a stream publishes to it with its connection's captures updated.
+        self.captures = Arc::new(Captures::new(m.routes));
+        for captures in self.conns.values().filter_map(|c| c.captures.as_ref()) {
+            captures.do_send(SetCaptures(self.captures.clone()));
         }
     }
 }
@@ -556,7 +557,7 @@ impl Handler<GetStats> for Router {
         RouterStats {
             connections: self.conns.len(),
             subscriptions: self.clients.len(),
-            stream_routes: self.stream_recipients.len(),
+            stream_routes: self.captures.len(),
         }
     }
 }
@@ -695,5 +696,151 @@ impl Handler<GetRoutes> for Router {
     type Result = Vec<RouteInfo>;
     fn handle(&mut self, _: GetRoutes, _: &mut Self::Context) -> Vec<RouteInfo> {
         self.routes.routes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::actors::messages::StreamPublish;
+
+    /// What a fake connection saw.
+    #[derive(Debug)]
+    enum Seen {
+        Deliver(String, String),
+        Captures(usize),
+    }
+
+    /// Stands in for a connection: records deliveries and capture tables.
+    struct FakeConn(mpsc::UnboundedSender<Seen>);
+
+    impl Actor for FakeConn {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<DeliverBatch> for FakeConn {
+        type Result = ();
+        fn handle(&mut self, m: DeliverBatch, _: &mut Self::Context) {
+            for d in m.0 {
+                let _ = self
+                    .0
+                    .send(Seen::Deliver(d.sid.to_string(), d.msg.subject.to_string()));
+            }
+        }
+    }
+
+    impl Handler<Synced> for FakeConn {
+        type Result = ();
+        fn handle(&mut self, _: Synced, _: &mut Self::Context) {}
+    }
+
+    impl Handler<SetCaptures> for FakeConn {
+        type Result = ();
+        fn handle(&mut self, m: SetCaptures, _: &mut Self::Context) {
+            let _ = self.0.send(Seen::Captures(m.0.len()));
+        }
+    }
+
+    /// Stands in for a batcher.
+    struct FakeBatcher;
+
+    impl Actor for FakeBatcher {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<StreamPublish> for FakeBatcher {
+        type Result = ();
+        fn handle(&mut self, _: StreamPublish, _: &mut Self::Context) {}
+    }
+
+    fn connect(router: &Addr<Router>, conn: ConnId) -> mpsc::UnboundedReceiver<Seen> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let fake = FakeConn(tx).start();
+        router.do_send(Register {
+            conn,
+            addr: fake.clone().recipient(),
+            synced: fake.clone().recipient(),
+            captures: Some(fake.recipient()),
+            echo: false,
+            no_responders: false,
+        });
+        rx
+    }
+
+    fn publish(origin: ConnId, subject: &str) -> Publish {
+        Publish {
+            origin: Some(origin),
+            msg: NatsMsg::new(subject, Bytes::from_static(b"x")),
+            original: true,
+            permit: None,
+        }
+    }
+
+    #[actix_rt::test]
+    async fn delivers_to_matching_subscribers_but_not_back_to_a_publisher_without_echo() {
+        let router = Router::new().start();
+        let mut a = connect(&router, 1);
+        let mut b = connect(&router, 2);
+        for (conn, sid, subject) in [
+            (1, "s1", "orders.*"),
+            (2, "s2", "orders.>"),
+            (2, "s3", "other"),
+        ] {
+            router.do_send(Subscribe {
+                conn,
+                sid: sid.into(),
+                subject: subject.into(),
+                queue: None,
+            });
+        }
+        router.do_send(publish(1, "orders.new"));
+        let stats = router.send(GetStats).await.expect("stats");
+
+        assert_eq!((stats.connections, stats.subscriptions), (2, 3));
+        // Each connection learns the (empty) captures as it registers, before anything else.
+        assert!(matches!(a.recv().await, Some(Seen::Captures(0))));
+        assert!(matches!(b.recv().await, Some(Seen::Captures(0))));
+        match b.recv().await {
+            Some(Seen::Deliver(sid, subject)) => {
+                assert_eq!((&*sid, &*subject), ("s2", "orders.new"))
+            }
+            other => panic!("expected a delivery, got {other:?}"),
+        }
+        assert!(a.try_recv().is_err(), "no echo to the publisher");
+        assert!(
+            b.try_recv().is_err(),
+            "nothing for the non-matching subscription"
+        );
+    }
+
+    #[actix_rt::test]
+    async fn stream_captures_go_to_every_connection_and_the_router_captures_nothing() {
+        let router = Router::new().start();
+        let mut a = connect(&router, 1);
+        let mut b = connect(&router, 2);
+        router.do_send(Subscribe {
+            conn: 2,
+            sid: "s".into(),
+            subject: ">".into(),
+            queue: None,
+        });
+        let batcher = FakeBatcher.start();
+        router.do_send(SetStreamRoutes {
+            routes: vec![("orders.>".into(), batcher.recipient())],
+        });
+        // A publish that reaches the router is delivered as core NATS even on a stream subject:
+        // capturing is the connection's job.
+        router.do_send(publish(1, "orders.1"));
+        let stats = router.send(GetStats).await.expect("stats");
+
+        assert_eq!(stats.stream_routes, 1);
+        for rx in [&mut a, &mut b] {
+            assert!(matches!(rx.recv().await, Some(Seen::Captures(0))));
+            assert!(matches!(rx.recv().await, Some(Seen::Captures(1))));
+        }
+        assert!(matches!(b.recv().await, Some(Seen::Deliver(_, s)) if s == "orders.1"));
     }
 }

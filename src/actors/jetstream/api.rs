@@ -94,7 +94,7 @@ fn reply(router: &Addr<Router>, to: ByteString, headers: Option<Bytes>, payload:
             headers,
             payload,
         },
-        capture: false,
+        original: false,
         permit: None,
     });
 }

@@ -801,7 +801,7 @@ fn send_headers(router: &Addr<Router>, to: &ByteString, headers: Bytes) {
             headers: Some(headers),
             payload: Bytes::new(),
         },
-        capture: false,
+        original: false,
         permit: None,
     });
 }
@@ -810,7 +810,7 @@ fn send_headers_or_empty(router: &Addr<Router>, to: &ByteString) {
     router.do_send(Publish {
         origin: None,
         msg: NatsMsg::new(to.clone(), Bytes::new()),
-        capture: false,
+        original: false,
         permit: None,
     });
 }

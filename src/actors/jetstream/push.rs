@@ -384,7 +384,7 @@ fn send(router: &Addr<Router>, to: &ByteString, reply: Option<String>, headers: 
             headers: Some(headers),
             payload: Bytes::new(),
         },
-        capture: false,
+        original: false,
         permit: None,
     });
 }

@@ -42,6 +42,7 @@ impl StreamBatch {
                     permit: None,
                     received: Instant::now(),
                     meta,
+                    span: tracing::Span::none(),
                 }
             })
             .collect();
@@ -174,6 +175,8 @@ impl Handler<StreamPublish> for Batcher {
         // The message's own bytes are dropped here; the reply subject is copied out because a
         // slice of it would keep the connection's whole read buffer alive until the ack.
         let reply = m.msg.reply.map(|r| ByteString::from(&*r));
+        m.span
+            .in_scope(|| tracing::debug!(stream = %self.stream, "publish batched"));
         self.pending.push(Pending {
             origin: m.origin,
             msg: NatsMsg {
@@ -185,6 +188,7 @@ impl Handler<StreamPublish> for Batcher {
             permit: m.permit,
             received: Instant::now(),
             meta,
+            span: m.span,
         });
         self.pending_bytes += size;
         if first || self.pending_bytes - self.reported_bytes >= REPORT_STEP {
@@ -221,5 +225,68 @@ impl Handler<Drain> for Batcher {
         let data = metrics::track_sealed(data.freeze());
         point_into(&mut batch.pending, data, &mut batch.data);
         MessageResult(batch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::actors::messages::ConnId;
+
+    /// Stands in for the flusher: every `MarkDirty` it gets, in order.
+    struct FakeFlusher(mpsc::UnboundedSender<(bool, usize)>);
+
+    impl Actor for FakeFlusher {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<MarkDirty> for FakeFlusher {
+        type Result = ();
+        fn handle(&mut self, m: MarkDirty, _: &mut Self::Context) {
+            let _ = self.0.send((m.first, m.bytes));
+        }
+    }
+
+    fn publish(subject: &str, payload: &'static str) -> StreamPublish {
+        StreamPublish {
+            origin: Some(7),
+            msg: NatsMsg::new(subject, Bytes::from_static(payload.as_bytes())),
+            permit: None,
+            span: tracing::Span::none(),
+        }
+    }
+
+    #[actix_rt::test]
+    async fn reports_the_first_publish_then_drains_all_in_arrival_order() {
+        let (tx, mut dirty) = mpsc::unbounded_channel();
+        let flusher = FakeFlusher(tx).start();
+        let batcher = Batcher::new("S", flusher.recipient()).start();
+        batcher.do_send(publish("s.a", "one"));
+        batcher.do_send(publish("s.b", "two"));
+        let batch = batcher.send(Drain).await.expect("drained");
+
+        // One report for the window's first publish; a small second one is not worth a message.
+        assert_eq!(dirty.recv().await, Some((true, "s.a".len() + "one".len())));
+        assert!(dirty.try_recv().is_err());
+        assert_eq!(batch.stream, "S");
+        let got: Vec<(&str, &[u8], Option<ConnId>)> = batch
+            .pending
+            .iter()
+            .map(|p| (&*p.msg.subject, &p.msg.payload[..], p.origin))
+            .collect();
+        assert_eq!(
+            got,
+            vec![("s.a", &b"one"[..], Some(7)), ("s.b", &b"two"[..], Some(7))]
+        );
+        // The messages are views into the batch's block data, laid out back to back.
+        assert_eq!(&batch.data[..], b"s.aones.btwo");
+
+        // Drained: the next publish opens a new window and is reported as first again.
+        batcher.do_send(publish("s.c", "three"));
+        let next = batcher.send(Drain).await.expect("drained");
+        assert_eq!(next.pending.len(), 1);
+        assert_eq!(dirty.recv().await.map(|d| d.0), Some(true));
     }
 }

@@ -214,7 +214,7 @@ pub fn answer_publishers(
                 out.push(Publish {
                     origin: pending.origin,
                     msg: pending.msg.clone(),
-                    capture: false,
+                    original: false,
                     permit: None,
                 });
             }
@@ -222,6 +222,9 @@ pub fn answer_publishers(
                 out.push(reply);
             }
             metrics::PUBLISH_ACK_LATENCY.observe(pending.received.elapsed().as_secs_f64());
+            pending
+                .span
+                .in_scope(|| tracing::debug!(stream = %result.stream, ack = ?ack, "publish acked"));
             // Dropping `pending` returns its share of the in-flight budget.
         }
     }
@@ -243,6 +246,9 @@ pub fn fail_publishers(
         let payload = Bytes::from(ack.to_nats_bytes());
         for pending in batch.pending {
             metrics::JS_PUBLISH_ERRORS.inc();
+            pending
+                .span
+                .in_scope(|| tracing::debug!(stream = %batch.stream, %error, "publish failed"));
             out.extend(reply_to(&pending.msg, payload.clone()));
         }
     }
@@ -260,7 +266,7 @@ fn reply_to(msg: &NatsMsg, payload: Bytes) -> Option<Publish> {
             headers: None,
             payload,
         },
-        capture: false,
+        original: false,
         permit: None,
     })
 }

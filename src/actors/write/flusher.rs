@@ -22,6 +22,7 @@ use crate::actors::write::messages::{Drain, MarkDirty, StreamBatch};
 use crate::actors::write::uploader::{Upload, UploaderPool};
 use crate::format::{self, ObjectBuilder};
 use object_store::PutPayload;
+use tracing_actix::ActorInstrument;
 
 /// Seal now whatever is pending (graceful shutdown, tests).
 #[derive(Message)]
@@ -98,6 +99,9 @@ impl Flusher {
         let deadline = self.settings.upload_deadline;
         let uploader = self.uploader.clone();
         let sequencer = self.sequencer.clone();
+        // One span per object: its seal number and object id are also recorded in the span of
+        // every publish it holds, so the two can be joined (`RUST_LOG=infinistream=debug`).
+        let span = tracing::debug_span!("flush", seal = seal_no, object_id = tracing::field::Empty);
         ctx.spawn(
             async move {
                 let mut batches: Vec<StreamBatch> = join_all(dirty.iter().map(|b| b.send(Drain)))
@@ -116,11 +120,18 @@ impl Flusher {
                     .collect();
                 // Every seal number must reach the sequencer, even one with nothing to write:
                 // it commits strictly in seal order and would otherwise wait for it forever.
+                for p in batches.iter().flat_map(|b| &b.pending) {
+                    p.span.record("seal", seal_no);
+                }
                 let object = if batches.is_empty() {
                     Err(WriteError::NothingToWrite)
                 } else {
                     upload_object(&group_id, &mut batches, deadline, &uploader, &sequencer).await
                 };
+                match &object {
+                    Ok(o) => tracing::debug!(key = %o.key, "object uploaded"),
+                    Err(e) => tracing::debug!(error = %e, "object not written"),
+                }
                 // Send, not do_send: the sequencer's backlog is bounded by the in-flight budget,
                 // but waiting here keeps the flusher from outrunning it.
                 if let Err(e) = sequencer
@@ -136,6 +147,7 @@ impl Flusher {
                 }
             }
             .into_actor(self)
+            .actor_instrument(span)
             .map(|_, act, ctx| {
                 act.uploading -= 1;
                 if act.seal_due {
@@ -158,6 +170,12 @@ async fn upload_object(
         Ok(Err(e)) => return Err(WriteError::no_object_id(e)),
         Err(e) => return Err(WriteError::no_object_id(WriteError::Mailbox(e))),
     };
+    tracing::Span::current().record("object_id", object_id);
+    let msgs: usize = batches.iter().map(|b| b.pending.len()).sum();
+    for p in batches.iter().flat_map(|b| &b.pending) {
+        p.span.record("object_id", object_id);
+    }
+    tracing::debug!(msgs, streams = batches.len(), "object sealed");
     // The builder writes only block tables, CRCs, small blocks and the footer; large block
     // data joins the object as the batchers' own buffers.
     let head_estimate: usize = batches
@@ -259,8 +277,14 @@ impl Handler<SealNow> for Flusher {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use object_store::ObjectStoreExt;
+
     use super::*;
     use crate::actors::ingress::router::NatsMsg;
+    use crate::actors::messages::StreamPublish;
+    use crate::actors::write::batcher::Batcher;
     use bytes::Bytes;
 
     fn msg(subject: &str, reply: Option<&str>, headers: Option<&str>, payload: &str) -> NatsMsg {
@@ -317,5 +341,91 @@ mod tests {
         let decoded = format::decode_object(Bytes::from(object)).expect("decodes");
         assert_eq!(decoded.blocks[0].records[0].payload, Bytes::from(big));
         assert_eq!(decoded.blocks[1].records[0].timestamp_nanos, 3);
+    }
+
+    /// Stands in for the sequence client: hands out object ids and reports every seal.
+    struct FakeSequencer {
+        next_id: u64,
+        sealed: tokio::sync::mpsc::UnboundedSender<(Sealed, tokio::time::Instant)>,
+    }
+
+    impl Actor for FakeSequencer {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<NextObjectId> for FakeSequencer {
+        type Result = Result<u64, WriteError>;
+        fn handle(&mut self, _: NextObjectId, _: &mut Self::Context) -> Self::Result {
+            self.next_id += 1;
+            Ok(self.next_id)
+        }
+    }
+
+    impl Handler<Sealed> for FakeSequencer {
+        type Result = ();
+        fn handle(&mut self, m: Sealed, _: &mut Self::Context) {
+            let _ = self.sealed.send((m, tokio::time::Instant::now()));
+        }
+    }
+
+    #[actix_rt::test]
+    async fn one_object_per_window_uploaded_before_it_reaches_the_sequencer() {
+        tokio::time::pause();
+        let window = Duration::from_millis(250);
+        let store: Arc<dyn object_store::ObjectStore> =
+            Arc::new(object_store::memory::InMemory::new());
+        let (tx, mut sealed) = tokio::sync::mpsc::unbounded_channel();
+        let sequencer = FakeSequencer {
+            next_id: 41,
+            sealed: tx,
+        }
+        .start();
+        let flusher = Flusher::new(
+            FlusherSettings {
+                group_id: "g".into(),
+                window,
+                max_object_bytes: 1 << 20,
+                upload_deadline: Duration::from_secs(5),
+                max_uploading: 2,
+            },
+            UploaderPool::start(store.clone(), 1),
+            sequencer,
+        )
+        .start();
+        let a = Batcher::new("A", flusher.clone().recipient()).start();
+        let b = Batcher::new("B", flusher.recipient()).start();
+        let started = tokio::time::Instant::now();
+        for (batcher, subject) in [(&a, "a.1"), (&b, "b.1"), (&a, "a.2")] {
+            batcher.do_send(StreamPublish {
+                origin: None,
+                msg: NatsMsg::new(subject, bytes::Bytes::from_static(b"data")),
+                permit: None,
+                span: tracing::Span::none(),
+            });
+        }
+
+        let (seal, at) = sealed.recv().await.expect("a seal");
+        let object = seal.object.expect("uploaded");
+        // The window's clock, not the publishes, sealed it: one object for both streams.
+        assert!(
+            at - started >= window && at - started < 2 * window,
+            "{:?}",
+            at - started
+        );
+        assert_eq!(seal.seal_no, 0);
+        assert_eq!(object.object_id, 42);
+        let mut streams: Vec<(String, usize)> = seal
+            .batches
+            .iter()
+            .map(|b| (b.stream.clone(), b.pending.len()))
+            .collect();
+        streams.sort();
+        assert_eq!(streams, vec![("A".into(), 2), ("B".into(), 1)]);
+        let stored = store
+            .get(&object_store::path::Path::from(object.key.as_str()))
+            .await
+            .expect("in the bucket before the sequencer hears of it");
+        assert_eq!(stored.meta.size, object.size);
+        assert!(sealed.try_recv().is_err(), "nothing else sealed");
     }
 }

@@ -27,6 +27,9 @@ pub struct Pending {
     pub received: Instant,
     /// Lengths and arrival time (unix nanos): the record's entry in the block table.
     pub meta: RecordMeta,
+    /// The publish's span (see `StreamPublish::span`): the flusher records its seal and object
+    /// id in it, the ack is logged in it.
+    pub span: tracing::Span,
 }
 
 /// Everything one stream contributes to one object.

@@ -386,6 +386,7 @@ mod tests {
             conn,
             addr: inbox.clone().recipient(),
             synced: inbox.recipient(),
+            captures: None,
             echo: true,
             no_responders: true,
         });
@@ -439,7 +440,7 @@ mod tests {
                 reply: Some("_INBOX.r".into()),
                 ..NatsMsg::new(subject, bytes::Bytes::from_static(b"hello"))
             },
-            capture: true,
+            original: true,
             permit: None,
         }
     }
