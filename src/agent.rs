@@ -574,7 +574,7 @@ fn start_write_path(
             id_wait: s.tuning.upload_deadline,
         };
         SequenceSupervisor::start_in_arbiter(&s.js, move |_| {
-            SequenceSupervisor::new(supervision, router, move || {
+            SequenceSupervisor::new(supervision, router.recipient(), move || {
                 SequenceClient::new(settings.clone(), cp())
             })
             .with_observer(observer)

@@ -10,9 +10,9 @@ use async_nats::jetstream::{self, stream};
 use common::Stack;
 use common::agent::{GROUP_ID, GROUP_KEY};
 use futures::future::join_all;
-use infinistream::actors::cluster::membership::GetMembers;
-use infinistream::actors::read::peer::{self, PeerError, PeerSettings};
-use infinistream::actors::supervisor::Restarts;
+use infinistream::actors::GetMembers;
+use infinistream::actors::Restarts;
+use infinistream::actors::peer::{self, PeerError, PeerSettings};
 use infinistream::config::Secret;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -270,7 +270,7 @@ async fn sequence_client_stops_and_panics_under_load_and_nothing_acked_is_lost()
         for round in 0..4 {
             tokio::time::sleep(Duration::from_millis(150)).await;
             sequencer
-                .send(infinistream::actors::write::commit::Crash {
+                .send(infinistream::actors::hooks::SequenceCrash {
                     panic: round % 2 == 0,
                 })
                 .await
@@ -328,7 +328,7 @@ async fn peer_cache_stops_and_panics_under_load_and_reads_continue() {
         for round in 0..4 {
             tokio::time::sleep(Duration::from_millis(40)).await;
             peer_cache
-                .send(infinistream::actors::read::peer::Crash {
+                .send(infinistream::actors::peer::Crash {
                     panic: round % 2 == 1,
                 })
                 .await

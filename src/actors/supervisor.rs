@@ -22,7 +22,6 @@ use tokio::sync::watch;
 use tracing_actix::ActorInstrument;
 
 use crate::actors::cluster::membership::MembersChanged;
-use crate::actors::ingress::router::Router;
 use crate::actors::messages::PublishBatch;
 use crate::actors::ops::metrics;
 use crate::actors::read::block::ReadError;
@@ -169,14 +168,14 @@ impl SequenceSupervisor {
     /// client is `!Send`), so start the supervisor where the SequenceClient should run.
     pub fn new(
         settings: SequenceSupervisorSettings,
-        router: Addr<Router>,
+        router: Recipient<PublishBatch>,
         factory: impl Fn() -> SequenceClient + 'static,
     ) -> Self {
         let child = factory().start();
         Self {
             settings,
             factory: Box::new(factory),
-            router: router.recipient(),
+            router,
             slot: Slot::new("sequence_client", child),
             next_commit: 0,
             ready: BTreeMap::new(),
@@ -474,5 +473,81 @@ impl Handler<Restarts> for PeerSupervisor {
     type Result = u64;
     fn handle(&mut self, _: Restarts, _: &mut Self::Context) -> u64 {
         self.slot.restarts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::actors::write::commit::SequenceSettings;
+    use crate::actors::write::messages::StreamBatch;
+    use crate::config::Secret;
+    use crate::control_plane::ControlPlaneClient;
+    use crate::message::NatsMsg;
+
+    /// Stands in for the router: the subjects of every batch of answers, one batch at a time.
+    struct FakeRouter(mpsc::UnboundedSender<Vec<String>>);
+
+    impl Actor for FakeRouter {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<PublishBatch> for FakeRouter {
+        type Result = ();
+        fn handle(&mut self, m: PublishBatch, _: &mut Self::Context) {
+            let _ = self
+                .0
+                .send(m.0.iter().map(|p| p.msg.subject.to_string()).collect());
+        }
+    }
+
+    /// A seal whose object could not be written, with one publisher waiting on `reply`.
+    fn failed_seal(seal_no: u64, reply: &str) -> Sealed {
+        let mut msg = NatsMsg::new("s.x", bytes::Bytes::from_static(b"x"));
+        msg.reply = Some(reply.into());
+        Sealed {
+            seal_no,
+            batches: vec![StreamBatch::from_messages("S", vec![(msg, 0)])],
+            object: Err(WriteError::NothingToWrite),
+        }
+    }
+
+    #[actix_rt::test]
+    async fn seals_are_answered_in_seal_order_whatever_order_they_arrive_in() {
+        let (tx, mut answered) = mpsc::unbounded_channel();
+        let router = FakeRouter(tx).start();
+        let supervisor = SequenceSupervisor::new(
+            SequenceSupervisorSettings {
+                agent_id: "a".into(),
+                commit_deadline: Duration::from_secs(1),
+                id_wait: Duration::from_secs(1),
+            },
+            router.recipient(),
+            // Never asked anything here: failed seals are answered without a commit.
+            || {
+                let client = ControlPlaneClient::new("http://127.0.0.1:9", "g", &Secret::new("k"));
+                let settings = SequenceSettings {
+                    agent_id: "a".into(),
+                    commit_deadline: Duration::from_secs(1),
+                    id_prefetch: 1,
+                };
+                SequenceClient::new(settings, client)
+            },
+        )
+        .start();
+        supervisor.do_send(failed_seal(1, "reply.1"));
+        supervisor.do_send(failed_seal(2, "reply.2"));
+        // Seals 1 and 2 wait for seal 0; its arrival answers all three, in order.
+        supervisor
+            .send(failed_seal(0, "reply.0"))
+            .await
+            .expect("delivered");
+
+        for want in ["reply.0", "reply.1", "reply.2"] {
+            assert_eq!(answered.recv().await, Some(vec![want.to_string()]));
+        }
+        assert!(answered.try_recv().is_err());
     }
 }

@@ -40,10 +40,10 @@ pub fn test_config() -> AgentConfig {
 pub struct AgentHandles {
     pub agent_id: String,
     pub peer_addr: std::net::SocketAddr,
-    pub sequencer: actix::Addr<infinistream::actors::supervisor::SequenceSupervisor>,
-    pub peer_cache: actix::Addr<infinistream::actors::supervisor::PeerSupervisor>,
-    pub read_cache: actix::Addr<infinistream::actors::read::cache::ReadCache>,
-    pub membership: actix::Addr<infinistream::actors::cluster::membership::Membership>,
+    pub sequencer: actix::Addr<infinistream::actors::SequenceSupervisor>,
+    pub peer_cache: actix::Addr<infinistream::actors::PeerSupervisor>,
+    pub read_cache: actix::Addr<infinistream::actors::ReadCache>,
+    pub membership: actix::Addr<infinistream::actors::Membership>,
 }
 
 pub struct TestAgent {

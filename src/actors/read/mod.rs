@@ -13,6 +13,6 @@ pub mod peer;
 pub mod reader;
 pub mod ring;
 
-pub use block::{BlockLocation, ReadError, ReadSource, fetch_block, read_record, verify_block};
-pub use cache::{ReadCache, ReadCacheSettings};
+pub use block::{BlockLocation, ReadSource, read_record};
+pub use cache::ReadCache;
 pub use reader::Reader;

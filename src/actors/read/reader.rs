@@ -43,10 +43,6 @@ impl Reader {
     pub fn uncached(store: Arc<dyn ObjectStore>) -> Self {
         Self { cache: None, store }
     }
-
-    pub fn store(&self) -> &Arc<dyn ObjectStore> {
-        &self.store
-    }
 }
 
 impl From<Arc<dyn ObjectStore>> for Reader {

@@ -52,10 +52,6 @@ impl Ring {
         Self { points, nodes }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
-    }
-
     pub fn nodes(&self) -> &[RingNode] {
         &self.nodes
     }

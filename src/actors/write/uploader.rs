@@ -118,11 +118,6 @@ pub struct Uploader {
 }
 
 impl Uploader {
-    /// An uploader with the default retry policy.
-    pub fn new(store: Arc<dyn ObjectStore>) -> Self {
-        Self::with_policy(store, RetryPolicy::default())
-    }
-
     /// An uploader with a custom retry policy.
     pub fn with_policy(store: Arc<dyn ObjectStore>, policy: RetryPolicy) -> Self {
         Self { store, policy }

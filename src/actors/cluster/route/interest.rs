@@ -122,6 +122,7 @@ pub struct Fanout {
 
 impl Fanout {
     /// The agents that get a copy.
+    #[cfg(test)]
     pub fn peers(&self) -> Vec<PeerId> {
         self.copies.iter().map(|c| c.peer).collect()
     }
@@ -317,7 +318,8 @@ impl RemoteInterest {
         self.entries.keys().filter(|(p, _, _)| *p == peer).count()
     }
 
-    /// Whether any agent has interest in `subject` (for no-responders).
+    /// Whether any agent has interest in `subject`.
+    #[cfg(test)]
     pub fn has_interest(&self, subject: &str) -> bool {
         self.tree.has_match(subject)
     }

@@ -113,10 +113,6 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
-    pub fn is_empty(&self) -> bool {
-        self.links.is_empty()
-    }
-
     /// A new link: this agent's whole interest goes first, then every delta after it.
     pub fn up(&mut self, handle: LinkHandle) {
         let now = SystemTime::now();
@@ -224,11 +220,6 @@ impl RouteTable {
         if let Some(link) = self.links.get_mut(&peer) {
             link.info.last_activity = SystemTime::now();
         }
-    }
-
-    /// Whether another agent has interest in `subject`.
-    pub fn has_interest(&self, subject: &str) -> bool {
-        !self.links.is_empty() && self.remote.has_interest(subject)
     }
 
     /// Copies `msg` to every agent interested in `to` (its own subject when None), once each;
