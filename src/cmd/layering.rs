@@ -246,27 +246,12 @@ pub fn agent_from_matches(
         return Err(ConfigError::Usage("incomplete configuration".to_owned()).into());
     };
     let cfg = AgentConfig {
-        group_id,
-        group_key,
-        bucket,
         region,
         control_plane_url,
         control_plane_ca,
         availability_zone,
         advertise_address,
-        batch_write: runtime.batch_write,
-        max_object_bytes: runtime.max_object_bytes,
-        host: runtime.host,
-        port: runtime.port,
-        peer_port: runtime.peer_port,
-        http_port: runtime.http_port,
-        workers: runtime.workers,
-        max_payload: runtime.max_payload,
-        max_inflight_bytes: runtime.max_inflight_bytes,
-        max_inflight_msgs: runtime.max_inflight_msgs,
-        cache_bytes: runtime.cache_bytes,
-        graceful_shutdown_timeout: runtime.graceful_shutdown_timeout,
-        server_name: runtime.server_name,
+        ..AgentConfig::with_runtime(group_id, group_key, bucket, runtime)
     };
     Ok((cfg, log_format))
 }
