@@ -726,6 +726,8 @@ impl Handler<ConnControl> for Connection {
                 if let Some(h) = self.reading.take() {
                     ctx.cancel_future(h);
                 }
+                // Not reading yet (its first captures still on their way): never start.
+                self.reader = None;
                 let mut info = self.settings.info.clone();
                 info.client_id = self.id;
                 info.client_ip = self.peer.ip().to_string();
