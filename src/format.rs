@@ -36,6 +36,10 @@ pub const FORMAT_VERSION: u16 = 1;
 
 /// Version of the block layout this module writes and the newest one it reads.
 pub const BLOCK_VERSION: u16 = 1;
+/// Block layout version 2: the block's distinct subjects once in its table, each record naming
+/// its subject by index, the data region holding headers and payloads only (docs/format.md).
+/// Readers decode both; writers choose per block (`ObjectBuilder::add_block_v2`).
+pub const BLOCK_VERSION_SUBJECTS: u16 = 2;
 
 /// Flag bits this version understands. None are defined yet; readers reject unknown bits so a
 /// future writer can add a flag that changes the meaning of the bytes without old readers
@@ -300,6 +304,33 @@ impl EntryWire {
     }
 }
 
+/// Per-record entry of a version-2 block table: the subject by its index in the table.
+#[derive(SerializeDerive, Deserialize)]
+struct EntryWireV2 {
+    subject: u32,
+    headers_len: Option<u64>,
+    payload_len: u64,
+    timestamp_nanos: i64,
+}
+
+/// Encoding view of a version-2 block table.
+#[derive(SerializeDerive)]
+struct BlockTableRefV2<'a> {
+    stream: &'a str,
+    subjects: &'a [&'a str],
+    entries: &'a [EntryWireV2],
+}
+
+/// Decoding view of a version-2 block table.
+#[derive(Deserialize)]
+struct BlockTableWireV2<'a> {
+    #[serde(borrow)]
+    stream: &'a str,
+    #[serde(borrow)]
+    subjects: Vec<&'a str>,
+    entries: Vec<EntryWireV2>,
+}
+
 /// Encoding view of a block table: serialises straight from the records, no intermediate Vec.
 #[derive(SerializeDerive)]
 struct BlockTableRef<'a, E: Serialize> {
@@ -319,8 +350,8 @@ struct MetasRef<'a>(&'a [RecordMeta]);
 
 impl Serialize for MetasRef<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter().map(|m| EntryWire {
-            subject_len: m.subject_len as u64,
+        s.collect_seq(self.0.iter().map(|m| EntryWireV2 {
+            subject: m.subject,
             headers_len: m.headers_len.map(|h| h as u64),
             payload_len: m.payload_len as u64,
             timestamp_nanos: m.timestamp_nanos,
@@ -328,11 +359,31 @@ impl Serialize for MetasRef<'_> {
     }
 }
 
-/// One record whose bytes are already laid out elsewhere: its subject, headers and payload,
-/// back to back, at its place in a block's data (see [`ObjectBuilder::add_block_data`]).
+/// A block's subjects, serialised as a sequence of strings whatever holds them.
+struct SubjectsRef<'a, T: AsRef<str>>(&'a [T]);
+
+impl<T: AsRef<str>> Serialize for SubjectsRef<'_, T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(AsRef::as_ref))
+    }
+}
+
+/// Encoding view of a version-2 block table over records laid out elsewhere.
+#[derive(SerializeDerive)]
+#[serde(bound = "")]
+struct BlockTableMetasRef<'a, T: AsRef<str>> {
+    stream: &'a str,
+    subjects: SubjectsRef<'a, T>,
+    entries: MetasRef<'a>,
+}
+
+/// One record whose bytes are already laid out elsewhere: its headers and payload, back to back,
+/// at its place in a version-2 block's data, and its subject as an index into the block's
+/// subjects (see [`ObjectBuilder::add_block_data`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordMeta {
-    pub subject_len: usize,
+    /// Index of the record's subject in the block's subject table.
+    pub subject: u32,
     /// `Some(0)` (an empty header block) and `None` (no headers) are distinct, as in [`Record`].
     pub headers_len: Option<usize>,
     pub payload_len: usize,
@@ -343,7 +394,7 @@ pub struct RecordMeta {
 impl RecordMeta {
     /// Bytes of this record in the block's data.
     pub fn data_len(&self) -> usize {
-        self.subject_len + self.headers_len.unwrap_or(0) + self.payload_len
+        self.headers_len.unwrap_or(0) + self.payload_len
     }
 }
 
@@ -440,16 +491,19 @@ impl ObjectBuilder {
         self.chunked + self.buf.len()
     }
 
-    /// Appends one stream's block whose record bytes are already laid out in `data` (each
-    /// record's subject, headers and payload, back to back, in `records` order). `data` becomes
-    /// part of the object as is: no copy, and slices of it stay valid views of the object.
+    /// Appends one stream's version-2 block whose record bytes are already laid out in `data`
+    /// (each record's headers and payload, back to back, in `records` order; its subject is
+    /// `subjects[record.subject]`). `data` becomes part of the object as is: no copy, and slices
+    /// of it stay valid views of the object.
     ///
     /// # Errors
     ///
-    /// [`FormatError::Corrupt`] if the records' lengths do not add up to `data.len()`.
-    pub fn add_block_data(
+    /// [`FormatError::Corrupt`] if the records' lengths do not add up to `data.len()` or a
+    /// record names a subject past the end of `subjects`.
+    pub fn add_block_data<T: AsRef<str>>(
         &mut self,
         stream: &str,
+        subjects: &[T],
         records: &[RecordMeta],
         data: Bytes,
     ) -> Result<BlockRef, FormatError> {
@@ -460,11 +514,22 @@ impl ObjectBuilder {
                 data.len()
             )));
         }
+        if let Some(r) = records
+            .iter()
+            .find(|r| usize::try_from(r.subject).map_or(true, |i| i >= subjects.len()))
+        {
+            return Err(FormatError::Corrupt(format!(
+                "record names subject {} of {}",
+                r.subject,
+                subjects.len()
+            )));
+        }
         let count = u32::try_from(records.len())
             .map_err(|_| FormatError::Corrupt("more than u32::MAX records in a block".into()))?;
         self.scratch.clear();
-        let table = BlockTableRef {
+        let table = BlockTableMetasRef {
             stream,
+            subjects: SubjectsRef(subjects),
             entries: MetasRef(records),
         };
         bincode::serde::encode_into_std_write(&table, &mut self.scratch, BINCODE)
@@ -476,7 +541,7 @@ impl ObjectBuilder {
         let head_start = self.buf.len();
         self.buf
             .reserve(BLOCK_PREFIX_LEN + self.scratch.len() + BLOCK_CRC_LEN);
-        self.buf.put_u16_le(BLOCK_VERSION);
+        self.buf.put_u16_le(BLOCK_VERSION_SUBJECTS);
         self.buf.put_u32_le(table_len);
         self.buf.put_slice(&self.scratch);
         let crc = crc32c::crc32c_append(crc32c::crc32c(&self.buf[head_start..]), &data);
@@ -527,8 +592,8 @@ impl ObjectBuilder {
     ///
     /// If a block holds more than `u32::MAX` records or its table exceeds 4 GiB; batch limits
     /// keep real blocks many orders of magnitude below that.
-    /// Where the records' bytes (subject, headers, payload of each, back to back) start in the
-    /// object, for a block added with records totalling `data_len` bytes.
+    /// Where the records' bytes (headers and payload of each, back to back) start in the object,
+    /// for a block added with [`ObjectBuilder::add_block_data`] totalling `data_len` bytes.
     pub fn data_start(block: &BlockRef, data_len: usize) -> usize {
         (block.offset + block.len) as usize - BLOCK_CRC_LEN - data_len
     }
@@ -559,6 +624,64 @@ impl ObjectBuilder {
         self.buf.put_slice(&self.scratch);
         for r in records {
             self.buf.put_slice(r.subject.as_bytes());
+            if let Some(h) = &r.headers {
+                self.buf.put_slice(h);
+            }
+            self.buf.put_slice(&r.payload);
+        }
+        let crc = crc32c::crc32c(&self.buf[buf_start..]);
+        self.buf.put_u32_le(crc);
+        debug_assert_eq!(self.len() - start, block_len);
+        self.push_entry(stream, start, block_len, count, crc)
+    }
+
+    /// Like [`ObjectBuilder::add_block`], as a version-2 block: each distinct subject is
+    /// written once, in the block's table, in order of first appearance.
+    ///
+    /// # Panics
+    ///
+    /// As [`ObjectBuilder::add_block`], and past `u32::MAX` distinct subjects.
+    pub fn add_block_v2(&mut self, stream: &str, records: &[Record]) -> BlockRef {
+        let count = u32::try_from(records.len()).expect("block record count fits in u32");
+        let mut subjects: Vec<&str> = Vec::new();
+        let mut index: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
+        let entries: Vec<EntryWireV2> = records
+            .iter()
+            .map(|r| {
+                let subject = *index.entry(&*r.subject).or_insert_with(|| {
+                    subjects.push(&r.subject);
+                    u32::try_from(subjects.len() - 1).expect("distinct subjects fit in u32")
+                });
+                EntryWireV2 {
+                    subject,
+                    headers_len: r.headers.as_ref().map(|h| h.len() as u64),
+                    payload_len: r.payload.len() as u64,
+                    timestamp_nanos: r.timestamp_nanos,
+                }
+            })
+            .collect();
+        self.scratch.clear();
+        let table = BlockTableRefV2 {
+            stream,
+            subjects: &subjects,
+            entries: &entries,
+        };
+        // Serialising plain integers and strings into a Vec cannot fail.
+        bincode::serde::encode_into_std_write(&table, &mut self.scratch, BINCODE)
+            .expect("encoding a block table into memory is infallible");
+        let table_len = u32::try_from(self.scratch.len()).expect("block table fits in 4 GiB");
+        let data_len: usize = records
+            .iter()
+            .map(|r| r.headers.as_ref().map_or(0, Bytes::len) + r.payload.len())
+            .sum();
+        let block_len = BLOCK_PREFIX_LEN + self.scratch.len() + data_len + BLOCK_CRC_LEN;
+        self.buf.reserve(block_len);
+        let start = self.len();
+        let buf_start = self.buf.len();
+        self.buf.put_u16_le(BLOCK_VERSION_SUBJECTS);
+        self.buf.put_u32_le(table_len);
+        self.buf.put_slice(&self.scratch);
+        for r in records {
             if let Some(h) = &r.headers {
                 self.buf.put_slice(h);
             }
@@ -669,16 +792,99 @@ fn to_usize(v: u64, what: &str) -> Result<usize, FormatError> {
     usize::try_from(v).map_err(|_| FormatError::Corrupt(format!("{what} {v} exceeds usize")))
 }
 
+/// Where a record's subject is: inline at the start of its data (block version 1), or the
+/// block table's subject at this index (version 2).
+#[derive(Clone, Copy)]
+enum SubjectAt {
+    Inline(u64),
+    Table(u32),
+}
+
+/// One record's entry, whichever the block version.
+struct Entry {
+    subject: SubjectAt,
+    headers_len: Option<u64>,
+    payload_len: u64,
+    timestamp_nanos: i64,
+}
+
+impl Entry {
+    /// Bytes of this record in the data region.
+    fn data_len(&self) -> u64 {
+        let inline = match self.subject {
+            SubjectAt::Inline(n) => n,
+            SubjectAt::Table(_) => 0,
+        };
+        inline + self.headers_len.unwrap_or(0) + self.payload_len
+    }
+}
+
 /// A verified block, split into its table and data region.
 struct BlockParts<'a> {
-    table: BlockTableWire<'a>,
+    stream: &'a str,
+    /// Version 2: the block's distinct subjects (borrowed from the block's bytes).
+    subjects: Vec<&'a str>,
+    entries: Vec<Entry>,
     /// Byte range of the data region within the block.
     data_start: usize,
     data_end: usize,
 }
 
+/// Decodes a block table of either version from `bytes` (exactly the table).
+fn decode_table(version: u16, bytes: &[u8]) -> Result<(&str, Vec<&str>, Vec<Entry>), FormatError> {
+    let decoded = match version {
+        BLOCK_VERSION => bincode::serde::borrow_decode_from_slice::<BlockTableWire<'_>, _>(
+            bytes, BINCODE,
+        )
+        .map(|(t, used)| {
+            let entries = t
+                .entries
+                .into_iter()
+                .map(|e| Entry {
+                    subject: SubjectAt::Inline(e.subject_len),
+                    headers_len: e.headers_len,
+                    payload_len: e.payload_len,
+                    timestamp_nanos: e.timestamp_nanos,
+                })
+                .collect();
+            ((t.stream, Vec::new(), entries), used)
+        }),
+        BLOCK_VERSION_SUBJECTS => {
+            bincode::serde::borrow_decode_from_slice::<BlockTableWireV2<'_>, _>(bytes, BINCODE).map(
+                |(t, used)| {
+                    let entries = t
+                        .entries
+                        .into_iter()
+                        .map(|e| Entry {
+                            subject: SubjectAt::Table(e.subject),
+                            headers_len: e.headers_len,
+                            payload_len: e.payload_len,
+                            timestamp_nanos: e.timestamp_nanos,
+                        })
+                        .collect();
+                    ((t.stream, t.subjects, entries), used)
+                },
+            )
+        }
+        other => {
+            return Err(FormatError::UnsupportedVersion {
+                what: "block",
+                version: other,
+            });
+        }
+    };
+    let (table, used) = decoded.map_err(|e| FormatError::Decode(format!("block table: {e}")))?;
+    if used != bytes.len() {
+        return Err(FormatError::Corrupt(format!(
+            "block table has {} trailing bytes",
+            bytes.len() - used
+        )));
+    }
+    Ok(table)
+}
+
 /// Checks the block CRC and version, decodes the table, and checks that the table's lengths
-/// add up to exactly the data region.
+/// add up to exactly the data region (and, in version 2, that every subject index exists).
 fn parse_block(buf: &[u8]) -> Result<BlockParts<'_>, FormatError> {
     if buf.len() < MIN_BLOCK_LEN {
         return Err(truncated("block", MIN_BLOCK_LEN, buf.len()));
@@ -694,12 +900,6 @@ fn parse_block(buf: &[u8]) -> Result<BlockParts<'_>, FormatError> {
         });
     }
     let version = le_u16(buf, 0).ok_or_else(|| truncated("block prefix", 2, buf.len()))?;
-    if version != BLOCK_VERSION {
-        return Err(FormatError::UnsupportedVersion {
-            what: "block",
-            version,
-        });
-    }
     let table_len = le_u32(buf, 2).ok_or_else(|| truncated("block prefix", 6, buf.len()))?;
     let table_len = to_usize(u64::from(table_len), "block table length")?;
     let table_end = BLOCK_PREFIX_LEN
@@ -710,19 +910,22 @@ fn parse_block(buf: &[u8]) -> Result<BlockParts<'_>, FormatError> {
                 "block table length {table_len} exceeds block body {body_end}"
             ))
         })?;
-    let table_bytes = &buf[BLOCK_PREFIX_LEN..table_end];
-    let (table, used): (BlockTableWire<'_>, usize) =
-        bincode::serde::borrow_decode_from_slice(table_bytes, BINCODE)
-            .map_err(|e| FormatError::Decode(format!("block table: {e}")))?;
-    if used != table_bytes.len() {
-        return Err(FormatError::Corrupt(format!(
-            "block table has {} trailing bytes",
-            table_bytes.len() - used
-        )));
-    }
+    let (stream, subjects, entries) = decode_table(version, &buf[BLOCK_PREFIX_LEN..table_end])?;
     let mut total: u64 = 0;
-    for e in &table.entries {
-        total = [e.subject_len, e.headers_len.unwrap_or(0), e.payload_len]
+    for e in &entries {
+        if let SubjectAt::Table(i) = e.subject
+            && usize::try_from(i).map_or(true, |i| i >= subjects.len())
+        {
+            return Err(FormatError::Corrupt(format!(
+                "record names subject {i} of {}",
+                subjects.len()
+            )));
+        }
+        let inline = match e.subject {
+            SubjectAt::Inline(n) => n,
+            SubjectAt::Table(_) => 0,
+        };
+        total = [inline, e.headers_len.unwrap_or(0), e.payload_len]
             .into_iter()
             .try_fold(total, u64::checked_add)
             .ok_or_else(|| FormatError::Corrupt("record lengths overflow".into()))?;
@@ -734,15 +937,52 @@ fn parse_block(buf: &[u8]) -> Result<BlockParts<'_>, FormatError> {
         )));
     }
     Ok(BlockParts {
-        table,
+        stream,
+        subjects,
+        entries,
         data_start: table_end,
         data_end: body_end,
     })
 }
 
+/// A version-2 table subject as a view of the block buffer it was decoded from (no copy).
+fn table_subject(buf: &Bytes, subject: &str) -> Result<ByteString, FormatError> {
+    // `subject` was borrowed from `buf` by the decoder, so it lies inside it.
+    let start = (subject.as_ptr() as usize)
+        .checked_sub(buf.as_ptr() as usize)
+        .filter(|s| s + subject.len() <= buf.len())
+        .ok_or_else(|| FormatError::Corrupt("subject outside its block".into()))?;
+    ByteString::try_from(buf.slice(start..start + subject.len()))
+        .map_err(|err| FormatError::Decode(format!("subject is not utf-8: {err}")))
+}
+
+/// The subjects of a version-2 block, as views of `buf` (empty for version 1).
+fn table_subjects(buf: &Bytes, parts: &BlockParts<'_>) -> Result<Vec<ByteString>, FormatError> {
+    parts
+        .subjects
+        .iter()
+        .map(|s| table_subject(buf, s))
+        .collect()
+}
+
+/// Subject `i` of `subjects`, for [`cut_record`].
+fn nth_subject(subjects: &[ByteString], i: u32) -> Result<ByteString, FormatError> {
+    usize::try_from(i)
+        .ok()
+        .and_then(|i| subjects.get(i))
+        .cloned()
+        .ok_or_else(|| FormatError::Corrupt(format!("record names subject {i}")))
+}
+
 /// Cuts one record out of the data region starting at `*pos`, advancing `*pos`. The caller has
-/// already checked (in `parse_block`) that all lengths fit the data region.
-fn cut_record(data: &Bytes, pos: &mut usize, e: &EntryWire) -> Result<Record, FormatError> {
+/// already checked (in `parse_block`) that all lengths fit the data region and every subject
+/// index exists; `subject` gives the block table's subject `i` (version 2).
+fn cut_record(
+    data: &Bytes,
+    pos: &mut usize,
+    e: &Entry,
+    subject: &dyn Fn(u32) -> Result<ByteString, FormatError>,
+) -> Result<Record, FormatError> {
     let mut take = |len: u64| -> Result<Bytes, FormatError> {
         let len = to_usize(len, "record field length")?;
         let end = pos
@@ -753,14 +993,16 @@ fn cut_record(data: &Bytes, pos: &mut usize, e: &EntryWire) -> Result<Record, Fo
         *pos = end;
         Ok(out)
     };
-    let subject = take(e.subject_len)?;
+    let subject = match e.subject {
+        SubjectAt::Inline(len) => ByteString::try_from(take(len)?)
+            .map_err(|err| FormatError::Decode(format!("subject is not utf-8: {err}")))?,
+        SubjectAt::Table(i) => subject(i)?,
+    };
     let headers = match e.headers_len {
         Some(n) => Some(take(n)?),
         None => None,
     };
     let payload = take(e.payload_len)?;
-    let subject = ByteString::try_from(subject)
-        .map_err(|err| FormatError::Decode(format!("subject is not utf-8: {err}")))?;
     Ok(Record {
         subject,
         headers,
@@ -778,16 +1020,16 @@ pub fn decode_block(buf: Bytes) -> Result<Vec<Record>, FormatError> {
 /// Like [`decode_block`], also returning the stream name stored in the block.
 pub fn decode_block_full(buf: Bytes) -> Result<DecodedBlock, FormatError> {
     let parts = parse_block(&buf)?;
+    let subjects = table_subjects(&buf, &parts)?;
     let data = buf.slice(parts.data_start..parts.data_end);
     let mut pos = 0;
     let records = parts
-        .table
         .entries
         .iter()
-        .map(|e| cut_record(&data, &mut pos, e))
+        .map(|e| cut_record(&data, &mut pos, e, &|i| nth_subject(&subjects, i)))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(DecodedBlock {
-        stream: parts.table.stream.to_owned(),
+        stream: parts.stream.to_owned(),
         records,
     })
 }
@@ -796,20 +1038,22 @@ pub fn decode_block_full(buf: Bytes) -> Result<DecodedBlock, FormatError> {
 /// still checksummed (a record cannot be verified on its own), but only one record is built.
 pub fn decode_record(buf: Bytes, index: u32) -> Result<Record, FormatError> {
     let parts = parse_block(&buf)?;
-    let entries = &parts.table.entries;
+    let entries = &parts.entries;
     let count = u32::try_from(entries.len()).unwrap_or(u32::MAX);
     let idx = usize::try_from(index).unwrap_or(usize::MAX);
     let entry = entries
         .get(idx)
         .ok_or(FormatError::RecordOutOfRange { index, count })?;
     // parse_block proved the sum of all lengths fits the data region, so this prefix sum fits.
-    let skip: u64 = entries[..idx]
-        .iter()
-        .map(|e| e.subject_len + e.headers_len.unwrap_or(0) + e.payload_len)
-        .sum();
+    let skip: u64 = entries[..idx].iter().map(Entry::data_len).sum();
     let data = buf.slice(parts.data_start..parts.data_end);
     let mut pos = to_usize(skip, "record offset")?;
-    cut_record(&data, &mut pos, entry)
+    // Only the one subject this record names is built.
+    let subject = |i: u32| match usize::try_from(i).ok().and_then(|i| parts.subjects.get(i)) {
+        Some(s) => table_subject(&buf, s),
+        None => Err(FormatError::Corrupt(format!("record names subject {i}"))),
+    };
+    cut_record(&data, &mut pos, entry, &subject)
 }
 
 /// Decodes the records at `indices` of a block (any order, repeats allowed), one answer per
@@ -826,14 +1070,15 @@ pub fn decode_records(
     indices: &[u32],
 ) -> Result<Vec<Result<Record, FormatError>>, FormatError> {
     let parts = parse_block(&buf)?;
-    let entries = &parts.table.entries;
+    let subjects = table_subjects(&buf, &parts)?;
+    let entries = &parts.entries;
     let count = u32::try_from(entries.len()).unwrap_or(u32::MAX);
     // parse_block proved every length and their sum fit the data region.
     let mut starts = Vec::with_capacity(entries.len());
     let mut pos: u64 = 0;
     for e in entries {
         starts.push(pos);
-        pos += e.subject_len + e.headers_len.unwrap_or(0) + e.payload_len;
+        pos += e.data_len();
     }
     let data = buf.slice(parts.data_start..parts.data_end);
     Ok(indices
@@ -844,7 +1089,7 @@ pub fn decode_records(
                 return Err(FormatError::RecordOutOfRange { index, count });
             };
             let mut pos = to_usize(start, "record offset")?;
-            cut_record(&data, &mut pos, entry)
+            cut_record(&data, &mut pos, entry, &|i| nth_subject(&subjects, i))
         })
         .collect())
 }
@@ -1112,25 +1357,34 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn meta_and_data(records: &[Record]) -> (Vec<RecordMeta>, Bytes) {
+    /// Lays records out as a batcher does: distinct subjects in order of first appearance, each
+    /// record's headers and payload back to back.
+    fn meta_and_data(records: &[Record]) -> (Vec<String>, Vec<RecordMeta>, Bytes) {
         let mut data = BytesMut::new();
+        let mut subjects: Vec<String> = Vec::new();
         let metas = records
             .iter()
             .map(|r| {
-                data.put_slice(r.subject.as_bytes());
+                let subject = match subjects.iter().position(|s| *s == *r.subject) {
+                    Some(i) => i,
+                    None => {
+                        subjects.push(r.subject.to_string());
+                        subjects.len() - 1
+                    }
+                };
                 if let Some(h) = &r.headers {
                     data.put_slice(h);
                 }
                 data.put_slice(&r.payload);
                 RecordMeta {
-                    subject_len: r.subject.len(),
+                    subject: subject as u32,
                     headers_len: r.headers.as_ref().map(Bytes::len),
                     payload_len: r.payload.len(),
                     timestamp_nanos: r.timestamp_nanos,
                 }
             })
             .collect();
-        (metas, data.freeze())
+        (subjects, metas, data.freeze())
     }
 
     #[test]
@@ -1154,10 +1408,10 @@ mod tests {
         let mut handed = ObjectBuilder::new();
         let mut datas = Vec::new();
         for (stream, records) in &streams {
-            let a = copied.add_block(stream, records);
-            let (metas, data) = meta_and_data(records);
+            let a = copied.add_block_v2(stream, records);
+            let (subjects, metas, data) = meta_and_data(records);
             let b = handed
-                .add_block_data(stream, &metas, data.clone())
+                .add_block_data(stream, &subjects, &metas, data.clone())
                 .expect("lengths add up");
             assert_eq!(a, b);
             datas.push(data);
@@ -1200,12 +1454,17 @@ mod tests {
 
     #[test]
     fn block_data_that_does_not_match_its_records_is_refused() {
-        let (metas, data) = meta_and_data(&[rec("s", None, b"abc", 1)]);
+        let (subjects, metas, data) = meta_and_data(&[rec("s", None, b"abc", 1)]);
         let mut b = ObjectBuilder::new();
         let short = data.slice(..data.len() - 1);
         assert!(matches!(
-            b.add_block_data("S", &metas, short),
+            b.add_block_data("S", &subjects, &metas, short),
             Err(FormatError::Corrupt(_))
+        ));
+        let none: [&str; 0] = [];
+        assert!(matches!(
+            b.add_block_data("S", &none, &metas, data),
+            Err(FormatError::Corrupt(m)) if m.contains("subject 0 of 0")
         ));
         assert_eq!(b.block_count(), 0);
     }
@@ -1220,10 +1479,21 @@ mod tests {
     }
 
     fn build(blocks: &[(String, Vec<Record>)]) -> (Bytes, Vec<BlockRef>) {
+        build_with(blocks, false)
+    }
+
+    /// Builds an object of version-1 blocks, or of version-2 ones (`v2`).
+    fn build_with(blocks: &[(String, Vec<Record>)], v2: bool) -> (Bytes, Vec<BlockRef>) {
         let mut b = ObjectBuilder::new();
         let refs = blocks
             .iter()
-            .map(|(s, r)| b.add_block(s, r))
+            .map(|(s, r)| {
+                if v2 {
+                    b.add_block_v2(s, r)
+                } else {
+                    b.add_block(s, r)
+                }
+            })
             .collect::<Vec<_>>();
         let est = b.len_estimate();
         let obj = b.finish();
@@ -1232,7 +1502,11 @@ mod tests {
     }
 
     fn assert_round_trip(blocks: &[(String, Vec<Record>)]) -> Bytes {
-        let (obj, refs) = build(blocks);
+        assert_round_trip_with(blocks, false)
+    }
+
+    fn assert_round_trip_with(blocks: &[(String, Vec<Record>)], v2: bool) -> Bytes {
+        let (obj, refs) = build_with(blocks, v2);
         let dec = decode_object(obj.clone()).unwrap();
         assert_eq!(dec.version, FORMAT_VERSION);
         assert_eq!(dec.blocks.len(), blocks.len());
@@ -1273,6 +1547,93 @@ mod tests {
             );
         }
         obj
+    }
+
+    #[test]
+    fn version_2_blocks_hold_each_subject_once_and_decode_like_version_1() {
+        let records = vec![
+            rec("kv.a", None, b"1", 1),
+            rec("kv.b", Some(b"NATS/1.0\r\nK: v\r\n\r\n"), b"22", 2),
+            rec("kv.a", Some(b""), b"", 3),
+            rec("kv.a", None, b"4444", 4),
+        ];
+        let blocks = vec![
+            ("KV".to_string(), records.clone()),
+            ("E".to_string(), vec![]),
+        ];
+        let v2 = assert_round_trip_with(&blocks, true);
+        let v1 = assert_round_trip(&blocks);
+        // Same records, and "kv.a" stored once instead of three times.
+        assert!(v2.len() < v1.len(), "{} >= {}", v2.len(), v1.len());
+        let (_, refs) = build_with(&blocks, true);
+        let block = v2.slice(refs[0].offset as usize..(refs[0].offset + refs[0].len) as usize);
+        assert_eq!(le_u16(&block, 0), Some(BLOCK_VERSION_SUBJECTS));
+        let got = decode_records(block.clone(), &[3, 0, 9]).expect("block is fine");
+        assert_eq!(got[0].as_ref().ok(), Some(&records[3]));
+        assert_eq!(got[1].as_ref().ok(), Some(&records[0]));
+        assert!(matches!(
+            got[2],
+            Err(FormatError::RecordOutOfRange { index: 9, count: 4 })
+        ));
+        // Subjects are views of the fetched block, not copies.
+        let one = decode_record(block.clone(), 2).expect("record");
+        let at = one.subject.as_bytes().as_ptr() as usize;
+        assert!(at >= block.as_ptr() as usize && at < block.as_ptr() as usize + block.len());
+        // One object may mix both block versions.
+        let mut mixed = ObjectBuilder::new();
+        mixed.add_block("A", &records);
+        mixed.add_block_v2("B", &records);
+        let decoded = decode_object(mixed.finish()).expect("decodes");
+        assert_eq!(decoded.blocks[0].records, decoded.blocks[1].records);
+    }
+
+    #[test]
+    fn version_2_block_naming_a_missing_subject_is_corrupt() {
+        let table = BlockTableRefV2 {
+            stream: "S",
+            subjects: &["a"],
+            entries: &[EntryWireV2 {
+                subject: 1,
+                headers_len: None,
+                payload_len: 0,
+                timestamp_nanos: 0,
+            }],
+        };
+        let encoded = bincode::serde::encode_to_vec(&table, BINCODE).expect("encodes");
+        let mut body = BLOCK_VERSION_SUBJECTS.to_le_bytes().to_vec();
+        body.extend_from_slice(&(encoded.len() as u32).to_le_bytes());
+        body.extend_from_slice(&encoded);
+        assert!(
+            matches!(decode_block(with_crc(body)), Err(FormatError::Corrupt(m)) if m.contains("subject 1 of 1"))
+        );
+    }
+
+    #[test]
+    fn version_2_bit_flips_and_truncations_are_detected() {
+        let (obj, _) = build_with(
+            &[
+                (
+                    "A".into(),
+                    vec![
+                        rec("a", Some(b"NATS/1.0\r\n\r\n"), b"xy", 7),
+                        rec("a", None, b"z", 8),
+                    ],
+                ),
+                ("B".into(), vec![rec("b", None, b"", 9)]),
+            ],
+            true,
+        );
+        for bit in 0..obj.len() * 8 {
+            let mut m = obj.to_vec();
+            m[bit / 8] ^= 1 << (bit % 8);
+            assert!(
+                decode_object(Bytes::from(m)).is_err(),
+                "bit {bit} undetected"
+            );
+        }
+        for n in 0..obj.len() {
+            assert!(decode_object(obj.slice(..n)).is_err(), "prefix {n}");
+        }
     }
 
     #[test]
@@ -1479,6 +1840,11 @@ mod tests {
         #[test]
         fn prop_round_trip(blocks in arb_blocks()) {
             assert_round_trip(&blocks);
+        }
+
+        #[test]
+        fn prop_round_trip_v2(blocks in arb_blocks()) {
+            assert_round_trip_with(&blocks, true);
         }
 
         #[test]

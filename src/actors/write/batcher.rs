@@ -1,15 +1,17 @@
 //! The per-stream Batcher: a stream's publishes waiting for the current window's object.
 //!
-//! Owns: the stream's pending messages in arrival order (which is each connection's order, since
-//! the router forwards them in order) with their publishers' reply subjects and budget permits,
-//! and the window's block data: every message's subject, headers and payload are copied on
-//! arrival into one buffer, laid out as the object's block will hold them. At a seal that buffer
-//! becomes a chunk of the object as is, and the drained messages are views into it. So a message
-//! is in memory once, in the same place before and after its seal, and the connections' read
-//! buffers are reused at once instead of being pinned until the ack.
+//! Owns: the stream's pending messages in arrival order (which is each connection's order: a
+//! connection hands them over in order) with their publishers' reply subjects and budget permits,
+//! and the window's block data: every message's headers and payload are copied on arrival into
+//! one buffer, laid out as the object's block (version 2) will hold them, and each distinct
+//! subject once into the window's subject table. At a seal that buffer becomes a chunk of the
+//! object as is, and the drained messages are views into it and into the subject table. So a
+//! message is in memory once, in the same place before and after its seal, and the connections'
+//! read buffers are reused at once instead of being pinned until the ack.
 //! Does not own: the window clock or object assembly (the `Flusher` drains every dirty batcher
 //! when it seals), sequences (the control plane), or acks (the `SequenceClient`).
 
+use std::collections::HashMap;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
@@ -27,10 +29,12 @@ impl StreamBatch {
     #[cfg(test)]
     pub fn from_messages(stream: impl Into<String>, messages: Vec<(NatsMsg, i64)>) -> Self {
         let mut data = BytesMut::new();
+        let mut subjects = SubjectTable::default();
         let pending = messages
             .into_iter()
             .map(|(msg, timestamp_nanos)| {
-                let meta = append_record(&mut data, &msg, timestamp_nanos);
+                let subject = subjects.index_of(&msg.subject);
+                let meta = append_record(&mut data, &msg, subject, timestamp_nanos);
                 Pending {
                     origin: None,
                     msg: NatsMsg {
@@ -50,21 +54,62 @@ impl StreamBatch {
             stream: stream.into(),
             pending,
             data: Bytes::new(),
+            subjects: subjects.take(),
         };
-        point_into(&mut batch.pending, data.freeze(), &mut batch.data);
+        point_into(
+            &mut batch.pending,
+            data.freeze(),
+            &batch.subjects,
+            &mut batch.data,
+        );
         batch
     }
 }
 
-/// Copies `msg`'s bytes to the end of `data` and describes them.
-fn append_record(data: &mut BytesMut, msg: &NatsMsg, timestamp_nanos: i64) -> RecordMeta {
-    data.put_slice(msg.subject.as_bytes());
+/// A window's distinct subjects, each stored once in the block (object block version 2).
+#[derive(Default)]
+struct SubjectTable {
+    list: Vec<ByteString>,
+    index: HashMap<ByteString, u32>,
+}
+
+impl SubjectTable {
+    /// The index of `subject`, added on first sight. The subject is copied: the message's own
+    /// bytes are a view of its connection's read buffer, which must not stay pinned.
+    fn index_of(&mut self, subject: &ByteString) -> u32 {
+        if let Some(&i) = self.index.get(subject) {
+            return i;
+        }
+        let owned = ByteString::from(&**subject);
+        // A window never holds u32::MAX distinct subjects: the in-flight budget bounds it far
+        // below, so saturating only guards the conversion.
+        let i = u32::try_from(self.list.len()).unwrap_or(u32::MAX);
+        self.list.push(owned.clone());
+        self.index.insert(owned, i);
+        i
+    }
+
+    /// The window's subjects, in order of first appearance; the table starts empty again.
+    fn take(&mut self) -> Vec<ByteString> {
+        self.index.clear();
+        std::mem::take(&mut self.list)
+    }
+}
+
+/// Copies `msg`'s headers and payload to the end of `data` and describes them; its subject is
+/// entry `subject` of the window's subject table.
+fn append_record(
+    data: &mut BytesMut,
+    msg: &NatsMsg,
+    subject: u32,
+    timestamp_nanos: i64,
+) -> RecordMeta {
     if let Some(h) = &msg.headers {
         data.put_slice(h);
     }
     data.put_slice(&msg.payload);
     RecordMeta {
-        subject_len: msg.subject.len(),
+        subject,
         headers_len: msg.headers.as_ref().map(Bytes::len),
         payload_len: msg.payload.len(),
         timestamp_nanos,
@@ -72,8 +117,8 @@ fn append_record(data: &mut BytesMut, msg: &NatsMsg, timestamp_nanos: i64) -> Re
 }
 
 /// Points every pending message at its bytes in `data` (laid out by `append_record`, in order)
-/// and stores `data` in `out`.
-fn point_into(pending: &mut [Pending], data: Bytes, out: &mut Bytes) {
+/// and its subject in `subjects`, and stores `data` in `out`.
+fn point_into(pending: &mut [Pending], data: Bytes, subjects: &[ByteString], out: &mut Bytes) {
     let mut pos = 0;
     for p in pending {
         let m = p.meta;
@@ -88,13 +133,19 @@ fn point_into(pending: &mut [Pending], data: Bytes, out: &mut Bytes) {
             );
             break;
         }
-        let subject_end = pos + m.subject_len;
-        match ByteString::try_from(data.slice(pos..subject_end)) {
-            Ok(subject) => p.msg.subject = subject,
-            Err(_) => tracing::error!("subject bytes are not utf-8 after the copy"),
+        match usize::try_from(m.subject)
+            .ok()
+            .and_then(|i| subjects.get(i))
+        {
+            Some(subject) => p.msg.subject = subject.clone(),
+            // Cannot happen: every index was handed out by the window's subject table.
+            None => tracing::error!(
+                subject = m.subject,
+                "record names a subject the window does not have"
+            ),
         }
-        let headers_end = subject_end + m.headers_len.unwrap_or(0);
-        p.msg.headers = m.headers_len.map(|_| data.slice(subject_end..headers_end));
+        let headers_end = pos + m.headers_len.unwrap_or(0);
+        p.msg.headers = m.headers_len.map(|_| data.slice(pos..headers_end));
         p.msg.payload = data.slice(headers_end..end);
         pos = end;
     }
@@ -113,6 +164,8 @@ pub struct Batcher {
     pending: Vec<Pending>,
     /// This window's block data (see the module doc).
     data: BytesMut,
+    /// This window's distinct subjects (the block's subject table).
+    subjects: SubjectTable,
     /// Block data of the previous window: the first reservation of the next one.
     last_window_bytes: usize,
     /// What this batcher has added to `infinistream_unsealed_bytes` for the current window.
@@ -129,6 +182,7 @@ impl Batcher {
             flusher,
             pending: Vec::new(),
             data: BytesMut::new(),
+            subjects: SubjectTable::default(),
             last_window_bytes: 0,
             gauged_bytes: 0,
             pending_bytes: 0,
@@ -159,9 +213,7 @@ impl Handler<StreamPublish> for Batcher {
         let size = m.msg.size();
         let timestamp_nanos = self.timestamp();
         let first = self.pending.is_empty();
-        let need = m.msg.subject.len()
-            + m.msg.headers.as_ref().map_or(0, Bytes::len)
-            + m.msg.payload.len();
+        let need = m.msg.headers.as_ref().map_or(0, Bytes::len) + m.msg.payload.len();
         if self.data.capacity() - self.data.len() < need {
             // Doubling, starting from what the last window needed: a steady stream reserves once.
             let grow = if self.data.is_empty() {
@@ -171,7 +223,8 @@ impl Handler<StreamPublish> for Batcher {
             };
             self.data.reserve(need.max(grow).max(MIN_RESERVE));
         }
-        let meta = append_record(&mut self.data, &m.msg, timestamp_nanos);
+        let subject = self.subjects.index_of(&m.msg.subject);
+        let meta = append_record(&mut self.data, &m.msg, subject, timestamp_nanos);
         // The message's own bytes are dropped here; the reply subject is copied out because a
         // slice of it would keep the connection's whole read buffer alive until the ack.
         let reply = m.msg.reply.map(|r| ByteString::from(&*r));
@@ -221,9 +274,10 @@ impl Handler<Drain> for Batcher {
             stream: self.stream.clone(),
             pending: std::mem::take(&mut self.pending),
             data: Bytes::new(),
+            subjects: self.subjects.take(),
         };
         let data = metrics::track_sealed(data.freeze());
-        point_into(&mut batch.pending, data, &mut batch.data);
+        point_into(&mut batch.pending, data, &batch.subjects, &mut batch.data);
         MessageResult(batch)
     }
 }
@@ -280,8 +334,10 @@ mod tests {
             got,
             vec![("s.a", &b"one"[..], Some(7)), ("s.b", &b"two"[..], Some(7))]
         );
-        // The messages are views into the batch's block data, laid out back to back.
-        assert_eq!(&batch.data[..], b"s.aones.btwo");
+        // The payloads are views into the batch's block data, laid out back to back; each
+        // subject is in the block's subject table once.
+        assert_eq!(&batch.data[..], b"onetwo");
+        assert_eq!(batch.subjects, vec!["s.a", "s.b"]);
 
         // Drained: the next publish opens a new window and is reported as first again.
         batcher.do_send(publish("s.c", "three"));

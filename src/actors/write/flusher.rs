@@ -190,7 +190,7 @@ async fn upload_object(
         metas.clear();
         metas.extend(batch.pending.iter().map(|p| p.meta));
         let block = builder
-            .add_block_data(&batch.stream, &metas, batch.data.clone())
+            .add_block_data(&batch.stream, &batch.subjects, &metas, batch.data.clone())
             .map_err(WriteError::Build)?;
         blocks.push(block);
     }
@@ -323,7 +323,7 @@ mod tests {
         for b in &batches {
             let metas: Vec<_> = b.pending.iter().map(|p| p.meta).collect();
             builder
-                .add_block_data(&b.stream, &metas, b.data.clone())
+                .add_block_data(&b.stream, &b.subjects, &metas, b.data.clone())
                 .expect("lengths add up");
         }
         let (chunks, len) = builder.finish_chunks();

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use actix::prelude::*;
 use bytes::Bytes;
+use bytestring::ByteString;
 
 use crate::actors::messages::ConnId;
 use crate::actors::ops::budget::BudgetPermit;
@@ -37,8 +38,11 @@ pub struct Pending {
 pub struct StreamBatch {
     pub stream: String,
     pub pending: Vec<Pending>,
-    /// The block data: each pending message's subject, headers and payload, back to back.
+    /// The block data: each pending message's headers and payload, back to back.
     pub data: Bytes,
+    /// The block's distinct subjects, in order of first appearance; each pending message's
+    /// `meta.subject` indexes it (object block version 2).
+    pub subjects: Vec<ByteString>,
 }
 
 /// Flusher -> batcher: hand over what is pending (the window is sealing).
