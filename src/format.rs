@@ -599,7 +599,6 @@ impl ObjectBuilder {
     }
 
     pub fn add_block(&mut self, stream: &str, records: &[Record]) -> BlockRef {
-        let count = u32::try_from(records.len()).expect("block record count fits in u32");
         self.scratch.clear();
         let table = BlockTableRef {
             stream,
@@ -608,31 +607,7 @@ impl ObjectBuilder {
         // Serialising plain integers and strings into a Vec cannot fail.
         bincode::serde::encode_into_std_write(&table, &mut self.scratch, BINCODE)
             .expect("encoding a block table into memory is infallible");
-        let table_len = u32::try_from(self.scratch.len()).expect("block table fits in 4 GiB");
-
-        let data_len: usize = records
-            .iter()
-            .map(|r| r.subject.len() + r.headers.as_ref().map_or(0, Bytes::len) + r.payload.len())
-            .sum();
-        let block_len = BLOCK_PREFIX_LEN + self.scratch.len() + data_len + BLOCK_CRC_LEN;
-        self.buf.reserve(block_len);
-
-        let start = self.len();
-        let buf_start = self.buf.len();
-        self.buf.put_u16_le(BLOCK_VERSION);
-        self.buf.put_u32_le(table_len);
-        self.buf.put_slice(&self.scratch);
-        for r in records {
-            self.buf.put_slice(r.subject.as_bytes());
-            if let Some(h) = &r.headers {
-                self.buf.put_slice(h);
-            }
-            self.buf.put_slice(&r.payload);
-        }
-        let crc = crc32c::crc32c(&self.buf[buf_start..]);
-        self.buf.put_u32_le(crc);
-        debug_assert_eq!(self.len() - start, block_len);
-        self.push_entry(stream, start, block_len, count, crc)
+        self.put_block(stream, BLOCK_VERSION, records, true)
     }
 
     /// Like [`ObjectBuilder::add_block`], as a version-2 block: each distinct subject is
@@ -642,7 +617,6 @@ impl ObjectBuilder {
     ///
     /// As [`ObjectBuilder::add_block`], and past `u32::MAX` distinct subjects.
     pub fn add_block_v2(&mut self, stream: &str, records: &[Record]) -> BlockRef {
-        let count = u32::try_from(records.len()).expect("block record count fits in u32");
         let mut subjects: Vec<&str> = Vec::new();
         let mut index: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
         let entries: Vec<EntryWireV2> = records
@@ -669,19 +643,37 @@ impl ObjectBuilder {
         // Serialising plain integers and strings into a Vec cannot fail.
         bincode::serde::encode_into_std_write(&table, &mut self.scratch, BINCODE)
             .expect("encoding a block table into memory is infallible");
+        self.put_block(stream, BLOCK_VERSION_SUBJECTS, records, false)
+    }
+
+    /// Writes a block whose table is in `scratch`: prefix, table, the records' bytes (with
+    /// their subjects in version 1, `inline_subjects`), CRC, and its footer entry.
+    fn put_block(
+        &mut self,
+        stream: &str,
+        version: u16,
+        records: &[Record],
+        inline_subjects: bool,
+    ) -> BlockRef {
+        let count = u32::try_from(records.len()).expect("block record count fits in u32");
         let table_len = u32::try_from(self.scratch.len()).expect("block table fits in 4 GiB");
+        let subject_len = |r: &Record| if inline_subjects { r.subject.len() } else { 0 };
         let data_len: usize = records
             .iter()
-            .map(|r| r.headers.as_ref().map_or(0, Bytes::len) + r.payload.len())
+            .map(|r| subject_len(r) + r.headers.as_ref().map_or(0, Bytes::len) + r.payload.len())
             .sum();
         let block_len = BLOCK_PREFIX_LEN + self.scratch.len() + data_len + BLOCK_CRC_LEN;
         self.buf.reserve(block_len);
+
         let start = self.len();
         let buf_start = self.buf.len();
-        self.buf.put_u16_le(BLOCK_VERSION_SUBJECTS);
+        self.buf.put_u16_le(version);
         self.buf.put_u32_le(table_len);
         self.buf.put_slice(&self.scratch);
         for r in records {
+            if inline_subjects {
+                self.buf.put_slice(r.subject.as_bytes());
+            }
             if let Some(h) = &r.headers {
                 self.buf.put_slice(h);
             }
@@ -830,6 +822,28 @@ struct BlockParts<'a> {
     data_end: usize,
 }
 
+impl From<EntryWire> for Entry {
+    fn from(e: EntryWire) -> Self {
+        Self {
+            subject: SubjectAt::Inline(e.subject_len),
+            headers_len: e.headers_len,
+            payload_len: e.payload_len,
+            timestamp_nanos: e.timestamp_nanos,
+        }
+    }
+}
+
+impl From<EntryWireV2> for Entry {
+    fn from(e: EntryWireV2) -> Self {
+        Self {
+            subject: SubjectAt::Table(e.subject),
+            headers_len: e.headers_len,
+            payload_len: e.payload_len,
+            timestamp_nanos: e.timestamp_nanos,
+        }
+    }
+}
+
 /// Decodes a block table of either version from `bytes` (exactly the table).
 fn decode_table(version: u16, bytes: &[u8]) -> Result<(&str, Vec<&str>, Vec<Entry>), FormatError> {
     let decoded = match version {
@@ -837,31 +851,13 @@ fn decode_table(version: u16, bytes: &[u8]) -> Result<(&str, Vec<&str>, Vec<Entr
             bytes, BINCODE,
         )
         .map(|(t, used)| {
-            let entries = t
-                .entries
-                .into_iter()
-                .map(|e| Entry {
-                    subject: SubjectAt::Inline(e.subject_len),
-                    headers_len: e.headers_len,
-                    payload_len: e.payload_len,
-                    timestamp_nanos: e.timestamp_nanos,
-                })
-                .collect();
+            let entries = t.entries.into_iter().map(Entry::from).collect();
             ((t.stream, Vec::new(), entries), used)
         }),
         BLOCK_VERSION_SUBJECTS => {
             bincode::serde::borrow_decode_from_slice::<BlockTableWireV2<'_>, _>(bytes, BINCODE).map(
                 |(t, used)| {
-                    let entries = t
-                        .entries
-                        .into_iter()
-                        .map(|e| Entry {
-                            subject: SubjectAt::Table(e.subject),
-                            headers_len: e.headers_len,
-                            payload_len: e.payload_len,
-                            timestamp_nanos: e.timestamp_nanos,
-                        })
-                        .collect();
+                    let entries = t.entries.into_iter().map(Entry::from).collect();
                     ((t.stream, t.subjects, entries), used)
                 },
             )
