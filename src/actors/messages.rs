@@ -88,10 +88,6 @@ impl Captures {
     pub fn len(&self) -> usize {
         self.batchers.len()
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.batchers.is_empty()
-    }
 }
 
 /// Router -> connection: the stream captures now (on registering, and after every change), so a

@@ -19,7 +19,7 @@ pub(crate) mod read;
 pub(crate) mod supervisor;
 pub(crate) mod write;
 
-pub use cluster::membership::{GetMembers, Membership, MembershipSettings};
+pub use cluster::membership::{GetMembers, Membership};
 pub use read::ReadCache;
 pub use supervisor::{PeerSupervisor, Restarts, SequenceSupervisor};
 

@@ -120,13 +120,11 @@ impl Flusher {
                     .collect();
                 // Every seal number must reach the sequencer, even one with nothing to write:
                 // it commits strictly in seal order and would otherwise wait for it forever.
-                for p in batches.iter().flat_map(|b| &b.pending) {
-                    p.span.record("seal", seal_no);
-                }
                 let object = if batches.is_empty() {
                     Err(WriteError::NothingToWrite)
                 } else {
-                    upload_object(&group_id, &mut batches, deadline, &uploader, &sequencer).await
+                    upload_object(&group_id, seal_no, &mut batches, deadline, &uploader, &sequencer)
+                        .await
                 };
                 match &object {
                     Ok(o) => tracing::debug!(key = %o.key, "object uploaded"),
@@ -160,6 +158,7 @@ impl Flusher {
 
 async fn upload_object(
     group_id: &str,
+    seal_no: u64,
     batches: &mut [StreamBatch],
     deadline: Duration,
     uploader: &UploaderPool,
@@ -172,7 +171,9 @@ async fn upload_object(
     };
     tracing::Span::current().record("object_id", object_id);
     let msgs: usize = batches.iter().map(|b| b.pending.len()).sum();
+    // One pass over the publishes: their spans get the ids every later stage logs with.
     for p in batches.iter().flat_map(|b| &b.pending) {
+        p.span.record("seal", seal_no);
         p.span.record("object_id", object_id);
     }
     tracing::debug!(msgs, streams = batches.len(), "object sealed");
