@@ -71,6 +71,7 @@ fn block(stream: &str, messages: Vec<CommitMessage>) -> CommitBlock {
         block_offset: 0,
         block_len: 100,
         messages,
+        summary: None,
     }
 }
 

@@ -378,6 +378,9 @@ pub struct BenchPublishFlags {
     /// Streams published to, round-robin.
     #[arg(long, value_name = "M", default_value_t = 1)]
     pub streams: usize,
+    /// Distinct subjects per stream, published to round-robin.
+    #[arg(long, value_name = "K", default_value_t = 1)]
+    pub subjects: usize,
     /// Payload size; `128`, `1KiB`.
     #[arg(long, value_name = "BYTES", default_value = "128", value_parser = parse_bench_size)]
     pub size: usize,
@@ -500,6 +503,7 @@ impl BenchPublishFlags {
             url: common.url.clone(),
             clients: self.clients,
             streams: self.streams,
+            subjects: self.subjects,
             size: self.size,
             limit: match (self.duration, self.msgs) {
                 (Some(d), _) => Limit::Duration(d),

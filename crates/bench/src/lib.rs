@@ -100,6 +100,9 @@ pub struct PublishOptions {
     pub clients: usize,
     /// Streams `bench-<i>` (subjects `bench.<i>.>`), published to round-robin.
     pub streams: usize,
+    /// Distinct subjects per stream (`bench.<i>.m` for one, `bench.<i>.m<k>` for more), also
+    /// round-robin.
+    pub subjects: usize,
     /// Payload bytes per message.
     pub size: usize,
     pub limit: Limit,
@@ -129,6 +132,7 @@ impl PublishOptions {
             url: url.into(),
             clients: 1,
             streams: 1,
+            subjects: 1,
             size: 128,
             limit: Limit::Msgs(10_000),
             inflight: 256,
@@ -212,6 +216,8 @@ pub struct Report {
 pub struct Params {
     pub clients: Option<usize>,
     pub streams: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subjects: Option<usize>,
     pub stream: Option<String>,
     pub size: Option<usize>,
     pub inflight: Option<usize>,
@@ -503,6 +509,7 @@ fn publish_params(o: &PublishOptions) -> Params {
     Params {
         clients: Some(o.clients),
         streams: Some(o.streams),
+        subjects: (o.subjects > 1).then_some(o.subjects),
         size: Some(o.size),
         inflight: Some(o.inflight),
         storage: Some(o.storage),
@@ -862,9 +869,16 @@ async fn prepare_streams(
             .await;
         results.into_iter().collect::<Result<Vec<()>, _>>()?;
     }
+    // Consecutive publishes go to the next stream, then to the next subject of each.
+    let per_stream = options.subjects.max(1);
     Ok(Arc::new(
-        (0..options.streams)
-            .map(|i| format!("bench.{i}.m"))
+        (0..per_stream)
+            .flat_map(|k| {
+                (0..options.streams).map(move |i| match per_stream {
+                    1 => format!("bench.{i}.m"),
+                    _ => format!("bench.{i}.m{k}"),
+                })
+            })
             .collect(),
     ))
 }

@@ -1277,6 +1277,7 @@ mod tests {
                     block_offset: 0,
                     block_len: 100,
                     messages,
+                    summary: None,
                 }],
             })
             .expect("commit");

@@ -25,8 +25,10 @@ use crate::control_plane::client::{ControlPlaneClient, CpError};
 use crate::format::BlockRef;
 use crate::message::NatsMsg;
 use crate::protocol::headers::find_header;
+use infinistream_api::control_plane::entries::{BlockEntry, Entries};
 use infinistream_api::control_plane::model::{
-    CommitBlock, CommitManyRequest, CommitMessage, CommitRequest, CommitResponse, OrphanRequest,
+    BlockSummary, CommitBlock, CommitCheck, CommitManyRequest, CommitRequest, CommitResponse,
+    OrphanRequest,
 };
 use infinistream_api::jetstream::{ApiError, PubAckResponse};
 
@@ -340,6 +342,28 @@ fn header_u64(headers: Option<&Bytes>, name: &str) -> Option<u64> {
         .map(|v| v.trim().parse::<u64>().unwrap_or(u64::MAX))
 }
 
+/// The headers the control plane checks, or None when the message carries none of them.
+fn commit_check(index: usize, headers: Option<&Bytes>) -> Option<CommitCheck> {
+    let h = headers?;
+    let check = CommitCheck {
+        index: index as u32,
+        msg_id: header_str(Some(h), "Nats-Msg-Id"),
+        expected_stream: header_str(Some(h), "Nats-Expected-Stream"),
+        expected_last_seq: header_u64(Some(h), "Nats-Expected-Last-Sequence"),
+        expected_last_subject_seq: header_u64(Some(h), "Nats-Expected-Last-Subject-Sequence"),
+        expected_last_subject_seq_subject: header_str(
+            Some(h),
+            "Nats-Expected-Last-Subject-Sequence-Subject",
+        ),
+        expected_last_msg_id: header_str(Some(h), "Nats-Expected-Last-Msg-Id"),
+        rollup: header_str(Some(h), "Nats-Rollup"),
+        ttl: header_str(Some(h), "Nats-TTL"),
+    };
+    (!check.is_empty()).then_some(check)
+}
+
+/// The commit of one object: per stream block its summary (totals, each distinct subject once,
+/// the per-message columns in compact form) and header checks only where a message has one.
 pub fn commit_request(
     agent_id: &str,
     object: &SealedObject,
@@ -348,38 +372,34 @@ pub fn commit_request(
     let blocks = batches
         .iter()
         .zip(&object.blocks)
-        .map(|(batch, block)| CommitBlock {
-            stream: batch.stream.clone(),
-            block_offset: block.offset,
-            block_len: block.len,
-            messages: batch
+        .map(|(batch, block)| {
+            let entries = batch
                 .pending
                 .iter()
                 .map(|p| {
-                    let h = p.msg.headers.as_ref();
-                    let header_size = h.map_or(0, |h| h.len());
-                    CommitMessage {
-                        subject: p.msg.subject.to_string(),
-                        size: (header_size + p.msg.payload.len()) as u32,
+                    let header_size = p.meta.headers_len.unwrap_or(0);
+                    BlockEntry {
+                        subject: p.meta.subject,
+                        size: (header_size + p.meta.payload_len) as u32,
                         header_size: header_size as u32,
                         timestamp_nanos: p.meta.timestamp_nanos,
-                        msg_id: header_str(h, "Nats-Msg-Id"),
-                        expected_stream: header_str(h, "Nats-Expected-Stream"),
-                        expected_last_seq: header_u64(h, "Nats-Expected-Last-Sequence"),
-                        expected_last_subject_seq: header_u64(
-                            h,
-                            "Nats-Expected-Last-Subject-Sequence",
-                        ),
-                        expected_last_subject_seq_subject: header_str(
-                            h,
-                            "Nats-Expected-Last-Subject-Sequence-Subject",
-                        ),
-                        expected_last_msg_id: header_str(h, "Nats-Expected-Last-Msg-Id"),
-                        rollup: header_str(h, "Nats-Rollup"),
-                        ttl: header_str(h, "Nats-TTL"),
                     }
                 })
-                .collect(),
+                .collect();
+            let checks = batch
+                .pending
+                .iter()
+                .enumerate()
+                .filter_map(|(i, p)| commit_check(i, p.msg.headers.as_ref()))
+                .collect();
+            let subjects: Vec<&str> = batch.subjects.iter().map(|s| &**s).collect();
+            CommitBlock {
+                stream: batch.stream.clone(),
+                block_offset: block.offset,
+                block_len: block.len,
+                messages: Vec::new(),
+                summary: Some(BlockSummary::new(&subjects, Entries(entries), checks)),
+            }
         })
         .collect();
     CommitRequest {

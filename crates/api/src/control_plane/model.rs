@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::entries::Entries;
 use crate::jetstream::{ApiError, PubAckResponse, StreamConfig, StreamState};
 
 /// Header carrying the virtual group id on every authenticated request.
@@ -150,13 +151,141 @@ pub struct CommitMessage {
     pub ttl: Option<String>,
 }
 
-/// One block of one stream inside the committed object.
+/// One block of one stream inside the committed object: either one `CommitMessage` per message
+/// (the first form, still accepted) or a `BlockSummary`, which agents send.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct CommitBlock {
     pub stream: String,
     pub block_offset: u64,
     pub block_len: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub messages: Vec<CommitMessage>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<BlockSummary>,
+}
+
+/// A block as the control plane needs it: totals, each distinct subject once, the per-message
+/// columns in compact form, and header checks only for the messages that carry one.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct BlockSummary {
+    /// Messages in the block (the number of entries).
+    pub count: u32,
+    /// Header plus payload bytes of all of them.
+    pub bytes: u64,
+    pub first_ts: i64,
+    pub last_ts: i64,
+    /// The block's distinct subjects in order of first appearance (the object block's own
+    /// subject table); entries index it.
+    pub subjects: Vec<SubjectSummary>,
+    pub entries: Entries,
+    /// Only messages with a header the control plane acts on, ascending by index.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<CommitCheck>,
+}
+
+/// One distinct subject of a block.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SubjectSummary {
+    pub subject: String,
+    pub count: u32,
+    /// Index of its last message in the block.
+    pub last_index: u32,
+}
+
+/// The headers of one message that the control plane checks or acts on (as in `CommitMessage`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CommitCheck {
+    pub index: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub msg_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_stream: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_last_seq: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_last_subject_seq: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_last_subject_seq_subject: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_last_msg_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollup: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<String>,
+}
+
+impl CommitCheck {
+    /// True when none of the headers is present (such a message needs no entry).
+    pub fn is_empty(&self) -> bool {
+        self.msg_id.is_none()
+            && self.expected_stream.is_none()
+            && self.expected_last_seq.is_none()
+            && self.expected_last_subject_seq.is_none()
+            && self.expected_last_subject_seq_subject.is_none()
+            && self.expected_last_msg_id.is_none()
+            && self.rollup.is_none()
+            && self.ttl.is_none()
+    }
+}
+
+impl BlockSummary {
+    /// Builds the summary of a block from its subjects and entries; `checks` as above.
+    pub fn new(subjects: &[&str], entries: Entries, checks: Vec<CommitCheck>) -> Self {
+        let mut summaries: Vec<SubjectSummary> = subjects
+            .iter()
+            .map(|s| SubjectSummary {
+                subject: (*s).to_string(),
+                count: 0,
+                last_index: 0,
+            })
+            .collect();
+        for (i, e) in entries.0.iter().enumerate() {
+            if let Some(s) = summaries.get_mut(e.subject as usize) {
+                s.count += 1;
+                s.last_index = i as u32;
+            }
+        }
+        Self {
+            count: entries.0.len() as u32,
+            bytes: entries.0.iter().map(|e| u64::from(e.size)).sum(),
+            first_ts: entries.0.first().map_or(0, |e| e.timestamp_nanos),
+            last_ts: entries.0.last().map_or(0, |e| e.timestamp_nanos),
+            subjects: summaries,
+            entries,
+            checks,
+        }
+    }
+
+    /// The totals and per-subject entries agree with the entries, every entry names a subject
+    /// of the table, and checks are ascending within the block.
+    pub fn consistent(&self) -> bool {
+        let e = &self.entries.0;
+        if e.len() != self.count as usize
+            || e.iter().any(|x| x.subject as usize >= self.subjects.len())
+            || e.iter().map(|x| u64::from(x.size)).sum::<u64>() != self.bytes
+            || e.first().map_or(0, |x| x.timestamp_nanos) != self.first_ts
+            || e.last().map_or(0, |x| x.timestamp_nanos) != self.last_ts
+        {
+            return false;
+        }
+        let mut counts = vec![(0u32, 0u32); self.subjects.len()];
+        for (i, x) in e.iter().enumerate() {
+            let c = &mut counts[x.subject as usize];
+            c.0 += 1;
+            c.1 = i as u32;
+        }
+        let subjects_agree = self
+            .subjects
+            .iter()
+            .zip(&counts)
+            .all(|(s, (n, last))| s.count == *n && (*n == 0 || s.last_index == *last));
+        let checks_ordered = self.checks.windows(2).all(|w| w[0].index < w[1].index)
+            && self
+                .checks
+                .last()
+                .is_none_or(|c| (c.index as usize) < e.len());
+        subjects_agree && checks_ordered
+    }
 }
 
 /// `POST /v1/commit`: everything one object holds. Committing the same `object_id` again returns

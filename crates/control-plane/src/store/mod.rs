@@ -39,6 +39,16 @@ pub enum StoreError {
     Panicked,
     #[error("store invariant broken: {0}")]
     Invariant(String),
+    #[error(
+        "the data dir was written by a newer infinistream (store schema {found}); this build reads \
+         schema {supported} and older: run the newer release, or start on an empty data dir"
+    )]
+    NewerSchema { found: i64, supported: i64 },
+    #[error(
+        "cannot migrate the data dir to this release's store schema ({0}); it is unchanged: run \
+         the release that wrote it, or start on an empty data dir"
+    )]
+    Migration(String),
 }
 
 impl From<ApiError> for StoreError {

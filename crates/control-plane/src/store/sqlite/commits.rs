@@ -1,10 +1,22 @@
-//! Owns: commits: a committed object's messages sequenced into the index (deduplication, discard
-//! policies, rollups, per-message TTLs), and replaying a commit already applied. Does not own: the
-//! commit rules that need no state (`store::commit`).
+//! Owns: commits: a committed object's blocks sequenced (deduplication, discard policies,
+//! rollups, per-message TTLs), each block stored as one row, and replaying a commit already
+//! applied. Does not own: the commit rules that need no state (`store::commit`) or the block
+//! rows' layout (`blocks`).
+//!
+//! Each message is still judged on its own and in order, as nats-server does, but in memory:
+//! the only statements a commit runs per message are for messages that carry a `Nats-Msg-Id`
+//! or a `Nats-TTL`. Everything else is per block (its row) or per distinct subject.
 
-use super::limits::{enforce_limits, expire, persist_rt, remove_matching_except};
-use super::lookups::{last_seq_for, oldest_of_subject};
-use super::rows::{subject_hash, to_i64, to_u64};
+use std::borrow::Cow;
+
+use infinistream_api::control_plane::entries::BlockEntry;
+use infinistream_api::control_plane::model::{CommitBlock, CommitCheck};
+use sha2::{Digest, Sha256};
+
+use super::blocks::{Block, WorkingSet};
+use super::limits::{enforce_limits, expire, persist_rt, remove_all_but};
+use super::lookups::last_seq_for;
+use super::rows::{to_i64, to_u64};
 use super::*;
 
 pub(super) fn commit(
@@ -16,6 +28,7 @@ pub(super) fn commit(
     }
     store.in_tx(|s| s.commit_inner(request))
 }
+
 pub(super) fn commit_many(
     store: &mut SqliteStore,
     requests: &[CommitRequest],
@@ -30,103 +43,183 @@ pub(super) fn commit_many(
             .collect()
     })
 }
+
 pub(super) fn dedupe_oldest(conn: &Connection, stream_id: i64) -> Result<Option<i64>, StoreError> {
     Ok(conn
         .prepare_cached("SELECT min(ts) FROM dedupe WHERE stream_id = ?1")?
         .query_row(params![stream_id], |r| r.get(0))?)
 }
 
-/// Where a message sits in the committed object, and the commit's wall clock.
-pub(super) struct MsgPlace {
-    pub(super) object_id: u64,
-    pub(super) block_offset: u64,
-    pub(super) block_len: u64,
-    pub(super) index: usize,
-    pub(super) wall_now: i64,
+/// `Nats-Msg-Id` as stored: only equality matters, so a fixed-size digest, not the text.
+pub(super) fn msg_id_digest(id: &str) -> Vec<u8> {
+    Sha256::digest(id.as_bytes())[..16].to_vec()
 }
 
-/// Evaluates one published message in nats-server's order and stores it when accepted. The
-/// outer error is a storage failure (aborts the commit); the inner one the publisher's PubAck.
-pub(super) fn process_message(
-    conn: &Connection,
-    rt: &mut StreamRt,
-    at: &MsgPlace,
-    m: &infinistream_api::control_plane::model::CommitMessage,
-) -> Result<Result<PubAckResponse, ApiError>, StoreError> {
-    let wall_now = at.wall_now;
-    let cfg = &rt.config;
-    let name = cfg.name.clone();
-    if cfg.sealed {
-        return Ok(Err(ApiError::stream_sealed()));
+/// One committed block in the form sequencing needs, from either wire form.
+struct BlockInput<'a> {
+    subjects: Vec<&'a str>,
+    entries: Cow<'a, [BlockEntry]>,
+    /// Ascending by index.
+    checks: Cow<'a, [CommitCheck]>,
+}
+
+impl<'a> BlockInput<'a> {
+    fn of(block: &'a CommitBlock) -> Result<Self, StoreError> {
+        if let Some(summary) = &block.summary {
+            if !block.messages.is_empty() || !summary.consistent() {
+                return Err(ApiError::bad_request().into());
+            }
+            return Ok(Self {
+                subjects: summary
+                    .subjects
+                    .iter()
+                    .map(|s| s.subject.as_str())
+                    .collect(),
+                entries: Cow::Borrowed(&summary.entries.0),
+                checks: Cow::Borrowed(&summary.checks),
+            });
+        }
+        let mut subjects: Vec<&str> = Vec::new();
+        let mut entries = Vec::with_capacity(block.messages.len());
+        let mut checks = Vec::new();
+        for (i, m) in block.messages.iter().enumerate() {
+            let subject = match subjects.iter().position(|s| *s == m.subject) {
+                Some(p) => p,
+                None => {
+                    subjects.push(&m.subject);
+                    subjects.len() - 1
+                }
+            };
+            entries.push(BlockEntry {
+                subject: subject as u32,
+                size: m.size,
+                header_size: m.header_size.min(m.size),
+                timestamp_nanos: m.timestamp_nanos,
+            });
+            let check = CommitCheck {
+                index: i as u32,
+                msg_id: m.msg_id.clone(),
+                expected_stream: m.expected_stream.clone(),
+                expected_last_seq: m.expected_last_seq,
+                expected_last_subject_seq: m.expected_last_subject_seq,
+                expected_last_subject_seq_subject: m.expected_last_subject_seq_subject.clone(),
+                expected_last_msg_id: m.expected_last_msg_id.clone(),
+                rollup: m.rollup.clone(),
+                ttl: m.ttl.clone(),
+            };
+            if !check.is_empty() {
+                checks.push(check);
+            }
+        }
+        Ok(Self {
+            subjects,
+            entries: Cow::Owned(entries),
+            checks: Cow::Owned(checks),
+        })
     }
-    if let Some(expected) = m.expected_stream.as_deref()
+}
+
+/// One message being committed: where it goes and what it says.
+struct Incoming<'a> {
+    block: u64,
+    subject: &'a str,
+    entry: BlockEntry,
+    check: Option<&'a CommitCheck>,
+    wall_now: i64,
+}
+
+/// What the checks decided for a message that may be stored.
+struct Accepted {
+    stored: u64,
+    ttl: Ttl,
+    rollup: Option<Rollup>,
+    msg_id: Option<String>,
+}
+
+/// nats-server's checks, in its order (`processJetStreamMsg`); `Err` answers the publisher.
+fn evaluate(
+    conn: &Connection,
+    ws: &mut WorkingSet,
+    rt: &mut StreamRt,
+    m: &Incoming<'_>,
+) -> Result<Result<Accepted, PubAckResponse>, StoreError> {
+    let name = rt.config.name.clone();
+    let refuse = |e: ApiError| Ok(Err(PubAckResponse::error(&name, e)));
+    let empty = CommitCheck::default();
+    let c = m.check.unwrap_or(&empty);
+    if rt.config.sealed {
+        return refuse(ApiError::stream_sealed());
+    }
+    if let Some(expected) = c.expected_stream.as_deref()
         && !expected.is_empty()
         && expected != name
     {
-        return Ok(Err(ApiError::stream_not_match()));
+        return refuse(ApiError::stream_not_match());
     }
-    let ttl = Ttl::parse(m.ttl.as_deref());
-    if ttl.raw_value() != 0 && !cfg.allow_msg_ttl {
-        return Ok(Err(ApiError::message_ttl_disabled()));
+    let ttl = Ttl::parse(c.ttl.as_deref());
+    if ttl.raw_value() != 0 && !rt.config.allow_msg_ttl {
+        return refuse(ApiError::message_ttl_disabled());
     }
-    let subj_override = m
+    let subj_override = c
         .expected_last_subject_seq_subject
         .as_deref()
         .filter(|s| !s.is_empty());
-    if let Some(expected) = m.expected_last_subject_seq {
-        let seq_subj = subj_override.unwrap_or(&m.subject);
-        let found = last_seq_for(conn, rt, seq_subj)?;
+    if let Some(expected) = c.expected_last_subject_seq {
+        let seq_subj = subj_override.unwrap_or(m.subject);
+        let found = last_seq_for(conn, ws, rt, seq_subj)?;
         if found != expected {
-            return Ok(Err(ApiError::wrong_last_sequence(found)));
+            return refuse(ApiError::wrong_last_sequence(found));
         }
     } else if subj_override.is_some() {
-        return Ok(Err(ApiError::expected_last_seq_per_subject_invalid()));
+        return refuse(ApiError::expected_last_seq_per_subject_invalid());
     }
-    if let Some(expected) = m.expected_last_seq
+    if let Some(expected) = c.expected_last_seq
         && expected != rt.last_seq
     {
-        return Ok(Err(ApiError::wrong_last_sequence(rt.last_seq)));
+        return refuse(ApiError::wrong_last_sequence(rt.last_seq));
     }
-    let msg_id = m.msg_id.as_deref().filter(|s| !s.is_empty());
+    let msg_id = c.msg_id.as_deref().filter(|s| !s.is_empty());
     if let Some(id) = msg_id
         && rt.config.duplicate_window > 0
     {
         let found: Option<(i64, i64)> = conn
-            .prepare_cached("SELECT seq, ts FROM dedupe WHERE stream_id = ?1 AND msg_id = ?2")?
-            .query_row(params![rt.id, id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .prepare_cached("SELECT seq, ts FROM dedupe WHERE stream_id = ?1 AND digest = ?2")?
+            .query_row(params![rt.id, msg_id_digest(id)], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .optional()?;
         // nats-server forgets ids a window after they were stored (wall clock); a publish
         // stamped later than now counts from its own time.
-        let now = wall_now.max(m.timestamp_nanos);
+        let now = m.wall_now.max(m.entry.timestamp_nanos);
         if let Some((seq, ts)) = found
             && now - ts < rt.config.duplicate_window
         {
-            return Ok(Ok(PubAckResponse::duplicate(&name, to_u64(seq))));
+            return Ok(Err(PubAckResponse::duplicate(&name, to_u64(seq))));
         }
     }
-    if let Some(expected) = m.expected_last_msg_id.as_deref()
+    if let Some(expected) = c.expected_last_msg_id.as_deref()
         && !expected.is_empty()
         && expected != rt.last_msg_id
     {
-        return Ok(Err(ApiError::wrong_last_msg_id(&rt.last_msg_id)));
+        return refuse(ApiError::wrong_last_msg_id(&rt.last_msg_id));
     }
-    let rollup = match parse_rollup(m.rollup.as_deref(), &rt.config) {
+    let rollup = match parse_rollup(c.rollup.as_deref(), &rt.config) {
         Ok(r) => r,
-        Err(e) => return Ok(Err(e)),
+        Err(e) => return refuse(e),
     };
-    let size = u64::from(m.size);
-    let header_size = u64::from(m.header_size.min(m.size));
+    let size = u64::from(m.entry.size);
+    let header_size = u64::from(m.entry.header_size.min(m.entry.size));
     if rt.config.max_msg_size >= 0 && size > rt.config.max_msg_size as u64 {
-        return Ok(Err(ApiError::message_exceeds_maximum()));
+        return refuse(ApiError::message_exceeds_maximum());
     }
     if header_size > u64::from(u16::MAX) {
-        return Ok(Err(ApiError::header_exceeds_maximum()));
+        return refuse(ApiError::header_exceeds_maximum());
     }
     let stored = file_store_msg_size(m.subject.len(), header_size, size - header_size);
     if rt.config.discard == DiscardPolicy::New {
-        let subject_msgs = rt.subjects.get(&m.subject).copied().unwrap_or(0);
+        let subject_msgs = rt.subjects.get(m.subject).map_or(0, |s| s.count);
         let subject_first_size = if subject_msgs > 0 && rt.config.max_bytes > 0 {
-            oldest_of_subject(conn, rt, &m.subject)?.map_or(0, |(_, s)| s)
+            oldest_size(conn, ws, rt, m.subject)?
         } else {
             0
         };
@@ -139,67 +232,99 @@ pub(super) fn process_message(
             has_rollup: rollup.is_some(),
         };
         if let Some(e) = discard_new_refusal(&rt.config, &check) {
-            return Ok(Err(e));
+            return refuse(e);
         }
     }
     if ttl == Ttl::Invalid {
-        return Ok(Err(ApiError::message_ttl_invalid()));
+        return refuse(ApiError::message_ttl_invalid());
     }
+    Ok(Ok(Accepted {
+        stored,
+        ttl,
+        rollup,
+        msg_id: msg_id.map(str::to_string),
+    }))
+}
 
-    let seq = rt.last_seq + 1;
-    let expires = match ttl {
-        Ttl::Seconds(s) => m
-            .timestamp_nanos
-            .saturating_add(s.saturating_mul(1_000_000_000)),
-        _ => 0,
+/// Stored size of the oldest message on `subject` (0 when none).
+fn oldest_size(
+    conn: &Connection,
+    ws: &mut WorkingSet,
+    rt: &mut StreamRt,
+    subject: &str,
+) -> Result<u64, StoreError> {
+    let Some(seq) = subjects::first_of(conn, ws, rt, subject)? else {
+        return Ok(0);
     };
-    conn.prepare_cached(
-        "INSERT INTO messages (stream_id, seq, subject, ts, object_id, block_offset, block_len, idx, size, header_size, stored, expires, subject_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-    )?
-    .execute(params![
-        rt.id,
-        to_i64(seq),
-        m.subject,
-        m.timestamp_nanos,
-        to_i64(at.object_id),
-        to_i64(at.block_offset),
-        to_i64(at.block_len),
-        at.index as i64,
-        i64::from(m.size),
-        to_i64(header_size),
-        to_i64(stored),
-        expires,
-        subject_hash(&m.subject),
-    ])?;
+    let Some(first) = ws.containing(conn, rt.id, seq)? else {
+        return Ok(0);
+    };
+    Ok(ws
+        .get(rt.id, first)
+        .and_then(|b| b.index_of(seq).map(|i| b.stored_size(i)))
+        .unwrap_or(0))
+}
+
+/// Judges one message and stores it when accepted; the answer for its publisher.
+fn process_message(
+    conn: &Connection,
+    ws: &mut WorkingSet,
+    rt: &mut StreamRt,
+    m: &Incoming<'_>,
+) -> Result<PubAckResponse, StoreError> {
+    let verdict = evaluate(conn, ws, rt, m)?;
+    let Some(block) = ws.get_mut(rt.id, m.block) else {
+        return Err(StoreError::Invariant(
+            "the committed block left the working set".into(),
+        ));
+    };
+    let accepted = match verdict {
+        Ok(a) => a,
+        Err(answer) => {
+            block.push(m.entry, false);
+            return Ok(answer);
+        }
+    };
+    let seq = block.push(m.entry, true).unwrap_or(0);
+    if seq != rt.last_seq + 1 {
+        return Err(StoreError::Invariant(format!(
+            "block sequence {seq} does not follow {}",
+            rt.last_seq
+        )));
+    }
+    let ts = m.entry.timestamp_nanos;
     if rt.msgs == 0 {
         rt.first_seq = seq;
-        rt.first_ts = m.timestamp_nanos;
+        rt.first_ts = ts;
     }
     rt.msgs += 1;
-    rt.bytes += stored;
-    *rt.subjects.entry(m.subject.clone()).or_insert(0) += 1;
+    rt.bytes += accepted.stored;
+    rt.subject_stored(m.subject, seq);
     rt.last_seq = seq;
-    rt.last_ts = m.timestamp_nanos;
-    rt.last_msg_id = msg_id.unwrap_or_default().to_string();
-    if let Some(id) = msg_id
+    rt.last_ts = ts;
+    rt.last_msg_id = accepted.msg_id.clone().unwrap_or_default();
+    if let Some(id) = accepted.msg_id.as_deref()
         && rt.config.duplicate_window > 0
     {
         conn.prepare_cached(
-            "INSERT INTO dedupe (stream_id, msg_id, seq, ts) VALUES (?1, ?2, ?3, ?4) ON CONFLICT(stream_id, msg_id) DO UPDATE SET seq = excluded.seq, ts = excluded.ts",
+            "INSERT INTO dedupe (stream_id, digest, seq, ts) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT(stream_id, digest) DO UPDATE SET seq = excluded.seq, ts = excluded.ts",
         )?
-        .execute(params![rt.id, id, to_i64(seq), m.timestamp_nanos])?;
-        rt.dedupe_oldest = Some(
-            rt.dedupe_oldest
-                .map_or(m.timestamp_nanos, |o| o.min(m.timestamp_nanos)),
-        );
+        .execute(params![rt.id, msg_id_digest(id), to_i64(seq), ts])?;
+        rt.dedupe_oldest = Some(rt.dedupe_oldest.map_or(ts, |o| o.min(ts)));
     }
-    match rollup {
-        Some(Rollup::Subject) => remove_matching_except(conn, rt, Some(&m.subject), seq)?,
-        Some(Rollup::All) => remove_matching_except(conn, rt, None, seq)?,
+    if let Ttl::Seconds(s) = accepted.ttl {
+        let expires = ts.saturating_add(s.saturating_mul(1_000_000_000));
+        conn.prepare_cached("INSERT INTO expiries (stream_id, expires, seq) VALUES (?1, ?2, ?3)")?
+            .execute(params![rt.id, expires, to_i64(seq)])?;
+    }
+    match accepted.rollup {
+        Some(Rollup::Subject) => remove_all_but(conn, ws, rt, Some(m.subject), seq)?,
+        Some(Rollup::All) => remove_all_but(conn, ws, rt, None, seq)?,
         None => {}
     }
-    enforce_limits(conn, rt, Some(&m.subject))?;
-    Ok(Ok(PubAckResponse::ack(&name, seq)))
+    enforce_limits(conn, ws, rt, Some(m.subject))?;
+    Ok(PubAckResponse::ack(&rt.config.name, seq))
 }
 
 impl SqliteStore {
@@ -222,44 +347,61 @@ impl SqliteStore {
         &mut self,
         req: &CommitRequest,
     ) -> Result<CommitResponse, StoreError> {
+        let inputs: Vec<BlockInput<'_>> = req
+            .blocks
+            .iter()
+            .map(BlockInput::of)
+            .collect::<Result<_, _>>()?;
         let conn = &self.conn;
+        let ws = &mut self.work;
         let mut touched: Vec<&str> = Vec::new();
-        let mut touched_set: std::collections::HashSet<&str> = std::collections::HashSet::new();
         let mut blocks = Vec::with_capacity(req.blocks.len());
         let wall_now = infinistream_api::jetstream::time::now_nanos();
         let mut now_max = wall_now;
-        for block in &req.blocks {
-            let mut acks = Vec::with_capacity(block.messages.len());
+        for (block, input) in req.blocks.iter().zip(&inputs) {
+            let mut acks = Vec::with_capacity(input.entries.len());
             let Some(rt) = self.streams.get_mut(&block.stream) else {
-                for _ in &block.messages {
-                    acks.push(PubAckResponse::error(
-                        &block.stream,
-                        ApiError::stream_not_found(),
-                    ));
-                }
+                acks.resize(
+                    input.entries.len(),
+                    PubAckResponse::error(&block.stream, ApiError::stream_not_found()),
+                );
                 blocks.push(CommitBlockResult {
                     stream: block.stream.clone(),
                     acks,
                 });
                 continue;
             };
-            if touched_set.insert(block.stream.as_str()) {
+            if !touched.contains(&block.stream.as_str()) {
                 touched.push(block.stream.as_str());
             }
-            for (index, m) in block.messages.iter().enumerate() {
-                now_max = now_max.max(m.timestamp_nanos);
-                let at = MsgPlace {
-                    object_id: req.object_id,
-                    block_offset: block.block_offset,
-                    block_len: block.block_len,
-                    index,
+            let first = rt.last_seq + 1;
+            ws.insert(
+                rt.id,
+                Block::new(
+                    first,
+                    req.object_id,
+                    &req.object_key,
+                    block.block_offset,
+                    block.block_len,
+                    input.subjects.iter().map(|s| (*s).to_string()).collect(),
+                ),
+            );
+            let mut checks = input.checks.iter().peekable();
+            for (index, entry) in input.entries.iter().enumerate() {
+                now_max = now_max.max(entry.timestamp_nanos);
+                let check = checks.next_if(|c| c.index as usize == index);
+                let m = Incoming {
+                    block: first,
+                    subject: input
+                        .subjects
+                        .get(entry.subject as usize)
+                        .copied()
+                        .unwrap_or(""),
+                    entry: *entry,
+                    check,
                     wall_now,
                 };
-                let ack = match process_message(conn, rt, &at, m)? {
-                    Ok(ack) => ack,
-                    Err(e) => PubAckResponse::error(&rt.config.name, e),
-                };
-                acks.push(ack);
+                acks.push(process_message(conn, ws, rt, &m)?);
             }
             blocks.push(CommitBlockResult {
                 stream: block.stream.clone(),
@@ -269,7 +411,7 @@ impl SqliteStore {
         for name in touched {
             if let Some(rt) = self.streams.get_mut(name) {
                 if rt.needs_expiry() {
-                    expire(conn, rt, now_max)?;
+                    expire(conn, ws, rt, now_max)?;
                 }
                 // Wall clock only: one agent's skewed timestamps must not drop others' ids.
                 let cutoff = wall_now - rt.config.duplicate_window;

@@ -1,14 +1,15 @@
 //! `MetadataStore` on SQLite: a file under the data dir (WAL, `synchronous=FULL`) or `:memory:`.
 //!
-//! Owns: opening and reloading the store, the per-stream counters cached in memory (rebuilt from
-//! the tables on open and after any failed transaction), transactions, and the `MetadataStore`
-//! impl, which hands each request to the module of its table family: `streams`, `commits`
-//! (sequencing), `limits`, `lookups` and `reads` (the message index), `agents`, `objects`
-//! (object ids, orphans), `consumers`, `schema`, `rows`. Does not own: request validation that
-//! needs no state (`jetstream::config`), threading (`worker`), consumer semantics
-//! (`crate::consumers`).
+//! Owns: opening and reloading the store, the per-stream counters and per-subject state cached
+//! in memory (rebuilt from the tables on open and after any failed transaction), transactions,
+//! and the `MetadataStore` impl, which hands each request to the module of its table family:
+//! `streams`, `commits` (sequencing), `blocks` (where messages are: a row per stream block of an
+//! object, never one per message), `subjects` (per-subject state), `limits`, `lookups` and
+//! `reads`, `agents`, `objects` (object ids, orphans), `consumers`, `schema`, `rows`. Does not
+//! own: request validation that needs no state (`jetstream::config`), threading (`worker`),
+//! consumer semantics (`crate::consumers`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -29,6 +30,7 @@ use infinistream_api::jetstream::{
 use infinistream_api::subject;
 
 mod agents;
+mod blocks;
 mod commits;
 mod consumers;
 mod limits;
@@ -38,13 +40,28 @@ mod reads;
 mod rows;
 mod schema;
 mod streams;
+mod subjects;
+use blocks::WorkingSet;
 use commits::dedupe_oldest;
-use limits::{expire, persist_rt, refresh_first};
+use limits::{expire, persist_rt};
 use rows::{meta_get, meta_set, to_i64, to_u64};
-use schema::{SCHEMA, VERSION_KEY, migrate_subject_hash};
+use schema::{SCHEMA, VERSION_KEY, migrate};
+use subjects::SubjectState;
 
-/// id, name, config, created, first_seq, last_seq, last_ts, last_msg_id.
-type StreamRow = (i64, String, String, i64, i64, i64, i64, String);
+/// id, name, config, created, first_seq, last_seq, last_ts, last_msg_id, msgs, bytes, first_ts.
+type StreamRow = (
+    i64,
+    String,
+    String,
+    i64,
+    i64,
+    i64,
+    i64,
+    String,
+    i64,
+    i64,
+    i64,
+);
 
 /// Per-stream counters kept in memory so a commit needs no aggregate query.
 #[derive(Debug, Clone)]
@@ -59,13 +76,34 @@ struct StreamRt {
     last_seq: u64,
     last_ts: i64,
     last_msg_id: String,
-    subjects: HashMap<String, u64>,
+    /// Every subject with stored messages (nats-server's `psim`).
+    subjects: HashMap<String, SubjectState>,
+    /// Subjects changed since the stream's state was last written.
+    dirty_subjects: HashSet<String>,
     /// The oldest `dedupe` row's timestamp (or older), None when it has none: expiring ids is
     /// then skipped, rather than run as a DELETE for every touched stream on every commit.
     dedupe_oldest: Option<i64>,
 }
 
 impl StreamRt {
+    fn new(id: i64, config: StreamConfig, created: i64) -> Self {
+        Self {
+            id,
+            config,
+            created,
+            msgs: 0,
+            bytes: 0,
+            first_seq: 0,
+            first_ts: 0,
+            last_seq: 0,
+            last_ts: 0,
+            last_msg_id: String::new(),
+            subjects: HashMap::new(),
+            dirty_subjects: HashSet::new(),
+            dedupe_oldest: None,
+        }
+    }
+
     fn state(&self) -> StreamState {
         let num_deleted = if self.msgs > 0 {
             (self.last_seq - self.first_seq + 1).saturating_sub(self.msgs) as usize
@@ -105,6 +143,8 @@ pub struct SqliteStore {
     conn: Connection,
     streams: HashMap<String, StreamRt>,
     version: u64,
+    /// Blocks decoded by the current operation (emptied when one starts).
+    work: WorkingSet,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -126,8 +166,6 @@ impl SqliteStore {
         let conn = Connection::open(dir.join("control-plane.sqlite3"))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
-        // The default 2 MiB page cache made every commit re-read index pages from the OS once
-        // the message index outgrew it (a commit took twice as long in a long run as in a short one).
         conn.pragma_update(None, "cache_size", -32 * 1024)?;
         Self::init(conn)
     }
@@ -138,13 +176,14 @@ impl SqliteStore {
     }
 
     fn init(conn: Connection) -> Result<Self, StoreError> {
-        migrate_subject_hash(&conn)?;
+        migrate(&conn)?;
         conn.execute_batch(SCHEMA)?;
         conn.set_prepared_statement_cache_capacity(64);
         let mut store = Self {
             conn,
             streams: HashMap::new(),
             version: 0,
+            work: WorkingSet::default(),
         };
         store.reload()?;
         Ok(store)
@@ -152,13 +191,15 @@ impl SqliteStore {
 
     /// Rebuilds every in-memory counter from the tables.
     fn reload(&mut self) -> Result<(), StoreError> {
+        self.work.clear();
         self.version = to_u64(meta_get(&self.conn, VERSION_KEY)?);
         let mut streams = HashMap::new();
         let rows: Vec<StreamRow> = {
             let mut stmt = self.conn.prepare(
                 "SELECT s.id, s.name, s.config, s.created, coalesce(t.first_seq, s.first_seq), \
                  coalesce(t.last_seq, s.last_seq), coalesce(t.last_ts, s.last_ts), \
-                 coalesce(t.last_msg_id, s.last_msg_id) \
+                 coalesce(t.last_msg_id, s.last_msg_id), coalesce(t.msgs, 0), \
+                 coalesce(t.bytes, 0), coalesce(t.first_ts, 0) \
                  FROM streams s LEFT JOIN stream_state t ON t.stream_id = s.id",
             )?;
             stmt.query_map([], |r| {
@@ -171,43 +212,36 @@ impl SqliteStore {
                     r.get(5)?,
                     r.get(6)?,
                     r.get(7)?,
+                    r.get(8)?,
+                    r.get(9)?,
+                    r.get(10)?,
                 ))
             })?
             .collect::<Result<_, _>>()?
         };
-        for (id, name, config, created, first_seq, last_seq, last_ts, last_msg_id) in rows {
+        for row in rows {
+            let (id, name, config, created, first_seq, last_seq, last_ts, last_msg_id) =
+                (row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7);
             let config: StreamConfig = serde_json::from_str(&config)?;
-            let mut rt = StreamRt {
-                id,
-                config,
-                created,
-                msgs: 0,
-                bytes: 0,
-                first_seq: to_u64(first_seq),
-                first_ts: 0,
-                last_seq: to_u64(last_seq),
-                last_ts,
-                last_msg_id,
-                subjects: HashMap::new(),
-                dedupe_oldest: dedupe_oldest(&self.conn, id)?,
-            };
-            {
-                let mut stmt = self.conn.prepare(
-                    "SELECT subject, count(*), sum(stored) FROM messages WHERE stream_id = ?1 GROUP BY subject",
-                )?;
-                let mut rows = stmt.query(params![id])?;
-                while let Some(r) = rows.next()? {
-                    let subj: String = r.get(0)?;
-                    let n: i64 = r.get(1)?;
-                    let b: i64 = r.get(2)?;
-                    rt.msgs += to_u64(n);
-                    rt.bytes += to_u64(b);
-                    rt.subjects.insert(subj, to_u64(n));
-                }
+            let mut rt = StreamRt::new(id, config, created);
+            rt.first_seq = to_u64(first_seq);
+            rt.last_seq = to_u64(last_seq);
+            rt.last_ts = last_ts;
+            rt.last_msg_id = last_msg_id;
+            rt.msgs = to_u64(row.8);
+            rt.bytes = to_u64(row.9);
+            rt.first_ts = row.10;
+            rt.dedupe_oldest = dedupe_oldest(&self.conn, id)?;
+            rt.subjects = subjects::load(&self.conn, id)?;
+            let counted: u64 = rt.subjects.values().map(|s| s.count).sum();
+            if counted != rt.msgs {
+                tracing::warn!(stream = %name, counted, msgs = rt.msgs, "stream counters disagree with its subjects, rebuilding them from its blocks");
+                subjects::rebuild(&self.conn, &mut self.work, &mut rt)?;
+                persist_rt(&self.conn, &mut rt)?;
             }
-            refresh_first(&self.conn, &mut rt)?;
             streams.insert(name, rt);
         }
+        self.work.clear();
         self.streams = streams;
         Ok(())
     }
@@ -218,7 +252,12 @@ impl SqliteStore {
         f: impl FnOnce(&mut Self) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
-        let result = f(self);
+        self.work.clear();
+        let result = f(self).and_then(|v| {
+            self.work.flush(&self.conn)?;
+            Ok(v)
+        });
+        self.work.clear();
         match result {
             Ok(v) => match self.conn.execute_batch("COMMIT") {
                 Ok(()) => Ok(v),
@@ -270,7 +309,7 @@ impl SqliteStore {
         self.in_tx(|s| {
             for name in &names {
                 if let Some(rt) = s.streams.get_mut(name)
-                    && expire(&s.conn, rt, now)?
+                    && expire(&s.conn, &mut s.work, rt, now)?
                 {
                     persist_rt(&s.conn, rt)?;
                 }
@@ -460,6 +499,7 @@ mod tests {
                 stream: "S".into(),
                 block_offset: 0,
                 block_len: 1,
+                summary: None,
                 messages: subjects
                     .iter()
                     .map(
@@ -476,42 +516,313 @@ mod tests {
         s.commit(&request).expect("commit");
     }
 
+    /// The schema of the release that kept a row per message (store schema 1).
+    const SCHEMA_V1: &str = "
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+        CREATE TABLE streams (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE,
+            config TEXT NOT NULL, created INTEGER NOT NULL, first_seq INTEGER NOT NULL,
+            last_seq INTEGER NOT NULL, last_ts INTEGER NOT NULL, last_msg_id TEXT NOT NULL);
+        CREATE TABLE stream_state (stream_id INTEGER PRIMARY KEY, first_seq INTEGER NOT NULL,
+            last_seq INTEGER NOT NULL, last_ts INTEGER NOT NULL, last_msg_id TEXT NOT NULL);
+        CREATE TABLE messages (stream_id INTEGER NOT NULL, seq INTEGER NOT NULL,
+            subject TEXT NOT NULL, subject_hash INTEGER NOT NULL, ts INTEGER NOT NULL,
+            object_id INTEGER NOT NULL, block_offset INTEGER NOT NULL, block_len INTEGER NOT NULL,
+            idx INTEGER NOT NULL, size INTEGER NOT NULL, header_size INTEGER NOT NULL,
+            stored INTEGER NOT NULL, expires INTEGER NOT NULL, PRIMARY KEY (stream_id, seq))
+            WITHOUT ROWID;
+        CREATE INDEX messages_by_subject_hash ON messages (stream_id, subject_hash, seq);
+        CREATE TABLE objects (object_id INTEGER PRIMARY KEY, object_key TEXT NOT NULL,
+            object_size INTEGER NOT NULL, agent_id TEXT NOT NULL, committed_at INTEGER NOT NULL,
+            response TEXT NOT NULL);
+        CREATE TABLE dedupe (stream_id INTEGER NOT NULL, msg_id TEXT NOT NULL,
+            seq INTEGER NOT NULL, ts INTEGER NOT NULL, PRIMARY KEY (stream_id, msg_id))
+            WITHOUT ROWID;
+    ";
+
     #[test]
-    fn databases_of_earlier_releases_are_migrated() {
+    fn databases_of_the_row_per_message_release_are_migrated() {
         let dir = tempfile::tempdir().expect("dir");
         {
-            let mut s = SqliteStore::open(dir.path()).expect("store");
-            s.create_stream(stream_s(), 1).expect("stream");
-            commit_subjects(&mut s, 1, &["s.a", "s.b", "s.a"]);
-            let filter = vec!["s.a".to_string()];
-            assert_eq!(s.last_per_subject("S", &filter).expect("lps"), vec![3]);
-        }
-        {
-            // Turn the file back into the schema of earlier releases.
             let conn = Connection::open(dir.path().join("control-plane.sqlite3")).expect("open");
-            conn.execute_batch(
-                "DROP INDEX messages_by_subject_hash;
-                 ALTER TABLE messages DROP COLUMN subject_hash;
-                 CREATE INDEX messages_by_subject ON messages (stream_id, subject, seq);
-                 UPDATE streams SET (first_seq, last_seq, last_ts, last_msg_id) =
-                     (SELECT first_seq, last_seq, last_ts, last_msg_id FROM stream_state
-                      WHERE stream_id = streams.id);
-                 DROP TABLE stream_state;",
+            conn.execute_batch(SCHEMA_V1).expect("old schema");
+            let config = serde_json::to_string(&stream_s()).expect("config");
+            conn.execute(
+                "INSERT INTO streams VALUES (1, 'S', ?1, 1, 0, 0, 0, '')",
+                params![config],
             )
-            .expect("old schema");
+            .expect("stream");
+            conn.execute_batch(
+                "INSERT INTO stream_state VALUES (1, 1, 6, 60, 'id-6');
+                 INSERT INTO objects VALUES (7, 'k7', 100, 'a', 1, '{}');
+                 INSERT INTO objects VALUES (8, 'k8', 100, 'a', 1, '{}');
+                 -- object 7: index 0 seq 1, index 1 rejected, index 2 seq 2 (deleted), index 3 seq 3
+                 INSERT INTO messages VALUES (1, 1, 's.a', 0, 10, 7, 8, 50, 0, 5, 0, 40, 0);
+                 INSERT INTO messages VALUES (1, 3, 's.b', 0, 30, 7, 8, 50, 3, 6, 0, 41, 0);
+                 -- object 8: seqs 4..=6, 5 deleted
+                 INSERT INTO messages VALUES (1, 4, 's.a', 0, 40, 8, 8, 60, 0, 7, 0, 42, 0);
+                 INSERT INTO messages VALUES (1, 6, 's.a', 0, 60, 8, 8, 60, 2, 8, 0, 43, 0);
+                 INSERT INTO dedupe VALUES (1, 'id-6', 6, 9223372036854775000);
+                 INSERT INTO meta VALUES ('streams_version', 3);",
+            )
+            .expect("rows");
         }
         let mut s = SqliteStore::open(dir.path()).expect("migrated store");
-        let filter = |f: &str| vec![f.to_string()];
+        let view = s
+            .stream(
+                "S",
+                &StateDetail {
+                    subjects_filter: Some(">".into()),
+                    deleted: true,
+                },
+            )
+            .expect("stream");
+        let st = &view.state;
+        assert_eq!((st.messages, st.bytes), (4, 40 + 41 + 42 + 43));
+        assert_eq!((st.first_seq, st.last_seq, st.first_ts), (1, 6, 10));
+        assert_eq!(st.deleted, vec![2, 5]);
+        assert_eq!(st.subjects.get("s.a"), Some(&3));
+        let loc = s.locate("S", &LocateRequest::seq(3)).expect("seq 3");
         assert_eq!(
-            s.last_per_subject("S", &filter("s.a")).expect("lps"),
-            vec![3]
+            (
+                loc.object_key.as_str(),
+                loc.index,
+                loc.size,
+                loc.subject.as_str()
+            ),
+            ("k7", 3, 6, "s.b")
         );
-        assert_eq!(s.count_from("S", 1, &filter("s.b")).expect("count"), 1);
-        commit_subjects(&mut s, 2, &["s.b"]);
-        assert_eq!(s.count_from("S", 1, &filter("s.b")).expect("count"), 2);
+        let loc = s.locate("S", &LocateRequest::seq(6)).expect("seq 6");
+        assert_eq!((loc.index, loc.timestamp_nanos), (2, 60));
+        assert!(s.locate("S", &LocateRequest::seq(5)).is_err());
+        let last = s
+            .locate("S", &LocateRequest::last_by_subject("s.a"))
+            .expect("last");
+        assert_eq!(last.seq, 6);
+        let filter = vec!["s.a".to_string()];
+        assert_eq!(s.count_from("S", 2, &filter).expect("count"), 2);
+        // The msg id survives as a digest: publishing it again is a duplicate.
+        let dup = CommitRequest {
+            agent_id: "a".into(),
+            object_id: 9,
+            object_key: "k9".into(),
+            object_size: 1,
+            blocks: vec![infinistream_api::control_plane::model::CommitBlock {
+                stream: "S".into(),
+                block_offset: 0,
+                block_len: 1,
+                messages: vec![infinistream_api::control_plane::model::CommitMessage {
+                    subject: "s.c".into(),
+                    size: 1,
+                    timestamp_nanos: 70,
+                    msg_id: Some("id-6".into()),
+                    ..Default::default()
+                }],
+                summary: None,
+            }],
+        };
+        let r = s.commit(&dup).expect("commit");
+        assert_eq!(r.blocks[0].acks, vec![PubAckResponse::duplicate("S", 6)]);
+        commit_subjects(&mut s, 10, &["s.b"]);
         assert_eq!(
-            s.last_per_subject("S", &filter("s.b")).expect("lps"),
-            vec![4]
+            s.locate("S", &LocateRequest::last_by_subject("s.b"))
+                .expect("b")
+                .seq,
+            7
+        );
+        let old: i64 = s
+            .conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name IN ('messages', 'dedupe_v1')",
+                [],
+                |r| r.get(0),
+            )
+            .expect("tables");
+        assert_eq!(old, 0);
+        drop(s);
+        // Reopening a migrated store changes nothing.
+        let mut s = SqliteStore::open(dir.path()).expect("reopen");
+        let st = s
+            .stream("S", &StateDetail::default())
+            .expect("stream")
+            .state;
+        assert_eq!((st.messages, st.last_seq), (5, 7));
+    }
+
+    fn summary_block(
+        subjects: &[&str],
+        sizes: &[(u32, u32)],
+    ) -> infinistream_api::control_plane::model::CommitBlock {
+        use infinistream_api::control_plane::entries::{BlockEntry, Entries};
+        let entries = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, (subject, size))| BlockEntry {
+                subject: *subject,
+                size: *size,
+                header_size: 0,
+                timestamp_nanos: 1_000 + i as i64,
+            })
+            .collect();
+        infinistream_api::control_plane::model::CommitBlock {
+            stream: "S".into(),
+            block_offset: 0,
+            block_len: 1,
+            messages: Vec::new(),
+            summary: Some(infinistream_api::control_plane::model::BlockSummary::new(
+                subjects,
+                Entries(entries),
+                Vec::new(),
+            )),
+        }
+    }
+
+    fn commit_block(
+        s: &mut SqliteStore,
+        object_id: u64,
+        block: infinistream_api::control_plane::model::CommitBlock,
+    ) -> CommitResponse {
+        s.commit(&CommitRequest {
+            agent_id: "a".into(),
+            object_id,
+            object_key: format!("k{object_id}"),
+            object_size: 1,
+            blocks: vec![block],
+        })
+        .expect("commit")
+    }
+
+    /// Limits that cut into blocks keep exact counters, one row per block and none per message,
+    /// and the counters survive a reopen.
+    #[test]
+    fn limits_inside_blocks_keep_exact_counters() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut s = SqliteStore::open(dir.path()).expect("store");
+        let mut cfg = stream_s();
+        cfg.max_msgs = 15;
+        cfg.max_msgs_per_subject = 3;
+        s.create_stream(cfg, 1).expect("stream");
+        // Three blocks of 10: sizes 1..=30, subjects s.a (even) and s.b (odd) alternating.
+        for b in 0..3u32 {
+            let sizes: Vec<(u32, u32)> = (0..10).map(|i| (i % 2, b * 10 + i + 1)).collect();
+            commit_block(
+                &mut s,
+                u64::from(b) + 1,
+                summary_block(&["s.a", "s.b"], &sizes),
+            );
+        }
+        let check = |s: &mut SqliteStore| {
+            let st = s
+                .stream(
+                    "S",
+                    &StateDetail {
+                        subjects_filter: Some(">".into()),
+                        deleted: false,
+                    },
+                )
+                .expect("stream")
+                .state;
+            // max_msgs_per_subject 3 leaves seqs 25..=30; their stored sizes are exact.
+            let want: u64 = (25..=30u64).map(|seq| file_store_msg_size(3, 0, seq)).sum();
+            assert_eq!(
+                (st.messages, st.first_seq, st.last_seq, st.bytes),
+                (6, 25, 30, want)
+            );
+            assert_eq!(st.subjects.get("s.a"), Some(&3));
+            assert_eq!(
+                s.locate("S", &LocateRequest::last_by_subject("s.b"))
+                    .expect("b")
+                    .seq,
+                30
+            );
+            assert_eq!(
+                s.locate("S", &LocateRequest::next_by_subject("s.a", 1))
+                    .expect("a")
+                    .seq,
+                25
+            );
+        };
+        check(&mut s);
+        let rows: i64 = s
+            .conn
+            .query_row("SELECT count(*) FROM blocks", [], |r| r.get(0))
+            .expect("blocks");
+        assert_eq!(rows, 1, "only the last block has messages left");
+        drop(s);
+        let mut s = SqliteStore::open(dir.path()).expect("reopen");
+        check(&mut s);
+        // A delete inside the block, then the subject's first is repaired lazily.
+        s.delete_message("S", 25).expect("delete");
+        assert_eq!(
+            s.locate("S", &LocateRequest::next_by_subject("s.a", 1))
+                .expect("a")
+                .seq,
+            27
+        );
+        let st = s
+            .stream(
+                "S",
+                &StateDetail {
+                    subjects_filter: None,
+                    deleted: true,
+                },
+            )
+            .expect("s")
+            .state;
+        assert_eq!((st.first_seq, st.deleted.clone()), (26, vec![]));
+        s.delete_message("S", 28).expect("delete");
+        let st = s
+            .stream(
+                "S",
+                &StateDetail {
+                    subjects_filter: None,
+                    deleted: true,
+                },
+            )
+            .expect("s")
+            .state;
+        assert_eq!(st.deleted, vec![28]);
+    }
+
+    #[test]
+    fn an_inconsistent_summary_is_refused() {
+        let mut s = SqliteStore::open_in_memory().expect("store");
+        s.create_stream(stream_s(), 1).expect("stream");
+        let mut block = summary_block(&["s.a"], &[(0, 5), (0, 6)]);
+        if let Some(summary) = block.summary.as_mut() {
+            summary.count = 3;
+        }
+        let err = s
+            .commit(&CommitRequest {
+                agent_id: "a".into(),
+                object_id: 1,
+                object_key: "k1".into(),
+                object_size: 1,
+                blocks: vec![block],
+            })
+            .expect_err("refused");
+        assert!(matches!(err, StoreError::Api(_)), "{err:?}");
+        assert_eq!(
+            s.stream("S", &StateDetail::default())
+                .expect("s")
+                .state
+                .messages,
+            0
+        );
+    }
+
+    #[test]
+    fn a_store_from_a_newer_release_is_refused() {
+        let dir = tempfile::tempdir().expect("dir");
+        drop(SqliteStore::open(dir.path()).expect("store"));
+        {
+            let conn = Connection::open(dir.path().join("control-plane.sqlite3")).expect("open");
+            meta_set(&conn, schema::SCHEMA_VERSION_KEY, 99).expect("version");
+        }
+        let err = SqliteStore::open(dir.path()).expect_err("refused");
+        let text = err.to_string();
+        assert!(
+            text.contains("newer infinistream") && text.contains("99"),
+            "{text}"
         );
     }
 

@@ -1,27 +1,38 @@
-//! Owns: reads of the message index for agents and consumers: locate, scan, counts, time lookups,
-//! last per subject. Does not own: what readers do with a location.
+//! Owns: reads for agents and consumers: locate, scan, counts, time lookups, last per subject.
+//! Does not own: what readers do with a location. Reads decode blocks into a working set of
+//! their own, never the one of a transaction.
 
-use super::lookups::{last_seq_for, location_row, next_seq_for, scan_locations};
-use super::rows::{pattern_matches, subject_hash, to_i64, to_u64};
+use super::blocks::{WorkingSet, first_block_since, live_from_block};
+use super::lookups::{count_matching, last_seq_for, location_of, next_seq_for, scan_locations};
+use super::rows::pattern_matches;
 use super::*;
+
+fn expire_if_needed(store: &mut SqliteStore, stream: &str) -> Result<(), StoreError> {
+    if store.rt(stream)?.needs_expiry() {
+        store.expire_all(infinistream_api::jetstream::time::now_nanos())?;
+    }
+    Ok(())
+}
 
 pub(super) fn locate(
     store: &mut SqliteStore,
     stream: &str,
     request: &LocateRequest,
 ) -> Result<MessageLocation, StoreError> {
-    let needs_expiry = store.rt(stream)?.needs_expiry();
-    if needs_expiry {
-        store.expire_all(infinistream_api::jetstream::time::now_nanos())?;
-    }
-    let rt = store.rt(stream)?;
+    expire_if_needed(store, stream)?;
+    let mut ws = WorkingSet::default();
+    let conn = &store.conn;
+    let rt = store
+        .streams
+        .get_mut(stream)
+        .ok_or_else(ApiError::stream_not_found)?;
     let seq = if let Some(subj) = request.last_by_subj.as_deref().filter(|s| !s.is_empty()) {
-        match last_seq_for(&store.conn, rt, subj)? {
+        match last_seq_for(conn, &mut ws, rt, subj)? {
             0 => None,
             s => Some(s),
         }
     } else if let Some(subj) = request.next_by_subj.as_deref().filter(|s| !s.is_empty()) {
-        next_seq_for(&store.conn, rt, subj, request.seq.max(1))?
+        next_seq_for(conn, &mut ws, rt, subj, request.seq.max(1))?
     } else if request.seq > 0 {
         Some(request.seq)
     } else {
@@ -30,8 +41,9 @@ pub(super) fn locate(
     let Some(seq) = seq else {
         return Err(ApiError::no_message_found().into());
     };
-    location_row(&store.conn, rt, seq)?.ok_or_else(|| ApiError::no_message_found().into())
+    location_of(conn, &mut ws, rt, seq)?.ok_or_else(|| ApiError::no_message_found().into())
 }
+
 pub(super) fn scan(
     store: &mut SqliteStore,
     stream: &str,
@@ -39,12 +51,12 @@ pub(super) fn scan(
     filters: &[String],
     limit: usize,
 ) -> Result<Vec<MessageLocation>, StoreError> {
-    if store.rt(stream)?.needs_expiry() {
-        store.expire_all(infinistream_api::jetstream::time::now_nanos())?;
-    }
+    expire_if_needed(store, stream)?;
     let rt = store.rt(stream)?;
-    scan_locations(&store.conn, rt, from.max(1), filters, limit)
+    let mut ws = WorkingSet::default();
+    scan_locations(&store.conn, &mut ws, rt, from.max(1), filters, limit)
 }
+
 pub(super) fn count_from(
     store: &mut SqliteStore,
     stream: &str,
@@ -57,66 +69,78 @@ pub(super) fn count_from(
         return Ok(0);
     }
     let all = filters.is_empty() || filters.iter().any(|f| f == ">");
+    if from <= rt.first_seq {
+        if all {
+            return Ok(rt.msgs);
+        }
+        return Ok(rt
+            .subjects
+            .iter()
+            .filter(|(s, _)| filters.iter().any(|f| pattern_matches(f, s)))
+            .map(|(_, st)| st.count)
+            .sum());
+    }
     let dense = rt.last_seq + 1 - rt.first_seq == rt.msgs;
     if all && dense {
         return Ok(rt.last_seq + 1 - from);
     }
+    let mut ws = WorkingSet::default();
     if all {
-        return Ok(to_u64(
-            store
-                .conn
-                .prepare_cached("SELECT count(*) FROM messages WHERE stream_id = ?1 AND seq >= ?2")?
-                .query_row(params![rt.id, to_i64(from)], |r| r.get(0))?,
-        ));
+        // The block holding `from`, counted entry by entry, and every later one by its row.
+        let head = match ws.containing(&store.conn, rt.id, from)? {
+            Some(first) => ws
+                .get(rt.id, first)
+                .map_or(0, |b| b.live_from(from).count() as u64),
+            None => 0,
+        };
+        return Ok(head + live_from_block(&store.conn, rt.id, from + 1)?);
     }
-    let subjects: Vec<&String> = rt
-        .subjects
-        .keys()
-        .filter(|s| filters.iter().any(|f| pattern_matches(f, s)))
-        .collect();
-    let mut total = 0;
-    let mut stmt = store.conn.prepare_cached(
-        "SELECT count(*) FROM messages WHERE stream_id = ?1 AND subject_hash = ?4 AND subject = ?2 AND seq >= ?3",
-    )?;
-    for subj in subjects {
-        let n: i64 = stmt.query_row(
-            params![rt.id, subj, to_i64(from), subject_hash(subj)],
-            |r| r.get(0),
-        )?;
-        total += to_u64(n);
-    }
-    Ok(total)
+    count_matching(&store.conn, &mut ws, rt, from, filters)
 }
+
 pub(super) fn seq_at_time(
     store: &mut SqliteStore,
     stream: &str,
     ts: i64,
 ) -> Result<Option<u64>, StoreError> {
     let rt = store.rt(stream)?;
-    Ok(store
-        .conn
-        .prepare_cached(
-            "SELECT seq FROM messages WHERE stream_id = ?1 AND ts >= ?2 ORDER BY seq LIMIT 1",
-        )?
-        .query_row(params![rt.id, ts], |r| r.get::<_, i64>(0))
-        .optional()?
-        .map(to_u64))
+    let mut ws = WorkingSet::default();
+    let mut after = 0;
+    while let Some(first) = first_block_since(&store.conn, rt.id, ts, after)? {
+        ws.clear();
+        if let Some(key) = ws.containing(&store.conn, rt.id, first)?
+            && let Some(block) = ws.get(rt.id, key)
+            && let Some((_, seq)) = block
+                .live_from(0)
+                .find(|(i, _)| block.entries[*i].timestamp_nanos >= ts)
+        {
+            return Ok(Some(seq));
+        }
+        after = first;
+    }
+    Ok(None)
 }
+
 pub(super) fn last_per_subject(
     store: &mut SqliteStore,
     stream: &str,
     filters: &[String],
 ) -> Result<Vec<u64>, StoreError> {
-    let rt = store.rt(stream)?;
+    let conn = &store.conn;
+    let rt = store
+        .streams
+        .get_mut(stream)
+        .ok_or_else(ApiError::stream_not_found)?;
     let subjects: Vec<String> = rt
         .subjects
         .keys()
         .filter(|s| filters.is_empty() || filters.iter().any(|f| pattern_matches(f, s)))
         .cloned()
         .collect();
+    let mut ws = WorkingSet::default();
     let mut seqs = Vec::with_capacity(subjects.len());
     for subj in subjects {
-        let seq = last_seq_for(&store.conn, rt, &subj)?;
+        let seq = subjects::last_of(conn, &mut ws, rt, &subj)?;
         if seq > 0 {
             seqs.push(seq);
         }

@@ -1,4 +1,4 @@
-//! Owns: small row helpers: integer conversions, subject hashes and patterns, the `meta` table.
+//! Owns: small row helpers: integer conversions, subject patterns, the `meta` table.
 //! Does not own: any table but `meta`.
 
 use super::*;
@@ -9,19 +9,6 @@ pub(super) fn pattern_matches(pattern: &str, subj: &str) -> bool {
 
 pub(super) fn is_literal(pattern: &str) -> bool {
     !pattern.split('.').any(|t| t == "*" || t == ">")
-}
-
-/// Indexes subjects by this integer, not their text: an index on the text cost about 2 µs per
-/// stored message (most of a commit), one on the hash about 0.3 µs. FNV-1a, because the value is
-/// persisted and must not change between builds; collisions only cost a look at the row, since
-/// every query also compares the text.
-pub(super) fn subject_hash(subject: &str) -> i64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in subject.as_bytes() {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h as i64
 }
 
 pub(super) fn to_i64(v: u64) -> i64 {

@@ -1,9 +1,11 @@
 //! Owns: the `streams` table: create, update, delete, info, purge, message deletes, the change
-//! version agents poll, account usage. Does not own: the message index (`limits`, `commits`,
-//! `reads`).
+//! version agents poll, account usage. Does not own: where messages are (`blocks`, `limits`,
+//! `commits`, `reads`).
 
+use super::blocks::{WorkingSet, delete_stream_blocks};
 use super::limits::{enforce_limits, persist_rt, purge_ex, remove_seq};
-use super::rows::{pattern_matches, to_i64, to_u64};
+use super::lookups::deleted_seqs;
+use super::rows::{pattern_matches, to_i64};
 use super::*;
 
 pub(super) fn create_stream(
@@ -42,20 +44,9 @@ pub(super) fn create_stream(
         s.bump_version()?;
         Ok(id)
     })?;
-    let rt = StreamRt {
-        id,
-        config: config.clone(),
-        created: now,
-        msgs: 0,
-        bytes: 0,
-        first_seq,
-        first_ts: 0,
-        last_seq,
-        last_ts: 0,
-        last_msg_id: String::new(),
-        subjects: HashMap::new(),
-        dedupe_oldest: None,
-    };
+    let mut rt = StreamRt::new(id, config.clone(), now);
+    rt.first_seq = first_seq;
+    rt.last_seq = last_seq;
     let view = rt.view();
     store.streams.insert(config.name.clone(), rt);
     Ok(view)
@@ -83,7 +74,7 @@ pub(super) fn update_stream(
             .prepare_cached("UPDATE streams SET config = ?2 WHERE id = ?1")?
             .execute(params![rt.id, json])?;
         rt.config = config;
-        enforce_limits(&s.conn, rt, None)?;
+        enforce_limits(&s.conn, &mut s.work, rt, None)?;
         persist_rt(&s.conn, rt)?;
         s.bump_version()?;
         Ok(())
@@ -100,15 +91,12 @@ pub(super) fn stream_config(
 pub(super) fn delete_stream(store: &mut SqliteStore, name: &str) -> Result<(), StoreError> {
     let id = store.rt(name)?.id;
     store.in_tx(|s| {
-        s.conn
-            .prepare_cached("DELETE FROM messages WHERE stream_id = ?1")?
-            .execute(params![id])?;
-        s.conn
-            .prepare_cached("DELETE FROM dedupe WHERE stream_id = ?1")?
-            .execute(params![id])?;
-        s.conn
-            .prepare_cached("DELETE FROM stream_state WHERE stream_id = ?1")?
-            .execute(params![id])?;
+        delete_stream_blocks(&s.conn, id)?;
+        for table in ["subjects", "expiries", "dedupe", "stream_state"] {
+            s.conn
+                .prepare_cached(&format!("DELETE FROM {table} WHERE stream_id = ?1"))?
+                .execute(params![id])?;
+        }
         s.conn
             .prepare_cached("DELETE FROM streams WHERE id = ?1")?
             .execute(params![id])?;
@@ -138,23 +126,11 @@ pub(super) fn stream(
             .subjects
             .iter()
             .filter(|(s, _)| pattern_matches(filter, s))
-            .map(|(s, n)| (s.clone(), *n))
+            .map(|(s, st)| (s.clone(), st.count))
             .collect();
     }
     if detail.deleted && rt.msgs > 0 {
-        let mut stmt = store
-            .conn
-            .prepare_cached("SELECT seq FROM messages WHERE stream_id = ?1 ORDER BY seq")?;
-        let mut rows = stmt.query(params![rt.id])?;
-        let mut expect = rt.first_seq;
-        while let Some(r) = rows.next()? {
-            let seq = to_u64(r.get(0)?);
-            while expect < seq {
-                view.state.deleted.push(expect);
-                expect += 1;
-            }
-            expect = seq + 1;
-        }
+        view.state.deleted = deleted_seqs(&store.conn, &mut WorkingSet::default(), rt)?;
     }
     Ok(view)
 }
@@ -185,7 +161,7 @@ pub(super) fn purge(
         let Some(rt) = s.streams.get_mut(&name) else {
             return Err(ApiError::stream_not_found().into());
         };
-        let purged = purge_ex(&s.conn, rt, &request)?;
+        let purged = purge_ex(&s.conn, &mut s.work, rt, &request)?;
         persist_rt(&s.conn, rt)?;
         Ok(purged)
     })
@@ -216,7 +192,7 @@ pub(super) fn delete_message(
         let Some(rt) = s.streams.get_mut(&name) else {
             return Err(ApiError::stream_not_found().into());
         };
-        if !remove_seq(&s.conn, rt, seq)? {
+        if !remove_seq(&s.conn, &mut s.work, rt, seq)? {
             return Err(ApiError::sequence_not_found(seq).into());
         }
         persist_rt(&s.conn, rt)?;
