@@ -7,7 +7,8 @@
 #
 # Usage: scripts/bench-control-plane.sh
 # Knobs (environment): MSGS=1000000, SIZE=128, SUBJECTS="1 10", CLIENTS=4, INFLIGHT=5000,
-#   BATCH_WRITE=250ms, INFINISTREAM_BIN (skip `cargo build --release`), OUT (JSON reports).
+#   BATCH_WRITE=250ms, INFINISTREAM_BIN (skip `cargo build --release`), BENCH_BIN (the bench
+#   client, default INFINISTREAM_BIN: lets an older server build be measured), OUT (JSON reports).
 # Prints one line per SUBJECTS value: bytes/msg, control-plane µs/msg, agent µs/msg, msgs/s.
 set -euo pipefail
 
@@ -31,6 +32,7 @@ if [[ -z "${INFINISTREAM_BIN:-}" ]]; then
     (cd "$ROOT" && cargo build --release --bin infinistream >&2)
     INFINISTREAM_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/infinistream
 fi
+BENCH_BIN=${BENCH_BIN:-$INFINISTREAM_BIN}
 
 wait_port() {
     local port=$1 i
@@ -80,13 +82,13 @@ for subjects in $SUBJECTS; do
     wait_port "$AGENT_PORT"
     URL=nats://127.0.0.1:$AGENT_PORT
     # Create the stream and fill the first pages, so the measured run pays only for messages.
-    "$INFINISTREAM_BIN" bench publish --url "$URL" --streams 1 --subjects "$subjects" \
+    "$BENCH_BIN" bench publish --url "$URL" --streams 1 --subjects "$subjects" \
         --size "$SIZE" --msgs 10000 --clients 1 --inflight 1000 -q --json >/dev/null
     db=$WORK/cp/control-plane.sqlite3
     bytes0=$(store_bytes "$db")
     cp0=$(cpu_secs "$CP_PID")
     ag0=$(cpu_secs "$AGENT_PID")
-    "$INFINISTREAM_BIN" bench publish --url "$URL" --streams 1 --subjects "$subjects" \
+    "$BENCH_BIN" bench publish --url "$URL" --streams 1 --subjects "$subjects" \
         --no-create --size "$SIZE" --msgs "$MSGS" --clients "$CLIENTS" --inflight "$INFLIGHT" \
         -q --json >"$OUT/publish.$subjects.json"
     cp1=$(cpu_secs "$CP_PID")

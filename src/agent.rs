@@ -12,6 +12,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use tokio::net::TcpListener;
 
+use crate::actors::cluster::events::{EventFeed, FeedTargets};
 use crate::actors::cluster::membership::{
     Leave, Membership, MembershipSettings, Subscribe as SubscribeMembers, SubscribeGroup,
     resolve_advertise_address,
@@ -691,21 +692,34 @@ async fn start_jetstream(s: &Shared<'_>, catalog: &Addr<StreamCatalog>, reader: 
             crate::actors::jetstream::pull::ConsumerManager::new(cp(), router, reader)
         })
     };
-    {
+    let push = {
         let cp = s.cp.clone();
         let router = s.router.clone();
         let reader = reader.clone();
         let agent_id = s.agent_id.clone();
         crate::actors::jetstream::push::PushManager::start_in_arbiter(&s.js, move |_| {
             crate::actors::jetstream::push::PushManager::new(cp(), router, reader, agent_id)
-        });
-    }
+        })
+    };
+    let feed = {
+        let cp = s.cp.clone();
+        let targets = FeedTargets {
+            catalog: catalog.clone().recipient(),
+            catalog_up: catalog.clone().recipient(),
+            wake: vec![consumers.clone().recipient(), push.clone().recipient()],
+            up: vec![consumers.clone().recipient(), push.recipient()],
+        };
+        EventFeed::start_in_arbiter(&s.js, move |_| EventFeed::new(cp(), targets))
+    };
     let js_api = {
         let cp = s.cp.clone();
         let router = s.router.clone();
         let reader = reader.clone();
         let catalog = catalog.clone();
-        JsApi::start_in_arbiter(&s.js, move |_| JsApi::new(cp(), router, catalog, reader))
+        let feed = feed.recipient();
+        JsApi::start_in_arbiter(&s.js, move |_| {
+            JsApi::new(cp(), router, catalog, feed, reader)
+        })
     };
     let _ = js_api.send(crate::actors::Ready).await;
     let _ = consumers.send(crate::actors::Ready).await;

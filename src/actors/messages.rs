@@ -1,7 +1,8 @@
 //! The messages that cross the agent's stages: a publish to route (connections, the JetStream
 //! actors and the sequence client's acks all send them to the router), a publish a stream
-//! captured (connection to batcher), and the stream captures (catalog to router, router to every
-//! connection).
+//! captured (connection to batcher), the stream captures (catalog to router, router to every
+//! connection), and what the control plane's event feed tells the catalog and the consumer
+//! managers.
 //!
 //! Owns: those message types, apart from the actors that send and handle them, so a stage can
 //! name another stage's input without importing it (a batcher never imports the router).
@@ -95,3 +96,68 @@ impl Captures {
 #[derive(Message, Clone)]
 #[rtype(result = "()")]
 pub struct SetCaptures(pub Arc<Captures>);
+
+/// Event feed -> consumer managers: something changed that may let waiting consumers take
+/// messages (a commit to one of `streams`, on the subjects listed with it or, when none are, on
+/// any; a change to one of `consumers`), or, with `all`, anything may have (the feed just
+/// started or lost events).
+#[derive(Message, Debug, Clone, Default)]
+#[rtype(result = "()")]
+pub struct Wake {
+    pub streams: Vec<(String, Vec<String>)>,
+    pub consumers: Vec<(String, String)>,
+    pub all: bool,
+}
+
+impl Wake {
+    /// Whether consumer `key` with `filters` (None: not known yet; empty: all subjects) must
+    /// look again.
+    pub fn concerns(&self, key: &(String, String), filters: Option<&[String]>) -> bool {
+        if self.all
+            || self
+                .consumers
+                .iter()
+                .any(|(s, c)| *s == key.0 && *c == key.1)
+        {
+            return true;
+        }
+        self.streams.iter().any(|(stream, subjects)| {
+            *stream == key.0
+                && (subjects.is_empty()
+                    || filters.is_none_or(|f| {
+                        f.is_empty()
+                            || f.iter().any(|f| {
+                                subjects
+                                    .iter()
+                                    .any(|s| f == s || infinistream_api::subject::matches(f, s))
+                            })
+                    }))
+        })
+    }
+}
+
+/// Event feed -> consumer managers and catalog: whether the feed runs. While it does not, they
+/// poll the control plane as they did before it existed.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct FeedUp(pub bool);
+
+/// Event feed -> catalog: stream changes in the order the control plane made them (name,
+/// catalog version after the change, the config or None when deleted); `reset`: events were
+/// lost, re-read the whole catalog. Answered once the routes are in place.
+#[derive(Message, Debug, Clone, Default)]
+#[rtype(result = "()")]
+pub struct StreamChanges {
+    pub changes: Vec<(
+        String,
+        u64,
+        Option<infinistream_api::jetstream::StreamConfig>,
+    )>,
+    pub reset: bool,
+}
+
+/// JetStream API -> event feed: fetch and deliver what is new now, answering once delivered;
+/// false when the feed is down (the caller then refreshes the catalog itself).
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "bool")]
+pub struct CatchUp;

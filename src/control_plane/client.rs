@@ -13,6 +13,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::config::Secret;
+use infinistream_api::control_plane::events::{EventsQuery, EventsResponse};
 use infinistream_api::control_plane::model::*;
 use infinistream_api::jetstream::{ApiError, StreamState};
 
@@ -344,6 +345,19 @@ impl ControlPlaneClient {
             .post("/v1/object-ids", &ObjectIdsRequest { count })
             .await?;
         Ok(r.ids)
+    }
+
+    /// `GET /v1/events`: held open by the control plane up to `query.wait_ms`, so this request's
+    /// timeout is that much longer than the others'.
+    pub async fn events(&self, query: &EventsQuery) -> Result<EventsResponse, CpError> {
+        let mut path = format!("/v1/events?epoch={}&wait_ms={}", query.epoch, query.wait_ms);
+        if let Some(from) = query.from {
+            path.push_str(&format!("&from={from}"));
+        }
+        let req = self
+            .request(awc::http::Method::GET, &path)
+            .timeout(self.options.timeout + Duration::from_millis(query.wait_ms));
+        decode(&self.send(req, Bytes::new()).await?)
     }
 
     pub async fn streams_since(&self, version: u64) -> Result<StreamsSnapshot, CpError> {

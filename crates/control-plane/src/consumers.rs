@@ -37,7 +37,13 @@ pub struct Backend {
     pub api_errors: u64,
     /// JetStream consumers and their delivery state (below).
     pub consumers: Registry,
+    /// What changed, for agents' `GET /v1/events` (commits, consumer changes, streams).
+    pub events: crate::events::EventLog,
 }
+
+/// An agent re-reports its waiting pull requests at least this often (unix nanos): older
+/// reports no longer keep an ephemeral consumer alive (the agent may be gone).
+pub const WAITING_FRESH: i64 = 30_000_000_000;
 
 /// One delivery waiting for its ack.
 #[derive(Debug, Clone, Copy)]
@@ -68,8 +74,9 @@ struct Consumer {
     last_ack: Option<i64>,
     /// Any claim, poll or ack; ephemerals expire `inactive_threshold` after it.
     last_seen: i64,
-    /// Waiting pull requests last reported by agents.
+    /// Waiting pull requests last reported by agents, and when (unix nanos).
     waiting: u64,
+    waiting_at: i64,
     /// Push consumers: (agent id, lease end in unix nanos).
     lease: Option<(String, i64)>,
 }
@@ -194,6 +201,7 @@ impl Registry {
                 last_ack: p.last_ack,
                 last_seen: now,
                 waiting: 0,
+                waiting_at: 0,
                 lease: None,
             };
             consumers.insert((s.stream, s.name), c);
@@ -235,7 +243,11 @@ impl Registry {
     pub fn sweep(&mut self, now: i64) {
         let swept = &mut self.swept;
         self.consumers.retain(|(s, n), c| {
+            // Waiting pull requests (reported at least every `WAITING_FRESH` by their agent)
+            // are interest, as in nats-server: claims no longer run while nothing arrives.
+            let waiting = c.waiting > 0 && now - c.waiting_at <= WAITING_FRESH;
             let keep = c.config.inactive_threshold <= 0
+                || waiting
                 || now - c.last_seen <= c.config.inactive_threshold;
             if !keep {
                 tracing::debug!(stream = %s, consumer = %n, "inactive consumer removed");
@@ -315,7 +327,7 @@ fn changes(before: &Consumer, after: &Consumer, out: &mut Vec<ConsumerWrite>) {
 }
 
 /// Applies a [`WaitingReport`] (memory only: waiting requests do not outlive their agent).
-pub fn report_waiting(backend: &mut Backend, report: &WaitingReport) {
+pub fn report_waiting(backend: &mut Backend, report: &WaitingReport, now: i64) {
     for c in &report.counts {
         if let Some(consumer) = backend
             .consumers
@@ -323,6 +335,7 @@ pub fn report_waiting(backend: &mut Backend, report: &WaitingReport) {
             .get_mut(&(c.stream.clone(), c.consumer.clone()))
         {
             consumer.waiting = c.waiting;
+            consumer.waiting_at = now;
         }
     }
 }
@@ -639,6 +652,7 @@ fn create(
         last_ack: None,
         last_seen: now,
         waiting: 0,
+        waiting_at: 0,
         lease: None,
     };
     let mut c = c;
@@ -849,6 +863,7 @@ pub fn claim(
     }
     c.last_seen = now;
     c.waiting = req.waiting;
+    c.waiting_at = now;
     // The ack reply's pending token, exact for what this claim hands out: redeliveries come
     // first and see everything still to deliver, the i-th new message sees `before - i - 1`.
     let pending_before = if req.max_bytes > 0 {
@@ -866,7 +881,7 @@ pub fn claim(
     }
     c.update_floor();
     let remaining = num_pending(backend, &c)?;
-    let response = claim.response(&c, remaining, limits);
+    let response = claim.response(&c, remaining, limits, now);
     let mut writes = Vec::new();
     if let Some(before) = backend.consumers.consumers.get(&key) {
         changes(before, &c, &mut writes);
@@ -1041,9 +1056,24 @@ impl Claim {
         self.out.push((loc, c.dseq, 1));
     }
 
-    fn response(self, c: &Consumer, remaining: u64, limits: PullLimits) -> ClaimResponse {
+    fn response(self, c: &Consumer, remaining: u64, limits: PullLimits, now: i64) -> ClaimResponse {
         let pending = pending_after_each(&self.out, remaining);
+        // A short claim leaves its requests waiting; they wake on the next commit or consumer
+        // event, or when the earliest pending delivery may be redelivered, which only the
+        // control plane knows.
+        let redeliver_in_ms = if self.out.len() < self.batch && !self.ack_none {
+            c.pending
+                .values()
+                .filter(|p| p.deliveries < self.max_deliver)
+                .map(|p| p.deadline)
+                .min()
+                .map(|d| u64::try_from((d - now).max(0) / 1_000_000).unwrap_or(0) + 1)
+        } else {
+            None
+        };
         ClaimResponse {
+            redeliver_in_ms,
+            filters: c.config.filters(),
             messages: self
                 .out
                 .into_iter()
@@ -1101,6 +1131,34 @@ fn pending_after_each(out: &[(MessageLocation, u64, u64)], remaining: u64) -> Ve
 /// Applies a batch of acks; acks of unknown consumers or sequences are ignored (as nats-server
 /// ignores stale acks). The whole batch is stored in one transaction; if that fails nothing is
 /// applied (the messages are redelivered after their ack wait).
+/// The consumers for which `batch` may let waiting requests take messages: a nak (or term)
+/// makes one available, and any ack frees a slot of a consumer at its `max_ack_pending`. Plain
+/// acks of a consumer with room to spare change nothing a waiting request could see, so they
+/// wake nobody. Call before the batch is applied.
+pub fn ack_wakes(backend: &Backend, batch: &AckBatch) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for a in &batch.acks {
+        if out.iter().any(|(s, c)| *s == a.stream && *c == a.consumer) {
+            continue;
+        }
+        let Some(c) = backend
+            .consumers
+            .consumers
+            .get(&(a.stream.clone(), a.consumer.clone()))
+        else {
+            continue;
+        };
+        let full = usize::try_from(c.config.max_ack_pending)
+            .ok()
+            .filter(|m| *m > 0)
+            .is_some_and(|m| c.pending.len() >= m);
+        if full || matches!(a.kind, AckKind::Nak | AckKind::Term) {
+            out.push((a.stream.clone(), a.consumer.clone()));
+        }
+    }
+    out
+}
+
 pub fn ack(backend: &mut Backend, batch: &AckBatch, now: i64) -> AckBatchResponse {
     let mut applied = 0;
     // Working copies, so memory changes only once the batch is stored.
@@ -1211,6 +1269,7 @@ mod tests {
             store: Box::new(SqliteStore::open_in_memory().expect("store")),
             api_total: 0,
             api_errors: 0,
+            events: crate::events::EventLog::new(16),
             consumers: Registry::default(),
         }
     }
@@ -1251,6 +1310,7 @@ mod tests {
             store,
             api_total: 0,
             api_errors: 0,
+            events: crate::events::EventLog::new(16),
             consumers,
         }
     }

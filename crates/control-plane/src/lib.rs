@@ -1,16 +1,17 @@
 //! The reference control plane: metadata only, never message bytes. Agents send it stream
-//! configs, object ids and per-message metadata; it assigns sequences and is the source of truth
-//! for JetStream stream state.
+//! configs, object ids and a summary per stream block of each object; it assigns sequences, is
+//! the source of truth for JetStream stream state, and tells agents what changed (`events`).
 //!
 //! Owns: starting and stopping the HTTP server and its store thread (`start_in_process`), and
 //! the submodules: `store` (persistence), `worker` (the one thread that owns the store and the
-//! consumer registry), `consumers` (the consumer registry), `js_api`
+//! consumer registry), `consumers` (the consumer registry), `events` (the change feed), `js_api`
 //! (`$JS.API` answers), `server` (HTTP), `dirlock` (one owner per data directory).
 //! Does not own: the wire types (`infinistream-api`), the agent, or the process edge (banner,
 //! signals, logging: the `infinistream` binary).
 
 pub mod consumers;
 pub mod dirlock;
+pub mod events;
 pub mod js_api;
 pub mod server;
 pub mod store;
@@ -87,6 +88,9 @@ pub struct RunningControlPlane {
     handle: actix_web::dev::ServerHandle,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     store: Option<worker::StoreThread>,
+    /// Ends the `GET /v1/events` long-polls at once when stopping (a graceful stop waits for
+    /// requests in flight).
+    closing: tokio::sync::watch::Sender<bool>,
     /// Held for as long as this control plane runs (released after the store is closed).
     _lock: Option<crate::dirlock::DirLock>,
 }
@@ -112,6 +116,7 @@ impl RunningControlPlane {
 
     /// Stops accepting, finishes requests in flight, then closes the store.
     pub async fn stop(mut self) {
+        self.closing.send_replace(true);
         self.handle.stop(true).await;
         if let Some(server) = self.server.take() {
             match server.await {
@@ -191,6 +196,7 @@ pub async fn start_in_process_with(
         options.agent_expiry,
         options.server_name.clone(),
     )?);
+    let closing = state.closing.clone();
     let app_state = state.clone();
     let http = HttpServer::new(move || {
         App::new()
@@ -214,6 +220,7 @@ pub async fn start_in_process_with(
         handle,
         server: Some(server),
         store: Some(store_thread),
+        closing,
         _lock: lock,
     })
 }

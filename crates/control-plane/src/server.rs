@@ -16,17 +16,22 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
-use super::consumers;
+use super::consumers::{self, Backend};
+use super::events::EventLog;
 use super::js_api::{self, JsContext};
 use super::store::StoreError;
 use super::worker::StoreHandle;
 use infinistream_api::control_plane::consumers::{
     AckBatch, ClaimRequest, LeaseRequest, WaitingReport,
 };
+use infinistream_api::control_plane::events::{
+    Event, EventsQuery, MAX_EVENT_SUBJECTS, MAX_WAIT_MS,
+};
 use infinistream_api::control_plane::model::*;
 use infinistream_api::jetstream::time::now_nanos;
 
-/// Largest request body accepted (a commit of a large object carries many message entries).
+/// Largest request body accepted (a commit of a large object from an agent of the first release
+/// carries one entry per message).
 pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 /// Most object ids handed out by one request.
 pub const MAX_OBJECT_IDS: u32 = 100_000;
@@ -39,6 +44,8 @@ pub struct AppState {
     pub agent_expiry: Duration,
     pub default_server_name: String,
     pub metrics: CpMetrics,
+    /// Set when the control plane stops: held `GET /v1/events` requests are answered at once.
+    pub closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl AppState {
@@ -56,6 +63,7 @@ impl AppState {
             agent_expiry,
             default_server_name,
             metrics: CpMetrics::new()?,
+            closing: tokio::sync::watch::Sender::new(false),
         })
     }
 
@@ -202,6 +210,79 @@ macro_rules! auth {
     };
 }
 
+fn block_messages(b: &CommitBlock) -> usize {
+    b.messages.len() + b.summary.as_ref().map_or(0, |s| s.count as usize)
+}
+
+/// A commit event per stream that got new messages, naming the block's subjects when few.
+fn commit_events(events: &mut EventLog, requests: &[CommitRequest], responses: &[CommitResponse]) {
+    for (req, r) in requests.iter().zip(responses).filter(|(_, r)| !r.replayed) {
+        for (block, b) in req.blocks.iter().zip(&r.blocks) {
+            let Some(last_seq) = b.acks.iter().filter_map(|a| a.plain_seq(&b.stream)).max() else {
+                continue;
+            };
+            let mut subjects: Vec<String> = match &block.summary {
+                Some(summary) => summary.subjects.iter().map(|s| s.subject.clone()).collect(),
+                None => block.messages.iter().map(|m| m.subject.clone()).collect(),
+            };
+            subjects.sort_unstable();
+            subjects.dedup();
+            if subjects.len() > MAX_EVENT_SUBJECTS {
+                subjects.clear();
+            }
+            events.push(Event::Commit {
+                stream: b.stream.clone(),
+                last_seq,
+                subjects,
+            });
+        }
+    }
+}
+
+/// The event a `$JS.API` request causes: a stream changed the catalog, a consumer changed.
+fn api_events(b: &mut Backend, api: &str, version_before: u64) {
+    let tokens: Vec<&str> = api.split('.').collect();
+    match tokens.as_slice() {
+        ["STREAM", "CREATE" | "UPDATE" | "DELETE", name] => {
+            let version = b
+                .store
+                .streams_since(u64::MAX)
+                .map_or(version_before, |s| s.version);
+            if version != version_before {
+                let config = b.store.stream_config(name).ok().map(Box::new);
+                b.events.push(Event::Stream {
+                    name: (*name).to_string(),
+                    version,
+                    config,
+                });
+            }
+        }
+        ["CONSUMER", "CREATE", stream, consumer, ..]
+        | ["CONSUMER", "DURABLE", "CREATE", stream, consumer]
+        | ["CONSUMER", "DELETE" | "PAUSE" | "UNPIN", stream, consumer] => {
+            b.events.push(Event::Consumer {
+                stream: (*stream).to_string(),
+                consumer: (*consumer).to_string(),
+            });
+        }
+        _ => {}
+    }
+}
+
+/// Applies an ack batch, with a consumer event for each consumer it may unblock.
+fn apply_acks(
+    b: &mut Backend,
+    acks: &AckBatch,
+    now: i64,
+) -> infinistream_api::control_plane::consumers::AckBatchResponse {
+    let wakes = consumers::ack_wakes(b, acks);
+    let out = consumers::ack(b, acks, now);
+    for (stream, consumer) in wakes {
+        b.events.push(Event::Consumer { stream, consumer });
+    }
+    out
+}
+
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
 }
@@ -238,7 +319,15 @@ async fn js(
     };
     match state
         .store
-        .call(move |backend| js_api::handle(backend, &api, &body, &ctx))
+        .call(move |backend| {
+            let before = backend
+                .store
+                .streams_since(u64::MAX)
+                .map_or(0, |s| s.version);
+            let out = js_api::handle(backend, &api, &body, &ctx);
+            api_events(backend, &api, before);
+            out
+        })
         .await
     {
         Ok(out) => HttpResponse::Ok()
@@ -383,9 +472,20 @@ async fn commit(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) 
         Err(resp) => return *resp,
     };
     let started = Instant::now();
-    let messages: usize = request.blocks.iter().map(|b| b.messages.len()).sum();
+    let messages: usize = request.blocks.iter().map(block_messages).sum();
     let object_id = request.object_id;
-    match state.store.call(move |b| b.store.commit(&request)).await {
+    let committed = move |b: &mut Backend| {
+        let r = b.store.commit(&request);
+        if let Ok(response) = &r {
+            commit_events(
+                &mut b.events,
+                std::slice::from_ref(&request),
+                std::slice::from_ref(response),
+            );
+        }
+        r
+    };
+    match state.store.call(committed).await {
         Ok(Ok(response)) => {
             tracing::debug!(
                 object_id,
@@ -418,11 +518,17 @@ async fn commit_many(
         .commits
         .iter()
         .flat_map(|c| &c.blocks)
-        .map(|b| b.messages.len())
+        .map(block_messages)
         .sum();
     match state
         .store
-        .call(move |b| b.store.commit_many(&request.commits))
+        .call(move |b| {
+            let r = b.store.commit_many(&request.commits);
+            if let Ok(responses) = &r {
+                commit_events(&mut b.events, &request.commits, responses);
+            }
+            r
+        })
         .await
     {
         Ok(Ok(commits)) => {
@@ -527,7 +633,7 @@ async fn consumer_claim(
                 let acks = AckBatch {
                     acks: std::mem::take(&mut request.acks),
                 };
-                consumers::ack(b, &acks, now);
+                apply_acks(b, &acks, now);
             }
             consumers::claim(b, &request, now)
         })
@@ -550,7 +656,7 @@ async fn consumer_waiting(
     };
     match state
         .store
-        .call(move |b| consumers::report_waiting(b, &report))
+        .call(move |b| consumers::report_waiting(b, &report, now_nanos()))
         .await
     {
         Ok(()) => json(&serde_json::json!({})),
@@ -571,7 +677,7 @@ async fn consumer_ack(
     let now = now_nanos();
     match state
         .store
-        .call(move |b| consumers::ack(b, &request, now))
+        .call(move |b| apply_acks(b, &request, now))
         .await
     {
         Ok(r) => json(&r),
@@ -597,6 +703,43 @@ async fn consumer_lease(
     {
         Ok(r) => json(&r),
         Err(e) => store_failure(e),
+    }
+}
+
+/// `GET /v1/events`: what changed since the cursor, held open up to `wait_ms` while nothing has.
+async fn events(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    query: web::Query<EventsQuery>,
+) -> HttpResponse {
+    auth!(req, state);
+    let q = query.into_inner();
+    let wait = Duration::from_millis(q.wait_ms.min(MAX_WAIT_MS));
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut cursor = state.store.events();
+    let mut closing = state.closing.subscribe();
+    loop {
+        let answer = match state
+            .store
+            .call(move |b| b.events.since(q.from, q.epoch))
+            .await
+        {
+            Ok(a) => a,
+            Err(e) => return store_failure(e),
+        };
+        if !answer.events.is_empty() || answer.reset || q.from.is_none() {
+            return json(&answer);
+        }
+        let seen = answer.next;
+        let newer = tokio::select! {
+            r = tokio::time::timeout_at(deadline, cursor.wait_for(|next| *next > seen)) => {
+                matches!(r, Ok(Ok(_)))
+            }
+            _ = closing.wait_for(|c| *c) => false,
+        };
+        if !newer {
+            return json(&answer);
+        }
     }
 }
 
@@ -641,6 +784,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v1/consumers/waiting", web::post().to(consumer_waiting))
         .route("/v1/consumers/ack", web::post().to(consumer_ack))
         .route("/v1/consumers/lease", web::post().to(consumer_lease))
+        .route("/v1/events", web::get().to(events))
         .route("/v1/orphans", web::post().to(record_orphan))
         .route("/v1/orphans", web::get().to(orphans));
 }

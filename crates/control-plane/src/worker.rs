@@ -16,6 +16,7 @@ use prometheus::{IntCounter, IntCounterVec, Opts};
 use tokio::sync::oneshot;
 
 use crate::consumers::{Backend, Registry};
+use crate::events::{self, EventLog};
 use crate::store::{MetadataStore, StoreError};
 
 /// Store requests that panicked (the worker rebuilt its state), as the agent counts its actors'
@@ -53,6 +54,8 @@ enum Msg {
 #[derive(Clone)]
 pub struct StoreHandle {
     tx: mpsc::Sender<Msg>,
+    /// The event log's cursor (the log itself is the backend's).
+    events: tokio::sync::watch::Receiver<u64>,
 }
 
 impl std::fmt::Debug for StoreHandle {
@@ -62,6 +65,11 @@ impl std::fmt::Debug for StoreHandle {
 }
 
 impl StoreHandle {
+    /// Changes whenever the event log gets a new event (its value: the next event's cursor).
+    pub fn events(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.events.clone()
+    }
+
     /// Runs `f` on the store thread and waits (asynchronously) for its result.
     pub async fn call<R, F>(&self, f: F) -> Result<R, StoreError>
     where
@@ -111,6 +119,8 @@ impl StoreThread {
     {
         let (tx, rx) = mpsc::channel::<Msg>();
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), StoreError>>();
+        let log = EventLog::new(events::CAPACITY);
+        let events = log.subscribe();
         let join = std::thread::Builder::new()
             .name("cp-store".to_string())
             .spawn(move || {
@@ -133,6 +143,7 @@ impl StoreThread {
                     api_total: 0,
                     api_errors: 0,
                     consumers,
+                    events: log,
                 };
                 while let Ok(msg) = rx.recv() {
                     match msg {
@@ -145,7 +156,7 @@ impl StoreThread {
             .map_err(|e| StoreError::Invariant(format!("cannot start the store thread: {e}")))?;
         match ready_rx.recv() {
             Ok(Ok(())) => Ok(Self {
-                handle: StoreHandle { tx },
+                handle: StoreHandle { tx, events },
                 join: Some(join),
             }),
             Ok(Err(e)) => {

@@ -15,6 +15,7 @@ use bytestring::ByteString;
 use serde_json::json;
 
 use crate::actors::ingress::router::{InternalMsg, NatsMsg, Router, SubscribeInternal};
+use crate::actors::messages::CatchUp;
 use crate::actors::messages::Publish;
 use crate::actors::read::{Reader, read_record};
 use crate::actors::write::catalog::{GetStream, Refresh, StreamCatalog};
@@ -28,6 +29,8 @@ pub struct JsApi {
     client: Rc<ControlPlaneClient>,
     router: Addr<Router>,
     catalog: Addr<StreamCatalog>,
+    /// The event feed, asked to catch up after a stream changes through this agent.
+    feed: Recipient<CatchUp>,
     /// Reads go through the agent's read cache (or straight to the bucket for a bare store).
     store: Reader,
 }
@@ -42,12 +45,14 @@ impl JsApi {
         client: ControlPlaneClient,
         router: Addr<Router>,
         catalog: Addr<StreamCatalog>,
+        feed: Recipient<CatchUp>,
         store: impl Into<Reader>,
     ) -> Self {
         Self {
             client: Rc::new(client),
             router,
             catalog,
+            feed,
             store: store.into(),
         }
     }
@@ -216,6 +221,7 @@ impl Handler<InternalMsg> for JsApi {
         let client = self.client.clone();
         let router = self.router.clone();
         let catalog = self.catalog.clone();
+        let feed = self.feed.clone();
         let store = self.store.clone();
         let body = m.msg.payload;
         let subject = m.msg.subject.clone();
@@ -324,7 +330,9 @@ impl Handler<InternalMsg> for JsApi {
                         Bytes::from(json!({"error": unavailable(e)}).to_string())
                     }
                 };
-                if mutates {
+                // The stream is routable before its change is answered: the event feed brings
+                // the change as a delta; while the feed is down the catalog re-reads the list.
+                if mutates && !feed.send(CatchUp).await.unwrap_or(false) {
                     let _ = catalog.send(Refresh).await;
                 }
                 reply(&router, reply_to, None, out);

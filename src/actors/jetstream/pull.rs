@@ -1,7 +1,9 @@
 //! The agent side of JetStream consumers: pull requests and acks.
 //!
 //! Owns: the waiting pull requests of this agent (`$JS.API.CONSUMER.MSG.NEXT.>`), their expiry
-//! (408), heartbeats (100), no-wait answers (404) and refusals (409), reading claimed messages
+//! (408), heartbeats (100), no-wait answers (404) and refusals (409), when they claim (at once,
+//! when the event feed says their stream or consumer changed, when a redelivery falls due, or
+//! every tick while the feed is down), reading claimed messages
 //! from the bucket and delivering them with their ack subjects, and batching `$JS.ACK.>` messages
 //! to the control plane (answering AckSync requests once it confirmed). Does not own: consumer
 //! configs or delivery state (the control plane's, so any agent can serve any consumer).
@@ -18,7 +20,7 @@ use futures::future::join_all;
 use crate::actors::ingress::router::{
     DeliverTo, HasInterest, InterestIn, InternalMsg, NatsMsg, Router, SubscribeInternal,
 };
-use crate::actors::messages::Publish;
+use crate::actors::messages::{FeedUp, Publish, Wake};
 use crate::actors::read::{BlockLocation, ReadSource, Reader};
 use crate::control_plane::client::ControlPlaneClient;
 use crate::protocol::headers::{Headers, status_only};
@@ -29,8 +31,15 @@ use infinistream_api::control_plane::model::MessageLocation;
 use infinistream_api::jetstream::consumer::{AckSubject, PullLimits, PullRequest, ack_subject};
 
 const NEXT_PREFIX: &str = "$JS.API.CONSUMER.MSG.NEXT.";
-/// How often waiting requests poll the control plane for new messages.
+/// How often waiting requests are expired and heartbeated, and, while the control plane's
+/// event feed is down, poll it for new messages (with the feed up they claim when it says
+/// something changed, or when the control plane said a redelivery falls due).
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// Waiting counts are sent again this often while requests wait: they keep ephemeral consumers
+/// alive at the control plane (`consumers::WAITING_FRESH` there), as claims did when they polled.
+const WAITING_REFRESH: Duration = Duration::from_secs(10);
+/// After a failed claim, the next one (the event feed may not say anything soon).
+const CLAIM_RETRY: Duration = Duration::from_millis(500);
 /// How often buffered acks are sent.
 const ACK_FLUSH: Duration = Duration::from_millis(10);
 const ACK_BATCH_MAX: usize = 1000;
@@ -65,6 +74,12 @@ struct Waiters {
     last: (u64, u64),
     /// The waiting count the control plane last heard (CONSUMER.INFO `num_waiting`).
     reported: u64,
+    /// A wake arrived while a claim was under way (that claim may have looked too early).
+    woken: bool,
+    /// Claim again at this time although nothing woke it (a redelivery falls due, a retry).
+    due: Option<Instant>,
+    /// The consumer's filter subjects as of the last claim (None before the first).
+    filters: Option<Vec<String>>,
 }
 
 /// A buffered ack and who waits for its confirmation.
@@ -94,6 +109,9 @@ pub struct ConsumerManager {
     next_request_id: u64,
     /// An interest check of the waiting requests is under way (one at a time).
     checking_interest: bool,
+    /// The control plane's event feed runs: waiting requests claim when woken, not every tick.
+    feed_up: bool,
+    last_waiting_refresh: Instant,
 }
 
 impl ConsumerManager {
@@ -114,6 +132,8 @@ impl ConsumerManager {
             acks_applied_below: 0,
             next_request_id: 0,
             checking_interest: false,
+            feed_up: false,
+            last_waiting_refresh: Instant::now(),
         }
     }
 
@@ -289,9 +309,11 @@ impl ConsumerManager {
             return;
         };
         w.claiming = false;
+        let woken = std::mem::take(&mut w.woken);
         let (claim, reads) = match res {
             Err(e) => {
                 tracing::warn!(stream = %key.0, consumer = %key.1, error = %e, "consumer claim failed");
+                w.due = Some(Instant::now() + CLAIM_RETRY);
                 return;
             }
             Ok(Err(api)) => {
@@ -311,6 +333,10 @@ impl ConsumerManager {
             Ok(Ok(v)) => v,
         };
         self.known.insert(key.clone());
+        w.due = claim
+            .redeliver_in_ms
+            .map(|ms| Instant::now() + Duration::from_millis(ms));
+        w.filters = Some(claim.filters.clone());
         w.max_waiting = Some(claim.max_waiting).filter(|m| *m > 0);
         w.limits = Some(claim.limits);
         if let Some(refused) = &claim.refused {
@@ -383,7 +409,28 @@ impl ConsumerManager {
         if done {
             w.queue.pop_front();
         }
-        if full || done {
+        if full || done || woken {
+            self.pump(key, ctx);
+        }
+    }
+
+    /// Claims for every waiting consumer the wake concerns; one claiming now claims again when
+    /// it is done.
+    fn wake(&mut self, m: &Wake, ctx: &mut Context<Self>) {
+        let keys: Vec<Key> = self
+            .waiters
+            .iter_mut()
+            .filter(|(k, w)| !w.queue.is_empty() && m.concerns(k, w.filters.as_deref()))
+            .filter_map(|(k, w)| {
+                if w.claiming {
+                    w.woken = true;
+                    None
+                } else {
+                    Some(k.clone())
+                }
+            })
+            .collect();
+        for key in keys {
             self.pump(key, ctx);
         }
     }
@@ -393,6 +440,7 @@ impl ConsumerManager {
         let now = Instant::now();
         let mut to_pump = Vec::new();
         let router = self.router.clone();
+        let feed_up = self.feed_up;
         self.waiters.retain(|key, w| {
             let claiming = w.claiming;
             let mut i = 0;
@@ -419,7 +467,9 @@ impl ConsumerManager {
                     r.last_sent = now;
                 }
             }
-            if !w.queue.is_empty() && !w.claiming {
+            let due = w.due.is_some_and(|t| t <= now);
+            if !w.queue.is_empty() && !w.claiming && (!feed_up || due) {
+                w.due = None;
                 to_pump.push(key.clone());
             }
             true
@@ -435,6 +485,10 @@ impl ConsumerManager {
             .map(|(k, _)| k.clone())
             .collect();
         self.report_waiting(changed, ctx);
+        if now.duration_since(self.last_waiting_refresh) >= WAITING_REFRESH {
+            self.last_waiting_refresh = now;
+            self.refresh_waiting(ctx);
+        }
         self.waiters
             .retain(|_, w| !w.queue.is_empty() || w.claiming || w.reported > 0);
     }
@@ -493,6 +547,32 @@ impl ConsumerManager {
 
     /// Tells the control plane how many requests wait for each of `keys` (CONSUMER.INFO
     /// `num_waiting`) when that changed without a claim to carry it.
+    /// Sends every non-zero waiting count again, in one request.
+    fn refresh_waiting(&mut self, ctx: &mut Context<Self>) {
+        let counts: Vec<WaitingCount> = self
+            .waiters
+            .iter()
+            .filter(|(_, w)| w.reported > 0 && !w.queue.is_empty())
+            .map(|(k, w)| WaitingCount {
+                stream: k.0.clone(),
+                consumer: k.1.clone(),
+                waiting: w.queue.len() as u64,
+            })
+            .collect();
+        if counts.is_empty() {
+            return;
+        }
+        let client = self.client.clone();
+        ctx.spawn(
+            async move {
+                if let Err(e) = client.consumer_waiting(&WaitingReport { counts }).await {
+                    tracing::debug!(error = %e, "waiting count refresh failed");
+                }
+            }
+            .into_actor(self),
+        );
+    }
+
     fn report_waiting(&mut self, keys: Vec<Key>, ctx: &mut Context<Self>) {
         let mut counts = Vec::new();
         for key in keys {
@@ -830,6 +910,32 @@ impl Actor for ConsumerManager {
         });
         ctx.run_interval(POLL_INTERVAL, |act, ctx| act.tick(ctx));
         ctx.run_interval(ACK_FLUSH, |act, ctx| act.flush_acks(ctx));
+    }
+}
+
+impl Handler<Wake> for ConsumerManager {
+    type Result = ();
+
+    fn handle(&mut self, m: Wake, ctx: &mut Self::Context) {
+        self.wake(&m, ctx);
+    }
+}
+
+impl Handler<FeedUp> for ConsumerManager {
+    type Result = ();
+
+    fn handle(&mut self, m: FeedUp, ctx: &mut Self::Context) {
+        self.feed_up = m.0;
+        if m.0 {
+            // Whatever happened before the feed started is not in it.
+            self.wake(
+                &Wake {
+                    all: true,
+                    ..Wake::default()
+                },
+                ctx,
+            );
+        }
     }
 }
 

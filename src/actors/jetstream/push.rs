@@ -4,7 +4,8 @@
 //! Owns: learning which push consumers exist (polling the control plane's lease endpoint, which
 //! also lists the deliver subjects of push consumers), checking local interest in their deliver
 //! subjects, holding and renewing the control plane lease (exactly one agent pushes a consumer at
-//! a time), claiming batches, reading them through the read cache and delivering them to the
+//! a time), claiming batches (when the event feed says the stream or consumer changed, when a
+//! redelivery falls due, or every tick while the feed is down), reading them through the read cache and delivering them to the
 //! deliver subject (queue groups honoured by the router), idle heartbeats and flow control
 //! (`$JS.FC.>` replies). Does not own: consumer configs or delivery state (the control plane's),
 //! acks (the pull side's `ConsumerManager` handles every `$JS.ACK.>`).
@@ -22,7 +23,7 @@ use crate::actors::ingress::router::{
     DeliverTo, HasInterest, InternalMsg, NatsMsg, Router, SubscribeInternal,
 };
 use crate::actors::jetstream::pull::{delivery, read_all};
-use crate::actors::messages::Publish;
+use crate::actors::messages::{FeedUp, Publish, Wake};
 use crate::actors::read::Reader;
 use crate::control_plane::client::ControlPlaneClient;
 use infinistream_api::control_plane::consumers::{
@@ -36,7 +37,9 @@ const LEASE_TTL_MS: i64 = 2_000;
 /// How long this agent trusts a renewed lease: less than its TTL, so it stops pushing before
 /// another agent may start.
 const LEASE_VALID: Duration = Duration::from_millis(1_500);
-/// How often an idle push consumer polls for new messages.
+/// How often heartbeats are sent and, while the control plane's event feed is down, idle push
+/// consumers poll for new messages (with the feed up they claim when it says something changed,
+/// or when a redelivery falls due).
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 const BATCH: u32 = 256;
 /// Pause after a failed claim.
@@ -68,6 +71,12 @@ struct Driver {
     past_fc: u64,
     /// After a failed claim: no new claim before this (the control plane may be down).
     retry_at: Option<Instant>,
+    /// A wake arrived while a claim was under way.
+    woken: bool,
+    /// Claim at this time although nothing woke it (a redelivery falls due).
+    due: Option<Instant>,
+    /// The consumer's filter subjects as of the last claim (None before the first).
+    filters: Option<Vec<String>>,
 }
 
 impl Driver {
@@ -85,6 +94,9 @@ impl Driver {
             fc: None,
             past_fc: 0,
             retry_at: None,
+            woken: false,
+            due: None,
+            filters: None,
         }
     }
 
@@ -105,6 +117,8 @@ pub struct PushManager {
     /// The drivers' leases run out at the control plane around this time (counted from when the
     /// last successful renewal was sent, minus a margin): past it another agent may push them.
     leased_until: Instant,
+    /// The control plane's event feed runs: drivers claim when woken, not every tick.
+    feed_up: bool,
 }
 
 impl PushManager {
@@ -123,6 +137,7 @@ impl PushManager {
             candidates: Vec::new(),
             leasing: false,
             leased_until: Instant::now(),
+            feed_up: false,
         }
     }
 
@@ -210,6 +225,8 @@ impl PushManager {
         if d.claiming || d.stalled() || d.retry_at.is_some_and(|t| t > Instant::now()) {
             return;
         }
+        d.retry_at = None;
+        d.due = None;
         d.claiming = true;
         let request = ClaimRequest {
             stream: key.0.clone(),
@@ -244,6 +261,7 @@ impl PushManager {
             return;
         };
         d.claiming = false;
+        let woken = std::mem::take(&mut d.woken);
         let (claim, reads) = match res {
             Err(e) => {
                 tracing::warn!(stream = %key.0, consumer = %key.1, error = %e, "push claim failed");
@@ -258,6 +276,10 @@ impl PushManager {
             Ok(Ok(v)) => v,
         };
         let got = claim.messages.len();
+        d.due = claim
+            .redeliver_in_ms
+            .map(|ms| Instant::now() + Duration::from_millis(ms));
+        d.filters = Some(claim.filters.clone());
         for (m, rec) in claim.messages.iter().zip(reads) {
             let rec = match rec {
                 Ok(r) => r,
@@ -304,7 +326,26 @@ impl PushManager {
             d.since_fc = 0;
             d.past_fc = 0;
         }
-        if got >= BATCH as usize || (d.flow_control && got > 0) {
+        if got >= BATCH as usize || (d.flow_control && got > 0) || woken {
+            self.pump(key, ctx);
+        }
+    }
+
+    fn wake(&mut self, m: &Wake, ctx: &mut Context<Self>) {
+        let keys: Vec<Key> = self
+            .drivers
+            .iter_mut()
+            .filter(|(k, d)| m.concerns(k, d.filters.as_deref()))
+            .filter_map(|(k, d)| {
+                if d.claiming {
+                    d.woken = true;
+                    None
+                } else {
+                    Some(k.clone())
+                }
+            })
+            .collect();
+        for key in keys {
             self.pump(key, ctx);
         }
     }
@@ -334,7 +375,8 @@ impl PushManager {
                 send(&self.router, &d.deliver, None, Bytes::from(h));
                 d.last_sent = now;
             }
-            if !d.claiming && !d.stalled() {
+            let due = d.due.is_some_and(|t| t <= now) || d.retry_at.is_some_and(|t| t <= now);
+            if !d.claiming && !d.stalled() && (!self.feed_up || due) {
                 to_pump.push(key.clone());
             }
         }
@@ -400,6 +442,31 @@ impl Actor for PushManager {
         self.lease(ctx);
         ctx.run_interval(LEASE_INTERVAL, |act, ctx| act.lease(ctx));
         ctx.run_interval(POLL_INTERVAL, |act, ctx| act.tick(ctx));
+    }
+}
+
+impl Handler<Wake> for PushManager {
+    type Result = ();
+
+    fn handle(&mut self, m: Wake, ctx: &mut Self::Context) {
+        self.wake(&m, ctx);
+    }
+}
+
+impl Handler<FeedUp> for PushManager {
+    type Result = ();
+
+    fn handle(&mut self, m: FeedUp, ctx: &mut Self::Context) {
+        self.feed_up = m.0;
+        if m.0 {
+            self.wake(
+                &Wake {
+                    all: true,
+                    ..Wake::default()
+                },
+                ctx,
+            );
+        }
     }
 }
 

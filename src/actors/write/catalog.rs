@@ -1,5 +1,6 @@
-//! The stream catalog: the agent's view of which streams exist, polled from the control plane and
-//! refreshed at once after a stream changes through this agent.
+//! The stream catalog: the agent's view of which streams exist, kept by the control plane's
+//! event feed as deltas (one stream's change applied, not the whole list re-read), read whole at
+//! start and after the feed lost events, and polled while the feed is down.
 //!
 //! Owns: one `Batcher` per stream (started here, stopped when the stream is gone) and the
 //! subject captures it hands the router. Does not own: stream configuration rules (the control
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use crate::actors::messages::SetStreamRoutes;
+use crate::actors::messages::{FeedUp, SetStreamRoutes, StreamChanges};
 use crate::actors::write::batcher::Batcher;
 use crate::actors::write::flusher::Flusher;
 use crate::control_plane::client::ControlPlaneClient;
@@ -35,6 +36,8 @@ pub struct StreamCatalog {
     version: u64,
     streams: HashMap<String, (StreamConfig, Addr<Batcher>)>,
     polling: bool,
+    /// The event feed runs: periodic polls are skipped.
+    feed_up: bool,
 }
 
 impl StreamCatalog {
@@ -52,6 +55,7 @@ impl StreamCatalog {
             version: 0,
             streams: HashMap::new(),
             polling: false,
+            feed_up: false,
         }
     }
 
@@ -67,6 +71,28 @@ impl StreamCatalog {
         }
         // Batchers of deleted streams stop once the router and flusher drop their addresses.
         self.streams = next;
+        self.routes()
+    }
+
+    /// Applies one stream's change (None: deleted).
+    fn apply_change(&mut self, name: &str, config: Option<StreamConfig>) {
+        match config {
+            Some(config) => {
+                let batcher = match self.streams.remove(name) {
+                    Some((_, batcher)) => batcher,
+                    None => {
+                        Batcher::new(config.name.clone(), self.flusher.clone().recipient()).start()
+                    }
+                };
+                self.streams.insert(name.to_string(), (config, batcher));
+            }
+            None => {
+                self.streams.remove(name);
+            }
+        }
+    }
+
+    fn routes(&self) -> SetStreamRoutes {
         let routes = self
             .streams
             .values()
@@ -81,19 +107,25 @@ impl StreamCatalog {
     }
 
     fn poll(&mut self) -> ResponseActFuture<Self, ()> {
+        let since = self.version;
+        self.poll_since(since)
+    }
+
+    /// Reads the catalog if it changed after `since` (0: whatever it is).
+    fn poll_since(&mut self, since: u64) -> ResponseActFuture<Self, ()> {
         if self.polling {
             return Box::pin(fut::ready(()));
         }
         self.polling = true;
         let client = self.client.clone();
-        let since = self.version;
         Box::pin(
             async move { client.streams_since(since).await }
                 .into_actor(self)
                 .then(|res, act, _| {
                     act.polling = false;
                     let update = match res {
-                        Ok(snapshot) if snapshot.changed => {
+                        // Not older than what the event feed applied during the poll.
+                        Ok(snapshot) if snapshot.changed && snapshot.version >= act.version => {
                             act.version = snapshot.version;
                             Some(act.apply(snapshot.streams))
                         }
@@ -121,8 +153,10 @@ impl Actor for StreamCatalog {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.run_interval(self.poll_interval, |act, ctx| {
-            let f = act.poll();
-            ctx.spawn(f);
+            if !act.feed_up {
+                let f = act.poll();
+                ctx.spawn(f);
+            }
         });
         let f = self.poll();
         ctx.spawn(f);
@@ -157,5 +191,54 @@ impl Handler<GetStream> for StreamCatalog {
 
     fn handle(&mut self, m: GetStream, _: &mut Self::Context) -> Self::Result {
         self.streams.get(&m.0).map(|(c, _)| c.clone())
+    }
+}
+
+impl Handler<StreamChanges> for StreamCatalog {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, m: StreamChanges, _: &mut Self::Context) -> Self::Result {
+        if m.reset {
+            // Events were lost: read everything again.
+            self.version = 0;
+            return self.fresh_poll();
+        }
+        let mut changed = false;
+        for (name, version, config) in m.changes {
+            // A change at or below the version already read (a full poll, or the same events
+            // delivered twice by overlapping requests) is in the catalog already.
+            if version <= self.version {
+                continue;
+            }
+            self.version = version;
+            self.apply_change(&name, config);
+            changed = true;
+        }
+        if !changed {
+            return Box::pin(fut::ready(()));
+        }
+        let update = self.routes();
+        let router = self.router.clone();
+        Box::pin(
+            async move {
+                let _ = router.send(update).await;
+            }
+            .into_actor(self),
+        )
+    }
+}
+
+impl Handler<FeedUp> for StreamCatalog {
+    type Result = ();
+
+    fn handle(&mut self, m: FeedUp, ctx: &mut Self::Context) {
+        let was = self.feed_up;
+        self.feed_up = m.0;
+        // Up again after a gap: changes made while it was down came by poll or are lost;
+        // one poll closes the gap either way.
+        if m.0 && !was {
+            let f = self.poll();
+            ctx.spawn(f);
+        }
     }
 }

@@ -86,6 +86,13 @@ pub struct ClaimResponse {
     /// The 409 description when `pull` was refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refused: Option<String>,
+    /// Set when the claim ended short and deliveries are pending: claim again after this many
+    /// ms, when the earliest of them may be redelivered (nothing else announces that).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redeliver_in_ms: Option<u64>,
+    /// The consumer's filter subjects (empty: all): agents wake it only for commits they match.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filters: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
