@@ -605,7 +605,13 @@ fn start_write_path(
         let flusher = flusher.clone();
         let interval = s.tuning.stream_poll_interval;
         StreamCatalog::start_in_arbiter(&s.js, move |_| {
-            StreamCatalog::new(cp(), router.recipient(), flusher, interval)
+            StreamCatalog::new(
+                cp(),
+                router.clone().recipient(),
+                router.recipient(),
+                flusher,
+                interval,
+            )
         })
     };
     WritePath {

@@ -221,14 +221,20 @@ fn commit_events(events: &mut EventLog, requests: &[CommitRequest], responses: &
             let Some(last_seq) = b.acks.iter().filter_map(|a| a.plain_seq(&b.stream)).max() else {
                 continue;
             };
-            let mut subjects: Vec<String> = match &block.summary {
-                Some(summary) => summary.subjects.iter().map(|s| s.subject.clone()).collect(),
-                None => block.messages.iter().map(|m| m.subject.clone()).collect(),
+            let mut subjects: Vec<String> = Vec::new();
+            let names: Box<dyn Iterator<Item = &String>> = match &block.summary {
+                Some(summary) => Box::new(summary.subjects.iter().map(|s| &s.subject)),
+                None => Box::new(block.messages.iter().map(|m| &m.subject)),
             };
-            subjects.sort_unstable();
-            subjects.dedup();
-            if subjects.len() > MAX_EVENT_SUBJECTS {
-                subjects.clear();
+            for name in names {
+                if !subjects.contains(name) {
+                    if subjects.len() == MAX_EVENT_SUBJECTS {
+                        // Too many to be worth naming: the event wakes every consumer.
+                        subjects.clear();
+                        break;
+                    }
+                    subjects.push(name.clone());
+                }
             }
             events.push(Event::Commit {
                 stream: b.stream.clone(),

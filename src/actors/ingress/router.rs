@@ -32,7 +32,7 @@ use crate::actors::cluster::route::table::RouteTable;
 use crate::actors::cluster::route::wire::RouteFrame;
 use crate::actors::guard;
 use crate::actors::messages::{
-    Captures, ConnId, Publish, PublishBatch, SetCaptures, SetStreamRoutes,
+    Captures, ChangeStreamRoutes, ConnId, Publish, PublishBatch, SetCaptures, SetStreamRoutes,
 };
 use crate::actors::ops::budget::BudgetPermit;
 use crate::actors::ops::queries::GetRoutes;
@@ -545,6 +545,17 @@ impl Handler<SetStreamRoutes> for Router {
         // Sent before any message routed after this one (a create's answer among them), so a
         // client that learns of a stream publishes to it with its connection's captures updated.
         self.captures = Arc::new(Captures::new(m.routes));
+        for captures in self.conns.values().filter_map(|c| c.captures.as_ref()) {
+            captures.do_send(SetCaptures(self.captures.clone()));
+        }
+    }
+}
+
+impl Handler<ChangeStreamRoutes> for Router {
+    type Result = ();
+    fn handle(&mut self, m: ChangeStreamRoutes, _: &mut Self::Context) {
+        // As SetStreamRoutes: before any message routed after it.
+        self.captures = Arc::new(self.captures.changed(&m.remove, m.add));
         for captures in self.conns.values().filter_map(|c| c.captures.as_ref()) {
             captures.do_send(SetCaptures(self.captures.clone()));
         }

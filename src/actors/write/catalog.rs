@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use crate::actors::messages::{FeedUp, SetStreamRoutes, StreamChanges};
+use crate::actors::messages::{ChangeStreamRoutes, FeedUp, SetStreamRoutes, StreamChanges};
 use crate::actors::write::batcher::Batcher;
 use crate::actors::write::flusher::Flusher;
 use crate::control_plane::client::ControlPlaneClient;
@@ -31,6 +31,8 @@ pub struct GetStream(pub String);
 pub struct StreamCatalog {
     client: Rc<ControlPlaneClient>,
     router: Recipient<SetStreamRoutes>,
+    /// The same router, for one stream's change at a time.
+    route_changes: Recipient<ChangeStreamRoutes>,
     flusher: Addr<Flusher>,
     poll_interval: Duration,
     version: u64,
@@ -44,12 +46,14 @@ impl StreamCatalog {
     pub fn new(
         client: ControlPlaneClient,
         router: Recipient<SetStreamRoutes>,
+        route_changes: Recipient<ChangeStreamRoutes>,
         flusher: Addr<Flusher>,
         poll_interval: Duration,
     ) -> Self {
         Self {
             client: Rc::new(client),
             router,
+            route_changes,
             flusher,
             poll_interval,
             version: 0,
@@ -74,21 +78,29 @@ impl StreamCatalog {
         self.routes()
     }
 
-    /// Applies one stream's change (None: deleted).
-    fn apply_change(&mut self, name: &str, config: Option<StreamConfig>) {
-        match config {
-            Some(config) => {
-                let batcher = match self.streams.remove(name) {
-                    Some((_, batcher)) => batcher,
-                    None => {
-                        Batcher::new(config.name.clone(), self.flusher.clone().recipient()).start()
-                    }
-                };
-                self.streams.insert(name.to_string(), (config, batcher));
-            }
-            None => {
-                self.streams.remove(name);
-            }
+    /// Applies one stream's change (None: deleted), adding the route changes it makes to `out`.
+    fn apply_change(
+        &mut self,
+        name: &str,
+        config: Option<StreamConfig>,
+        out: &mut ChangeStreamRoutes,
+    ) {
+        let old = self.streams.remove(name);
+        if let Some((old_config, _)) = &old {
+            out.remove.extend(old_config.subjects.iter().cloned());
+        }
+        if let Some(config) = config {
+            let batcher = match old {
+                Some((_, batcher)) => batcher,
+                None => Batcher::new(config.name.clone(), self.flusher.clone().recipient()).start(),
+            };
+            out.add.extend(
+                config
+                    .subjects
+                    .iter()
+                    .map(|s| (s.clone(), batcher.clone().recipient())),
+            );
+            self.streams.insert(name.to_string(), (config, batcher));
         }
     }
 
@@ -203,7 +215,10 @@ impl Handler<StreamChanges> for StreamCatalog {
             self.version = 0;
             return self.fresh_poll();
         }
-        let mut changed = false;
+        let mut update = ChangeStreamRoutes {
+            remove: Vec::new(),
+            add: Vec::new(),
+        };
         for (name, version, config) in m.changes {
             // A change at or below the version already read (a full poll, or the same events
             // delivered twice by overlapping requests) is in the catalog already.
@@ -211,14 +226,12 @@ impl Handler<StreamChanges> for StreamCatalog {
                 continue;
             }
             self.version = version;
-            self.apply_change(&name, config);
-            changed = true;
+            self.apply_change(&name, config, &mut update);
         }
-        if !changed {
+        if update.remove.is_empty() && update.add.is_empty() {
             return Box::pin(fut::ready(()));
         }
-        let update = self.routes();
-        let router = self.router.clone();
+        let router = self.route_changes.clone();
         Box::pin(
             async move {
                 let _ = router.send(update).await;
