@@ -545,6 +545,52 @@ mod tests {
         assert_eq!(back, block);
     }
 
+    /// What one block of 10,000 messages of 128 B over 10 subjects costs on the wire: the
+    /// summary against one entry per message (the first form).
+    #[test]
+    fn a_block_summary_is_a_few_bytes_per_message() {
+        use crate::control_plane::entries::{BlockEntry, Entries};
+        let n = 10_000u32;
+        let subjects: Vec<String> = (0..10).map(|k| format!("orders.region.{k}")).collect();
+        let names: Vec<&str> = subjects.iter().map(String::as_str).collect();
+        let entries = Entries(
+            (0..n)
+                .map(|i| BlockEntry {
+                    subject: i % 10,
+                    size: 128,
+                    header_size: 0,
+                    timestamp_nanos: 1_764_800_000_000_000_000 + i64::from(i) * 5_000,
+                })
+                .collect(),
+        );
+        let v2 = CommitBlock {
+            stream: "ORDERS".into(),
+            summary: Some(BlockSummary::new(&names, entries, Vec::new())),
+            ..CommitBlock::default()
+        };
+        let v1 = CommitBlock {
+            stream: "ORDERS".into(),
+            messages: (0..n)
+                .map(|i| CommitMessage {
+                    subject: subjects[(i % 10) as usize].clone(),
+                    size: 128,
+                    timestamp_nanos: 1_764_800_000_000_000_000 + i64::from(i) * 5_000,
+                    ..CommitMessage::default()
+                })
+                .collect(),
+            ..CommitBlock::default()
+        };
+        let per_msg =
+            |b: &CommitBlock| serde_json::to_vec(b).expect("json").len() as f64 / f64::from(n);
+        let (new, old) = (per_msg(&v2), per_msg(&v1));
+        eprintln!("commit bytes per message: summary {new:.2}, one entry per message {old:.2}");
+        assert!(new < 4.5, "{new}");
+        assert!(old > 40.0, "{old}");
+        let back: CommitBlock =
+            serde_json::from_slice(&serde_json::to_vec(&v2).expect("json")).expect("back");
+        assert!(back.summary.as_ref().is_some_and(BlockSummary::consistent));
+    }
+
     #[test]
     fn block_results_in_the_old_form_still_read() {
         let json = r#"{"stream":"s","acks":[{"stream":"s","seq":1},{"stream":"s","seq":2}]}"#;

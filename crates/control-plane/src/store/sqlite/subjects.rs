@@ -26,7 +26,7 @@ pub(super) struct SubjectState {
 pub(super) fn load(
     conn: &Connection,
     stream_id: i64,
-) -> Result<HashMap<String, SubjectState>, StoreError> {
+) -> Result<FastMap<String, SubjectState>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT subject, count, first_seq, first_stale, last_seq FROM subjects WHERE stream_id = ?1",
     )?;
@@ -48,17 +48,22 @@ pub(super) fn load(
 
 /// Writes the subjects changed since the last call.
 pub(super) fn persist(conn: &Connection, rt: &mut StreamRt) -> Result<(), StoreError> {
+    if rt.dirty_subjects.is_empty() {
+        return Ok(());
+    }
+    let mut upsert = conn.prepare_cached(
+        "INSERT INTO subjects (stream_id, subject, count, first_seq, first_stale, last_seq) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(stream_id, subject) DO UPDATE SET \
+         count = excluded.count, first_seq = excluded.first_seq, \
+         first_stale = excluded.first_stale, last_seq = excluded.last_seq",
+    )?;
+    let mut delete =
+        conn.prepare_cached("DELETE FROM subjects WHERE stream_id = ?1 AND subject = ?2")?;
     for subject in rt.dirty_subjects.drain() {
         match rt.subjects.get(&subject) {
             Some(st) => {
                 let stale = i64::from(st.first_stale) | (i64::from(st.last_stale) << 1);
-                conn.prepare_cached(
-                    "INSERT INTO subjects (stream_id, subject, count, first_seq, first_stale, last_seq) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(stream_id, subject) DO UPDATE SET \
-                     count = excluded.count, first_seq = excluded.first_seq, \
-                     first_stale = excluded.first_stale, last_seq = excluded.last_seq",
-                )?
-                .execute(params![
+                upsert.execute(params![
                     rt.id,
                     subject,
                     to_i64(st.count),
@@ -68,8 +73,7 @@ pub(super) fn persist(conn: &Connection, rt: &mut StreamRt) -> Result<(), StoreE
                 ])?;
             }
             None => {
-                conn.prepare_cached("DELETE FROM subjects WHERE stream_id = ?1 AND subject = ?2")?
-                    .execute(params![rt.id, subject])?;
+                delete.execute(params![rt.id, subject])?;
             }
         }
     }
