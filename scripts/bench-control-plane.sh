@@ -34,21 +34,7 @@ if [[ -z "${INFINISTREAM_BIN:-}" ]]; then
 fi
 BENCH_BIN=${BENCH_BIN:-$INFINISTREAM_BIN}
 
-wait_port() {
-    local port=$1 i
-    for i in $(seq 1 300); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    say "nothing listens on port $port"
-    return 1
-}
 
-cpu_secs() {
-    awk -v hz="$(getconf CLK_TCK)" '{printf "%.3f", ($14 + $15) / hz}' "/proc/$1/stat"
-}
 
 # Live bytes of the control plane's database (pages in use, WAL included).
 store_bytes() {

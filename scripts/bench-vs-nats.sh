@@ -46,17 +46,6 @@ CLEAN="$WORK/nats $WORK/agent"
 # shellcheck source=scripts/lib/bench-common.sh
 source "$ROOT/scripts/lib/bench-common.sh"
 
-wait_port() {
-    local port=$1 i
-    for i in $(seq 1 200); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    say "nothing listens on port $port"
-    return 1
-}
 
 # --- binaries ---------------------------------------------------------------------------------
 if [[ -z "${INFINISTREAM_BIN:-}" ]]; then
@@ -99,10 +88,6 @@ METRICS=http://127.0.0.1:$AGENT_HTTP/metrics
 
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
-# CPU seconds (user + system) a process has used so far.
-cpu_secs() {
-    awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat"
-}
 
 # bench TARGET NAME REP ARGS... : one run, its JSON report in $OUT/NAME.TARGET.REP.json and the
 # CPU seconds the server and the bench client used in $OUT/NAME.TARGET.REP.cpu ("server client").

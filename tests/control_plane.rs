@@ -435,7 +435,7 @@ async fn commit_sequences_and_locate() {
 
     // index counts rejected messages too
     let mut bad = msg("a.9");
-    bad.expected_stream = Some("B".to_string());
+    bad.headers.expected_stream = Some("B".to_string());
     let acks = commit(&c, vec![block("A", vec![bad, msg("a.9")])]).await;
     assert_eq!(err_code(&acks[0][0]), 10060);
     let seq = acks[0][1].seq().unwrap();
@@ -523,7 +523,7 @@ async fn dedupe_window() {
     let (cp, c) = start().await;
     create(&c, json!({"name": "D", "subjects": ["d"]})).await;
     let mut m = msg("d");
-    m.msg_id = Some("id-1".into());
+    m.headers.msg_id = Some("id-1".into());
     let first = publish(&c, "D", m.clone()).await;
     assert_eq!(first, PubAckResponse::ack("D", 1));
     publish(&c, "D", msg("d")).await;
@@ -536,7 +536,7 @@ async fn dedupe_window() {
     assert_eq!(later, PubAckResponse::ack("D", 3));
     // duplicates inside one commit
     let mut x = msg("d");
-    x.msg_id = Some("same".into());
+    x.headers.msg_id = Some("same".into());
     let acks = commit(&c, vec![block("D", vec![x.clone(), x])]).await;
     assert_eq!(acks[0][0], PubAckResponse::ack("D", 4));
     assert_eq!(acks[0][1], PubAckResponse::duplicate("D", 4));
@@ -548,62 +548,62 @@ async fn expected_headers() {
     let (cp, c) = start().await;
     create(&c, json!({"name": "E", "subjects": ["e.*"]})).await;
     let mut m = msg("e.a");
-    m.msg_id = Some("m1".into());
+    m.headers.msg_id = Some("m1".into());
     publish(&c, "E", m).await;
     publish(&c, "E", msg("e.b")).await; // seq 2, last msg id now ""
 
     let mut m = msg("e.a");
-    m.expected_stream = Some("OTHER".into());
+    m.headers.expected_stream = Some("OTHER".into());
     let a = publish(&c, "E", m).await;
     assert_eq!(err_code(&a), 10060);
     assert_eq!(err_desc(&a), "expected stream does not match");
     let mut m = msg("e.a");
-    m.expected_stream = Some("E".into());
+    m.headers.expected_stream = Some("E".into());
     assert!(!publish(&c, "E", m).await.is_error()); // seq 3
 
     let mut m = msg("e.a");
-    m.expected_last_seq = Some(1);
+    m.headers.expected_last_seq = Some(1);
     let a = publish(&c, "E", m).await;
     assert_eq!(err_code(&a), 10071);
     assert_eq!(err_desc(&a), "wrong last sequence: 3");
     let mut m = msg("e.a");
-    m.expected_last_seq = Some(3);
+    m.headers.expected_last_seq = Some(3);
     assert_eq!(publish(&c, "E", m).await, PubAckResponse::ack("E", 4));
 
     let mut m = msg("e.b");
-    m.expected_last_subject_seq = Some(1);
+    m.headers.expected_last_subject_seq = Some(1);
     let a = publish(&c, "E", m).await;
     assert_eq!(err_code(&a), 10071);
     assert_eq!(err_desc(&a), "wrong last sequence: 2");
     let mut m = msg("e.b");
-    m.expected_last_subject_seq = Some(2);
+    m.headers.expected_last_subject_seq = Some(2);
     assert_eq!(publish(&c, "E", m).await, PubAckResponse::ack("E", 5));
     let mut m = msg("e.new");
-    m.expected_last_subject_seq = Some(0);
+    m.headers.expected_last_subject_seq = Some(0);
     assert_eq!(publish(&c, "E", m).await, PubAckResponse::ack("E", 6));
     let mut m = msg("e.x");
-    m.expected_last_subject_seq = Some(4);
-    m.expected_last_subject_seq_subject = Some("e.a".into());
+    m.headers.expected_last_subject_seq = Some(4);
+    m.headers.expected_last_subject_seq_subject = Some("e.a".into());
     assert_eq!(publish(&c, "E", m).await, PubAckResponse::ack("E", 7));
     let mut m = msg("e.x");
-    m.expected_last_subject_seq_subject = Some("e.a".into());
+    m.headers.expected_last_subject_seq_subject = Some("e.a".into());
     assert_eq!(err_code(&publish(&c, "E", m).await), 10193);
 
     let mut m = msg("e.a");
-    m.msg_id = Some("m2".into());
+    m.headers.msg_id = Some("m2".into());
     publish(&c, "E", m).await; // seq 8 with id m2
     let mut m = msg("e.a");
-    m.expected_last_msg_id = Some("m1".into());
+    m.headers.expected_last_msg_id = Some("m1".into());
     let a = publish(&c, "E", m).await;
     assert_eq!(err_code(&a), 10070);
     assert_eq!(err_desc(&a), "wrong last msg ID: m2");
     let mut m = msg("e.a");
-    m.expected_last_msg_id = Some("m2".into());
+    m.headers.expected_last_msg_id = Some("m2".into());
     assert_eq!(publish(&c, "E", m).await, PubAckResponse::ack("E", 9));
 
     // the error shape sent to publishers
     let mut m = msg("e.a");
-    m.expected_last_seq = Some(1);
+    m.headers.expected_last_seq = Some(1);
     let a = publish(&c, "E", m).await;
     assert_eq!(
         serde_json::to_value(&a).unwrap(),
@@ -723,16 +723,16 @@ async fn discard_old_limits() {
         publish(&c, "R", msg(s)).await;
     }
     let mut m = msg("r.a");
-    m.rollup = Some("sub".into());
+    m.headers.rollup = Some("sub".into());
     publish(&c, "R", m).await;
     assert_eq!(state(&c, "R").await.messages, 2);
     let mut m = msg("r.c");
-    m.rollup = Some("all".into());
+    m.headers.rollup = Some("all".into());
     publish(&c, "R", m).await;
     let st = state(&c, "R").await;
     assert_eq!((st.messages, st.first_seq), (1, 5));
     let mut m = msg("o.a");
-    m.rollup = Some("sub".into());
+    m.headers.rollup = Some("sub".into());
     assert_eq!(err_desc(&publish(&c, "O", m).await), "rollup not permitted");
     cp.stop().await;
 }
@@ -889,7 +889,7 @@ async fn restart_with_data_dir_keeps_everything() {
     .await;
     create(&c, json!({"name": "K", "subjects": ["k.*"]})).await;
     let mut m = msg("k.a");
-    m.msg_id = Some("x".into());
+    m.headers.msg_id = Some("x".into());
     commit(
         &c,
         vec![block("K", vec![m.clone(), msg("k.b"), msg("k.a")])],
@@ -1028,7 +1028,7 @@ async fn ttl_headers() {
     let (cp, c) = start().await;
     create(&c, json!({"name": "T", "subjects": ["t"]})).await;
     let mut m = msg("t");
-    m.ttl = Some("10s".into());
+    m.headers.ttl = Some("10s".into());
     assert_eq!(err_code(&publish(&c, "T", m).await), 10166);
     create(
         &c,
@@ -1036,10 +1036,10 @@ async fn ttl_headers() {
     )
     .await;
     let mut m = msg("t2");
-    m.ttl = Some("bogus".into());
+    m.headers.ttl = Some("bogus".into());
     assert_eq!(err_code(&publish(&c, "T2", m).await), 10165);
     let mut m = msg("t2");
-    m.ttl = Some("1s".into());
+    m.headers.ttl = Some("1s".into());
     m.timestamp_nanos -= 5_000_000_000;
     assert!(!publish(&c, "T2", m).await.is_error());
     // already past its ttl: gone at the next read
@@ -1063,7 +1063,7 @@ async fn large_commit_is_fast() {
             let msgs = (0..1000)
                 .map(|j| {
                     let mut m = msg(&format!("l{i}.k{}", j % 100));
-                    m.msg_id = Some(format!("id-{i}-{j}"));
+                    m.headers.msg_id = Some(format!("id-{i}-{j}"));
                     m
                 })
                 .collect();

@@ -549,38 +549,29 @@ impl ConsumerManager {
     /// `num_waiting`) when that changed without a claim to carry it.
     /// Sends every non-zero waiting count again, in one request.
     fn refresh_waiting(&mut self, ctx: &mut Context<Self>) {
-        let counts: Vec<WaitingCount> = self
+        let keys: Vec<Key> = self
             .waiters
             .iter()
             .filter(|(_, w)| w.reported > 0 && !w.queue.is_empty())
-            .map(|(k, w)| WaitingCount {
-                stream: k.0.clone(),
-                consumer: k.1.clone(),
-                waiting: w.queue.len() as u64,
-            })
+            .map(|(k, _)| k.clone())
             .collect();
-        if counts.is_empty() {
-            return;
-        }
-        let client = self.client.clone();
-        ctx.spawn(
-            async move {
-                if let Err(e) = client.consumer_waiting(&WaitingReport { counts }).await {
-                    tracing::debug!(error = %e, "waiting count refresh failed");
-                }
-            }
-            .into_actor(self),
-        );
+        self.send_waiting(keys, true, ctx);
     }
 
     fn report_waiting(&mut self, keys: Vec<Key>, ctx: &mut Context<Self>) {
+        self.send_waiting(keys, false, ctx);
+    }
+
+    /// Reports the waiting counts of `keys` that changed since last reported (all of them with
+    /// `again`), in one request.
+    fn send_waiting(&mut self, keys: Vec<Key>, again: bool, ctx: &mut Context<Self>) {
         let mut counts = Vec::new();
         for key in keys {
             let Some(w) = self.waiters.get_mut(&key) else {
                 continue;
             };
             let waiting = w.queue.len() as u64;
-            if waiting == w.reported {
+            if waiting == w.reported && !again {
                 continue;
             }
             w.reported = waiting;

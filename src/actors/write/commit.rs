@@ -28,7 +28,7 @@ use crate::protocol::headers::find_header;
 use infinistream_api::control_plane::entries::{BlockEntry, Entries};
 use infinistream_api::control_plane::model::{
     BlockSummary, CommitBlock, CommitCheck, CommitManyRequest, CommitRequest, CommitResponse,
-    OrphanRequest,
+    HeaderChecks, OrphanRequest,
 };
 use infinistream_api::jetstream::{ApiError, PubAckResponse};
 
@@ -345,8 +345,7 @@ fn header_u64(headers: Option<&Bytes>, name: &str) -> Option<u64> {
 /// The headers the control plane checks, or None when the message carries none of them.
 fn commit_check(index: usize, headers: Option<&Bytes>) -> Option<CommitCheck> {
     let h = headers?;
-    let check = CommitCheck {
-        index: index as u32,
+    let headers = HeaderChecks {
         msg_id: header_str(Some(h), "Nats-Msg-Id"),
         expected_stream: header_str(Some(h), "Nats-Expected-Stream"),
         expected_last_seq: header_u64(Some(h), "Nats-Expected-Last-Sequence"),
@@ -359,7 +358,10 @@ fn commit_check(index: usize, headers: Option<&Bytes>) -> Option<CommitCheck> {
         rollup: header_str(Some(h), "Nats-Rollup"),
         ttl: header_str(Some(h), "Nats-TTL"),
     };
-    (!check.is_empty()).then_some(check)
+    (!headers.is_empty()).then_some(CommitCheck {
+        index: index as u32,
+        headers,
+    })
 }
 
 /// The commit of one object: per stream block its summary (totals, each distinct subject once,

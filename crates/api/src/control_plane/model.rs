@@ -125,30 +125,9 @@ pub struct CommitMessage {
     pub header_size: u32,
     /// When the agent received the publish (unix nanos); becomes the message timestamp.
     pub timestamp_nanos: i64,
-    /// `Nats-Msg-Id`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub msg_id: Option<String>,
-    /// `Nats-Expected-Stream`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expected_stream: Option<String>,
-    /// `Nats-Expected-Last-Sequence` (unparsable values: send `u64::MAX`, as nats-server reads -1).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expected_last_seq: Option<u64>,
-    /// `Nats-Expected-Last-Subject-Sequence`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expected_last_subject_seq: Option<u64>,
-    /// `Nats-Expected-Last-Subject-Sequence-Subject`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expected_last_subject_seq_subject: Option<String>,
-    /// `Nats-Expected-Last-Msg-Id`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expected_last_msg_id: Option<String>,
-    /// `Nats-Rollup`, raw (`sub` / `all`, any case).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rollup: Option<String>,
-    /// `Nats-TTL`, raw (`30s`, `60`, `never`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ttl: Option<String>,
+    /// The headers the control plane checks, where present.
+    #[serde(flatten)]
+    pub headers: HeaderChecks,
 }
 
 /// One block of one stream inside the committed object: either one `CommitMessage` per message
@@ -192,40 +171,48 @@ pub struct SubjectSummary {
     pub last_index: u32,
 }
 
-/// The headers of one message that the control plane checks or acts on (as in `CommitMessage`).
+/// The headers of one message that the control plane checks or acts on, raw as published.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct CommitCheck {
-    pub index: u32,
+pub struct HeaderChecks {
+    /// `Nats-Msg-Id`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub msg_id: Option<String>,
+    /// `Nats-Expected-Stream`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_stream: Option<String>,
+    /// `Nats-Expected-Last-Sequence` (unparsable values: send `u64::MAX`, as nats-server reads -1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_last_seq: Option<u64>,
+    /// `Nats-Expected-Last-Subject-Sequence`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_last_subject_seq: Option<u64>,
+    /// `Nats-Expected-Last-Subject-Sequence-Subject`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_last_subject_seq_subject: Option<String>,
+    /// `Nats-Expected-Last-Msg-Id`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_last_msg_id: Option<String>,
+    /// `Nats-Rollup`, raw (`sub` / `all`, any case).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollup: Option<String>,
+    /// `Nats-TTL`, raw (`30s`, `60`, `never`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<String>,
 }
 
-impl CommitCheck {
-    /// True when none of the headers is present (such a message needs no entry).
+impl HeaderChecks {
+    /// True when none of the headers is present (such a message needs no check entry).
     pub fn is_empty(&self) -> bool {
-        self.msg_id.is_none()
-            && self.expected_stream.is_none()
-            && self.expected_last_seq.is_none()
-            && self.expected_last_subject_seq.is_none()
-            && self.expected_last_subject_seq_subject.is_none()
-            && self.expected_last_msg_id.is_none()
-            && self.rollup.is_none()
-            && self.ttl.is_none()
+        *self == Self::default()
     }
+}
+
+/// The checked headers of the message at `index` of a block summary.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CommitCheck {
+    pub index: u32,
+    #[serde(flatten)]
+    pub headers: HeaderChecks,
 }
 
 impl BlockSummary {

@@ -448,6 +448,19 @@ impl WorkingSet {
         })
     }
 
+    /// The block holding `from`, else the first one after it: where a walk from `from` starts.
+    pub(super) fn first_from(
+        &mut self,
+        conn: &Connection,
+        stream_id: i64,
+        from: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        match self.containing(conn, stream_id, from)? {
+            Some(first) => Ok(Some(first)),
+            None => self.next_after(conn, stream_id, from),
+        }
+    }
+
     /// The first block with a live entry at or after `from`, by its first sequence.
     pub(super) fn live_at_or_after(
         &mut self,
@@ -455,10 +468,7 @@ impl WorkingSet {
         stream_id: i64,
         from: u64,
     ) -> Result<Option<(u64, usize, u64)>, StoreError> {
-        let mut key = self.containing(conn, stream_id, from)?;
-        if key.is_none() {
-            key = self.next_after(conn, stream_id, from)?;
-        }
+        let mut key = self.first_from(conn, stream_id, from)?;
         while let Some(first) = key {
             let Some(block) = self.get(stream_id, first) else {
                 return Ok(None);

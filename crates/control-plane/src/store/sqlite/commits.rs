@@ -10,7 +10,7 @@
 use std::borrow::Cow;
 
 use infinistream_api::control_plane::entries::BlockEntry;
-use infinistream_api::control_plane::model::{CommitBlock, CommitCheck};
+use infinistream_api::control_plane::model::{CommitBlock, CommitCheck, HeaderChecks};
 use sha2::{Digest, Sha256};
 
 use super::blocks::{Block, WorkingSet};
@@ -98,16 +98,9 @@ impl<'a> BlockInput<'a> {
             });
             let check = CommitCheck {
                 index: i as u32,
-                msg_id: m.msg_id.clone(),
-                expected_stream: m.expected_stream.clone(),
-                expected_last_seq: m.expected_last_seq,
-                expected_last_subject_seq: m.expected_last_subject_seq,
-                expected_last_subject_seq_subject: m.expected_last_subject_seq_subject.clone(),
-                expected_last_msg_id: m.expected_last_msg_id.clone(),
-                rollup: m.rollup.clone(),
-                ttl: m.ttl.clone(),
+                headers: m.headers.clone(),
             };
-            if !check.is_empty() {
+            if !check.headers.is_empty() {
                 checks.push(check);
             }
         }
@@ -145,8 +138,8 @@ fn evaluate(
 ) -> Result<Result<Accepted, PubAckResponse>, StoreError> {
     let name = rt.config.name.clone();
     let refuse = |e: ApiError| Ok(Err(PubAckResponse::error(&name, e)));
-    let empty = CommitCheck::default();
-    let c = m.check.unwrap_or(&empty);
+    let empty = HeaderChecks::default();
+    let c = m.check.map_or(&empty, |c| &c.headers);
     if rt.config.sealed {
         return refuse(ApiError::stream_sealed());
     }

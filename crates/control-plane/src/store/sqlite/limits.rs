@@ -221,10 +221,7 @@ fn matching_seqs(
 ) -> Result<Vec<u64>, StoreError> {
     let filters = [filter.to_string()];
     let mut out = Vec::new();
-    let mut key = ws.containing(conn, rt.id, from)?;
-    if key.is_none() {
-        key = ws.next_after(conn, rt.id, from)?;
-    }
+    let mut key = ws.first_from(conn, rt.id, from)?;
     while let Some(first) = key {
         if first > upto {
             break;

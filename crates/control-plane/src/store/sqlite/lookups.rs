@@ -112,10 +112,7 @@ pub(super) fn scan_locations(
         return Ok(out);
     };
     let from = from.max(lo);
-    let mut key = ws.containing(conn, rt.id, from)?;
-    if key.is_none() {
-        key = ws.next_after(conn, rt.id, from)?;
-    }
+    let mut key = ws.first_from(conn, rt.id, from)?;
     while let Some(first) = key {
         if first > hi {
             break;
@@ -159,10 +156,7 @@ pub(super) fn count_matching(
     };
     let from = from.max(lo);
     let mut total = 0;
-    let mut key = ws.containing(conn, rt.id, from)?;
-    if key.is_none() {
-        key = ws.next_after(conn, rt.id, from)?;
-    }
+    let mut key = ws.first_from(conn, rt.id, from)?;
     while let Some(first) = key {
         if first > hi {
             break;
@@ -200,10 +194,7 @@ pub(super) fn deleted_seqs(
         return Ok(out);
     }
     let mut expect = rt.first_seq;
-    let mut key = ws.containing(conn, rt.id, expect)?;
-    if key.is_none() {
-        key = ws.next_after(conn, rt.id, expect)?;
-    }
+    let mut key = ws.first_from(conn, rt.id, expect)?;
     while let Some(first) = key {
         let Some(block) = ws.get(rt.id, first) else {
             break;

@@ -618,7 +618,10 @@ mod tests {
                     subject: "s.c".into(),
                     size: 1,
                     timestamp_nanos: 70,
-                    msg_id: Some("id-6".into()),
+                    headers: infinistream_api::control_plane::model::HeaderChecks {
+                        msg_id: Some("id-6".into()),
+                        ..Default::default()
+                    },
                     ..Default::default()
                 }],
                 summary: None,

@@ -22,6 +22,19 @@ pub(super) struct SubjectState {
     pub(super) last_stale: bool,
 }
 
+impl SubjectState {
+    /// A subject's state after its first message, `seq`.
+    fn first_message(seq: u64) -> Self {
+        Self {
+            count: 1,
+            first: seq,
+            first_stale: false,
+            last: seq,
+            last_stale: false,
+        }
+    }
+}
+
 /// Loads one stream's subjects.
 pub(super) fn load(
     conn: &Connection,
@@ -99,16 +112,8 @@ impl StreamRt {
                 st.last_stale = false;
             }
             None => {
-                self.subjects.insert(
-                    subject.to_string(),
-                    SubjectState {
-                        count: 1,
-                        first: seq,
-                        first_stale: false,
-                        last: seq,
-                        last_stale: false,
-                    },
-                );
+                self.subjects
+                    .insert(subject.to_string(), SubjectState::first_message(seq));
             }
         }
         self.mark_dirty(subject);
@@ -204,10 +209,7 @@ pub(super) fn next_on_subject(
         return Ok(None);
     };
     let end = st.last;
-    let mut key = ws.containing(conn, rt.id, from)?;
-    if key.is_none() {
-        key = ws.next_after(conn, rt.id, from)?;
-    }
+    let mut key = ws.first_from(conn, rt.id, from)?;
     while let Some(first) = key {
         if first > end {
             return Ok(None);
@@ -285,16 +287,8 @@ pub(super) fn rebuild(
                     st.last = seq;
                 }
                 None => {
-                    rt.subjects.insert(
-                        subject,
-                        SubjectState {
-                            count: 1,
-                            first: seq,
-                            first_stale: false,
-                            last: seq,
-                            last_stale: false,
-                        },
-                    );
+                    rt.subjects
+                        .insert(subject, SubjectState::first_message(seq));
                 }
             }
         }
