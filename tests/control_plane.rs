@@ -1108,3 +1108,88 @@ async fn odd_stream_names_survive_urls() {
     }
     cp.stop().await;
 }
+
+/// `GET /v1/events`: a cursor from nowhere answers at once, a held request wakes on a commit with
+/// the stream and its subjects, stream changes carry the catalog version, and a cursor from
+/// another epoch (a restarted control plane) says `reset`.
+#[actix_rt::test]
+async fn events_long_poll() {
+    use infinistream_api::control_plane::events::{Event, EventsQuery};
+    let (_cp, c) = start().await;
+    let start = c.events(&EventsQuery::default()).await.expect("cursor");
+    assert!(start.events.is_empty() && !start.reset);
+    create(&c, json!({"name": "EV", "subjects": ["ev.>"]})).await;
+    let created = c
+        .events(&EventsQuery {
+            from: Some(start.next),
+            epoch: start.epoch,
+            wait_ms: 5_000,
+        })
+        .await
+        .expect("stream event");
+    let version = c.streams_since(0).await.expect("streams").version;
+    match created.events.as_slice() {
+        [
+            Event::Stream {
+                name,
+                version: v,
+                config: Some(config),
+            },
+        ] => {
+            assert_eq!((name.as_str(), *v), ("EV", version));
+            assert_eq!(config.subjects, vec!["ev.>".to_string()]);
+        }
+        other => panic!("expected one stream event, got {other:?}"),
+    }
+
+    // Held open while nothing happens, answered by the next commit.
+    let waiter = {
+        let c = ControlPlaneClient::new(c.base_url(), GROUP, &Secret::new(KEY));
+        let from = created.next;
+        let epoch = created.epoch;
+        actix_rt::spawn(async move {
+            let started = std::time::Instant::now();
+            let r = c
+                .events(&EventsQuery {
+                    from: Some(from),
+                    epoch,
+                    wait_ms: 20_000,
+                })
+                .await
+                .expect("commit event");
+            (r, started.elapsed())
+        })
+    };
+    // The poll is held (nothing to answer yet) until the commit below.
+    let idle = c
+        .events(&EventsQuery {
+            from: Some(created.next),
+            epoch: created.epoch,
+            wait_ms: 200,
+        })
+        .await
+        .expect("empty answer");
+    assert!(idle.events.is_empty() && idle.next == created.next);
+    let ack = publish(&c, "EV", msg("ev.a")).await;
+    let (woken, waited) = waiter.await.expect("waiter");
+    assert!(waited < Duration::from_secs(10), "{waited:?}");
+    assert_eq!(
+        woken.events,
+        vec![Event::Commit {
+            stream: "EV".into(),
+            last_seq: ack.seq().expect("acked"),
+            subjects: vec!["ev.a".into()],
+        }]
+    );
+
+    // Another epoch: reset, with the current cursor.
+    let other = c
+        .events(&EventsQuery {
+            from: Some(woken.next),
+            epoch: woken.epoch ^ 2,
+            wait_ms: 5_000,
+        })
+        .await
+        .expect("reset");
+    assert!(other.reset && other.next == woken.next);
+}
