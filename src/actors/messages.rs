@@ -191,6 +191,14 @@ pub struct Wake {
 }
 
 impl Wake {
+    /// Every consumer must look again (the feed started, or lost events).
+    pub fn everything() -> Self {
+        Self {
+            all: true,
+            ..Self::default()
+        }
+    }
+
     /// Whether consumer `key` with `filters` (None: not known yet; empty: all subjects) must
     /// look again.
     pub fn concerns(&self, key: &(String, String), filters: Option<&[String]>) -> bool {

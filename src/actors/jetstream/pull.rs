@@ -20,6 +20,7 @@ use futures::future::join_all;
 use crate::actors::ingress::router::{
     DeliverTo, HasInterest, InterestIn, InternalMsg, NatsMsg, Router, SubscribeInternal,
 };
+use crate::actors::jetstream::wake::{Key, Waitable, to_claim};
 use crate::actors::messages::{FeedUp, Publish, Wake};
 use crate::actors::read::{BlockLocation, ReadSource, Reader};
 use crate::control_plane::client::ControlPlaneClient;
@@ -43,8 +44,6 @@ const CLAIM_RETRY: Duration = Duration::from_millis(500);
 /// How often buffered acks are sent.
 const ACK_FLUSH: Duration = Duration::from_millis(10);
 const ACK_BATCH_MAX: usize = 1000;
-
-type Key = (String, String);
 
 struct Waiting {
     /// Unique within this agent, to find the request again after an asynchronous check.
@@ -80,6 +79,21 @@ struct Waiters {
     due: Option<Instant>,
     /// The consumer's filter subjects as of the last claim (None before the first).
     filters: Option<Vec<String>>,
+}
+
+impl Waitable for Waiters {
+    fn waits(&self) -> bool {
+        !self.queue.is_empty()
+    }
+    fn claiming(&self) -> bool {
+        self.claiming
+    }
+    fn wake_after_claim(&mut self) {
+        self.woken = true;
+    }
+    fn filters(&self) -> Option<&[String]> {
+        self.filters.as_deref()
+    }
 }
 
 /// A buffered ack and who waits for its confirmation.
@@ -417,19 +431,7 @@ impl ConsumerManager {
     /// Claims for every waiting consumer the wake concerns; one claiming now claims again when
     /// it is done.
     fn wake(&mut self, m: &Wake, ctx: &mut Context<Self>) {
-        let keys: Vec<Key> = self
-            .waiters
-            .iter_mut()
-            .filter(|(k, w)| !w.queue.is_empty() && m.concerns(k, w.filters.as_deref()))
-            .filter_map(|(k, w)| {
-                if w.claiming {
-                    w.woken = true;
-                    None
-                } else {
-                    Some(k.clone())
-                }
-            })
-            .collect();
+        let keys = to_claim(&mut self.waiters, m);
         for key in keys {
             self.pump(key, ctx);
         }
@@ -686,12 +688,20 @@ impl ConsumerManager {
             self.acks.extend(newer);
             return;
         }
-        // Acks free max_ack_pending room, and requests may have waited for these acks: pump
-        // them now rather than at the next poll.
+        // Acks free max_ack_pending room of their own consumers, and requests that arrived
+        // after one of them waited for it to apply: pump those now. Others have nothing new
+        // (with 50 consumers waiting, one ack made 50 claims).
+        let first_id = batch.first().map_or(u64::MAX, |a| a.id);
         let keys: Vec<Key> = self
             .waiters
             .iter()
-            .filter(|(_, w)| !w.queue.is_empty() && !w.claiming)
+            .filter(|(k, w)| {
+                let held = w.queue.front().is_some_and(|r| r.acks_before > first_id);
+                let acked = batch
+                    .iter()
+                    .any(|a| a.entry.stream == k.0 && a.entry.consumer == k.1);
+                !w.queue.is_empty() && !w.claiming && (held || acked)
+            })
             .map(|(k, _)| k.clone())
             .collect();
         for key in keys {
@@ -919,13 +929,7 @@ impl Handler<FeedUp> for ConsumerManager {
         self.feed_up = m.0;
         if m.0 {
             // Whatever happened before the feed started is not in it.
-            self.wake(
-                &Wake {
-                    all: true,
-                    ..Wake::default()
-                },
-                ctx,
-            );
+            self.wake(&Wake::everything(), ctx);
         }
     }
 }

@@ -23,6 +23,7 @@ use crate::actors::ingress::router::{
     DeliverTo, HasInterest, InternalMsg, NatsMsg, Router, SubscribeInternal,
 };
 use crate::actors::jetstream::pull::{delivery, read_all};
+use crate::actors::jetstream::wake::{Key, Waitable, to_claim};
 use crate::actors::messages::{FeedUp, Publish, Wake};
 use crate::actors::read::Reader;
 use crate::control_plane::client::ControlPlaneClient;
@@ -52,8 +53,6 @@ const FC_REQUEST_BYTES: u64 = FC_BYTES / 2;
 /// Bytes delivered past an unanswered flow control request before delivery pauses.
 const FC_STALL_BYTES: u64 = FC_BYTES / 2;
 const FC_PREFIX: &str = "$JS.FC.";
-
-type Key = (String, String);
 
 struct Driver {
     deliver: ByteString,
@@ -102,6 +101,21 @@ impl Driver {
 
     fn stalled(&self) -> bool {
         self.fc.is_some() && self.past_fc >= FC_STALL_BYTES
+    }
+}
+
+impl Waitable for Driver {
+    fn waits(&self) -> bool {
+        true
+    }
+    fn claiming(&self) -> bool {
+        self.claiming
+    }
+    fn wake_after_claim(&mut self) {
+        self.woken = true;
+    }
+    fn filters(&self) -> Option<&[String]> {
+        self.filters.as_deref()
     }
 }
 
@@ -332,19 +346,7 @@ impl PushManager {
     }
 
     fn wake(&mut self, m: &Wake, ctx: &mut Context<Self>) {
-        let keys: Vec<Key> = self
-            .drivers
-            .iter_mut()
-            .filter(|(k, d)| m.concerns(k, d.filters.as_deref()))
-            .filter_map(|(k, d)| {
-                if d.claiming {
-                    d.woken = true;
-                    None
-                } else {
-                    Some(k.clone())
-                }
-            })
-            .collect();
+        let keys = to_claim(&mut self.drivers, m);
         for key in keys {
             self.pump(key, ctx);
         }
@@ -459,13 +461,7 @@ impl Handler<FeedUp> for PushManager {
     fn handle(&mut self, m: FeedUp, ctx: &mut Self::Context) {
         self.feed_up = m.0;
         if m.0 {
-            self.wake(
-                &Wake {
-                    all: true,
-                    ..Wake::default()
-                },
-                ctx,
-            );
+            self.wake(&Wake::everything(), ctx);
         }
     }
 }

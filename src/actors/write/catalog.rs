@@ -118,17 +118,13 @@ impl StreamCatalog {
         SetStreamRoutes { routes }
     }
 
+    /// Reads the catalog if it changed after the version this agent has (0: whatever it is).
     fn poll(&mut self) -> ResponseActFuture<Self, ()> {
-        let since = self.version;
-        self.poll_since(since)
-    }
-
-    /// Reads the catalog if it changed after `since` (0: whatever it is).
-    fn poll_since(&mut self, since: u64) -> ResponseActFuture<Self, ()> {
         if self.polling {
             return Box::pin(fut::ready(()));
         }
         self.polling = true;
+        let since = self.version;
         let client = self.client.clone();
         Box::pin(
             async move { client.streams_since(since).await }

@@ -160,14 +160,6 @@ impl Block {
         }
     }
 
-    /// Which of the block's subjects match any of `filters` (empty: all).
-    pub(super) fn matching_subjects(&self, filters: &[String]) -> Vec<bool> {
-        self.subjects
-            .iter()
-            .map(|s| filters.is_empty() || filters.iter().any(|f| rows::pattern_matches(f, s)))
-            .collect()
-    }
-
     pub(super) fn location(&self, stream: &str, index: usize, seq: u64) -> MessageLocation {
         let e = self.entries.get(index).copied().unwrap_or_default();
         MessageLocation {
@@ -459,6 +451,47 @@ impl WorkingSet {
             Some(first) => Ok(Some(first)),
             None => self.next_after(conn, stream_id, from),
         }
+    }
+
+    /// Calls `f(block, index, seq)` for every live entry from `from` to `upto` whose subject
+    /// `wanted` accepts, in sequence order, until `f` returns false. Each block's subject table
+    /// is judged once, not each entry. With `one_at_a_time` the set is emptied after each block
+    /// (reads over long spans only: a transaction's changes live in the set).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn walk(
+        &mut self,
+        conn: &Connection,
+        stream_id: i64,
+        from: u64,
+        upto: u64,
+        one_at_a_time: bool,
+        wanted: impl Fn(&str) -> bool,
+        mut f: impl FnMut(&Block, usize, u64) -> bool,
+    ) -> Result<(), StoreError> {
+        let mut key = self.first_from(conn, stream_id, from)?;
+        while let Some(first) = key {
+            if first > upto {
+                break;
+            }
+            let Some(block) = self.get(stream_id, first) else {
+                break;
+            };
+            let matches: Vec<bool> = block.subjects.iter().map(|s| wanted(s)).collect();
+            for (i, seq) in block.live_from(from) {
+                if seq > upto {
+                    return Ok(());
+                }
+                let subject = block.entries[i].subject as usize;
+                if matches.get(subject).copied().unwrap_or(false) && !f(block, i, seq) {
+                    return Ok(());
+                }
+            }
+            if one_at_a_time {
+                self.clear();
+            }
+            key = self.next_after(conn, stream_id, first)?;
+        }
+        Ok(())
     }
 
     /// The first block with a live entry at or after `from`, by its first sequence.

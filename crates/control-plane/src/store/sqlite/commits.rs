@@ -129,15 +129,20 @@ struct Accepted {
     msg_id: Option<String>,
 }
 
+/// Why a message gets no new sequence: a refusal, or a duplicate of the sequence stored before.
+enum Refused {
+    Error(ApiError),
+    Duplicate(u64),
+}
+
 /// nats-server's checks, in its order (`processJetStreamMsg`); `Err` answers the publisher.
 fn evaluate(
     conn: &Connection,
     ws: &mut WorkingSet,
     rt: &mut StreamRt,
     m: &Incoming<'_>,
-) -> Result<Result<Accepted, PubAckResponse>, StoreError> {
-    let name = rt.config.name.clone();
-    let refuse = |e: ApiError| Ok(Err(PubAckResponse::error(&name, e)));
+) -> Result<Result<Accepted, Refused>, StoreError> {
+    let refuse = |e: ApiError| Ok(Err(Refused::Error(e)));
     let empty = HeaderChecks::default();
     let c = m.check.map_or(&empty, |c| &c.headers);
     if rt.config.sealed {
@@ -145,7 +150,7 @@ fn evaluate(
     }
     if let Some(expected) = c.expected_stream.as_deref()
         && !expected.is_empty()
-        && expected != name
+        && expected != rt.config.name
     {
         return refuse(ApiError::stream_not_match());
     }
@@ -187,7 +192,7 @@ fn evaluate(
         if let Some((seq, ts)) = found
             && now - ts < rt.config.duplicate_window
         {
-            return Ok(Err(PubAckResponse::duplicate(&name, to_u64(seq))));
+            return Ok(Err(Refused::Duplicate(to_u64(seq))));
         }
     }
     if let Some(expected) = c.expected_last_msg_id.as_deref()
@@ -273,9 +278,12 @@ fn process_message(
     };
     let accepted = match verdict {
         Ok(a) => a,
-        Err(answer) => {
+        Err(refused) => {
             block.push(m.entry, false);
-            return Ok(answer);
+            return Ok(match refused {
+                Refused::Error(e) => PubAckResponse::error(&rt.config.name, e),
+                Refused::Duplicate(seq) => PubAckResponse::duplicate(&rt.config.name, seq),
+            });
         }
     };
     let seq = block.push(m.entry, true).unwrap_or(0);
@@ -395,6 +403,11 @@ impl SqliteStore {
                     wall_now,
                 };
                 acks.push(process_message(conn, ws, rt, &m)?);
+            }
+            for subject in &input.subjects {
+                if rt.subjects.contains_key(*subject) {
+                    rt.mark_dirty(subject);
+                }
             }
             blocks.push(CommitBlockResult {
                 stream: block.stream.clone(),

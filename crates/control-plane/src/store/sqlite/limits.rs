@@ -219,31 +219,19 @@ fn matching_seqs(
     from: u64,
     upto: u64,
 ) -> Result<Vec<u64>, StoreError> {
-    let filters = [filter.to_string()];
     let mut out = Vec::new();
-    let mut key = ws.first_from(conn, rt.id, from)?;
-    while let Some(first) = key {
-        if first > upto {
-            break;
-        }
-        let Some(block) = ws.get(rt.id, first) else {
-            break;
-        };
-        let matches = block.matching_subjects(&filters);
-        for (i, seq) in block.live_from(from) {
-            if seq > upto {
-                break;
-            }
-            if matches
-                .get(block.entries[i].subject as usize)
-                .copied()
-                .unwrap_or(false)
-            {
-                out.push(seq);
-            }
-        }
-        key = ws.next_after(conn, rt.id, first)?;
-    }
+    ws.walk(
+        conn,
+        rt.id,
+        from,
+        upto,
+        false,
+        |s| pattern_matches(filter, s),
+        |_, _, seq| {
+            out.push(seq);
+            true
+        },
+    )?;
     Ok(out)
 }
 

@@ -94,6 +94,11 @@ fn bounds(rt: &StreamRt, filters: &[String]) -> Option<(u64, u64)> {
     out
 }
 
+/// Whether a stored subject is one `filters` (empty: all) ask for.
+fn wanted(filters: &[String], subject: &str) -> bool {
+    filters.is_empty() || filters.iter().any(|f| pattern_matches(f, subject))
+}
+
 /// Up to `limit` locations with `seq >= from` matching `filters`, in order.
 pub(super) fn scan_locations(
     conn: &Connection,
@@ -107,38 +112,22 @@ pub(super) fn scan_locations(
     if limit == 0 || rt.msgs == 0 || from > rt.last_seq {
         return Ok(out);
     }
-    let all = filters.is_empty() || filters.iter().any(|f| f == ">");
     let Some((lo, hi)) = bounds(rt, filters) else {
         return Ok(out);
     };
-    let from = from.max(lo);
-    let mut key = ws.first_from(conn, rt.id, from)?;
-    while let Some(first) = key {
-        if first > hi {
-            break;
-        }
-        let Some(block) = ws.get(rt.id, first) else {
-            break;
-        };
-        let matches = (!all).then(|| block.matching_subjects(filters));
-        for (i, seq) in block.live_from(from) {
-            if seq > hi {
-                return Ok(out);
-            }
-            let wanted = matches.as_ref().is_none_or(|m| {
-                m.get(block.entries[i].subject as usize)
-                    .copied()
-                    .unwrap_or(false)
-            });
-            if wanted {
-                out.push(block.location(&rt.config.name, i, seq));
-                if out.len() >= limit {
-                    return Ok(out);
-                }
-            }
-        }
-        key = ws.next_after(conn, rt.id, first)?;
-    }
+    let name = &rt.config.name;
+    ws.walk(
+        conn,
+        rt.id,
+        from.max(lo),
+        hi,
+        false,
+        |s| wanted(filters, s),
+        |block, i, seq| {
+            out.push(block.location(name, i, seq));
+            out.len() < limit
+        },
+    )?;
     Ok(out)
 }
 
@@ -154,36 +143,24 @@ pub(super) fn count_matching(
     let Some((lo, hi)) = bounds(rt, filters) else {
         return Ok(0);
     };
-    let from = from.max(lo);
     let mut total = 0;
-    let mut key = ws.first_from(conn, rt.id, from)?;
-    while let Some(first) = key {
-        if first > hi {
-            break;
-        }
-        // Decoded one at a time: a count over a long backlog must not hold it in memory.
-        let Some(block) = ws.get(rt.id, first) else {
-            break;
-        };
-        let matches = block.matching_subjects(filters);
-        total += block
-            .live_from(from)
-            .filter(|(i, seq)| {
-                *seq <= hi
-                    && matches
-                        .get(block.entries[*i].subject as usize)
-                        .copied()
-                        .unwrap_or(false)
-            })
-            .count() as u64;
-        ws.clear();
-        key = ws.next_after(conn, rt.id, first)?;
-    }
+    ws.walk(
+        conn,
+        rt.id,
+        from.max(lo),
+        hi,
+        true,
+        |s| wanted(filters, s),
+        |_, _, _| {
+            total += 1;
+            true
+        },
+    )?;
     Ok(total)
 }
 
-/// The interior deleted sequences between the stream's first and last. Empties `ws` as it
-/// goes, as `count_matching`.
+/// The interior deleted sequences between the stream's first and last: the gaps between live
+/// messages. Empties `ws` as it goes, as `count_matching`.
 pub(super) fn deleted_seqs(
     conn: &Connection,
     ws: &mut WorkingSet,
@@ -194,18 +171,19 @@ pub(super) fn deleted_seqs(
         return Ok(out);
     }
     let mut expect = rt.first_seq;
-    let mut key = ws.first_from(conn, rt.id, expect)?;
-    while let Some(first) = key {
-        let Some(block) = ws.get(rt.id, first) else {
-            break;
-        };
-        for (_, seq) in block.live_from(expect) {
+    ws.walk(
+        conn,
+        rt.id,
+        rt.first_seq,
+        rt.last_seq,
+        true,
+        |_| true,
+        |_, _, seq| {
             out.extend(expect..seq);
             expect = seq + 1;
-        }
-        ws.clear();
-        key = ws.next_after(conn, rt.id, first)?;
-    }
+            true
+        },
+    )?;
     out.extend(expect..=rt.last_seq);
     Ok(out)
 }

@@ -103,7 +103,9 @@ pub(super) fn clear(conn: &Connection, rt: &mut StreamRt) -> Result<(), StoreErr
 }
 
 impl StreamRt {
-    /// A message was stored on `subject` as `seq` (the stream's newest).
+    /// A message was stored on `subject` as `seq` (the stream's newest). Per message, so it
+    /// leaves marking the subject for persisting to the caller, once per block
+    /// (`mark_dirty`); removals mark theirs.
     pub(super) fn subject_stored(&mut self, subject: &str, seq: u64) {
         match self.subjects.get_mut(subject) {
             Some(st) => {
@@ -116,7 +118,6 @@ impl StreamRt {
                     .insert(subject.to_string(), SubjectState::first_message(seq));
             }
         }
-        self.mark_dirty(subject);
     }
 
     /// The message `seq` on `subject` was removed.
@@ -148,7 +149,8 @@ impl StreamRt {
         self.mark_dirty(subject);
     }
 
-    fn mark_dirty(&mut self, subject: &str) {
+    /// The subject's state is written with the stream's next `persist_rt`.
+    pub(super) fn mark_dirty(&mut self, subject: &str) {
         if !self.dirty_subjects.contains(subject) {
             self.dirty_subjects.insert(subject.to_string());
         }
@@ -197,7 +199,8 @@ pub(super) fn last_of(
     Ok(found.unwrap_or(0))
 }
 
-/// The first live message on exactly `subject` at or after `from`.
+/// The first live message on exactly `subject` at or after `from` (an exact match: stored
+/// subjects are literals even with wildcard tokens).
 pub(super) fn next_on_subject(
     conn: &Connection,
     ws: &mut WorkingSet,
@@ -208,29 +211,24 @@ pub(super) fn next_on_subject(
     let Some(st) = rt.subjects.get(subject) else {
         return Ok(None);
     };
-    let end = st.last;
-    let mut key = ws.first_from(conn, rt.id, from)?;
-    while let Some(first) = key {
-        if first > end {
-            return Ok(None);
-        }
-        let Some(block) = ws.get(rt.id, first) else {
-            return Ok(None);
-        };
-        if let Some(local) = block.subjects.iter().position(|s| s == subject) {
-            let found = block
-                .live_from(from)
-                .find(|(i, _)| block.entries[*i].subject as usize == local);
-            if let Some((_, seq)) = found {
-                return Ok(Some(seq));
-            }
-        }
-        key = ws.next_after(conn, rt.id, first)?;
-    }
-    Ok(None)
+    let mut found = None;
+    ws.walk(
+        conn,
+        rt.id,
+        from,
+        st.last,
+        false,
+        |s| s == subject,
+        |_, _, seq| {
+            found = Some(seq);
+            false
+        },
+    )?;
+    Ok(found)
 }
 
-/// The last live message on exactly `subject` at or before `upto` (and not before `floor`).
+/// The last live message on exactly `subject` at or before `upto` (and not before `floor`):
+/// blocks are only indexed forward, so one walk from the subject's first message.
 fn prev_on_subject(
     conn: &Connection,
     ws: &mut WorkingSet,
@@ -240,16 +238,19 @@ fn prev_on_subject(
     floor: u64,
 ) -> Result<Option<u64>, StoreError> {
     let mut best = None;
-    // Walk forward from the subject's first message: blocks are only indexed forward, and the
-    // first sequence bounds the walk.
-    let mut from = floor.max(rt.first_seq);
-    while let Some(seq) = next_on_subject(conn, ws, rt, subject, from)? {
-        if seq > upto {
-            break;
-        }
-        best = Some(seq);
-        from = seq + 1;
-    }
+    let from = floor.max(rt.first_seq);
+    ws.walk(
+        conn,
+        rt.id,
+        from,
+        upto,
+        false,
+        |s| s == subject,
+        |_, _, seq| {
+            best = Some(seq);
+            true
+        },
+    )?;
     Ok(best)
 }
 
