@@ -160,6 +160,13 @@ pub struct Record {
     pub timestamp_nanos: i64,
 }
 
+impl Record {
+    /// Headers plus payload: the message size the control plane stores and limits count.
+    pub fn stored_size(&self) -> u64 {
+        (self.headers.as_ref().map_or(0, Bytes::len) + self.payload.len()) as u64
+    }
+}
+
 impl fmt::Debug for Record {
     // Payloads can be megabytes; print sizes, not contents.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -1033,29 +1040,11 @@ pub fn decode_block_full(buf: Bytes) -> Result<DecodedBlock, FormatError> {
 /// Decodes record `index` of a block without materialising the others. The whole block is
 /// still checksummed (a record cannot be verified on its own), but only one record is built.
 pub fn decode_record(buf: Bytes, index: u32) -> Result<Record, FormatError> {
-    let parts = parse_block(&buf)?;
-    let entries = &parts.entries;
-    let count = u32::try_from(entries.len()).unwrap_or(u32::MAX);
-    let idx = usize::try_from(index).unwrap_or(usize::MAX);
-    let entry = entries
-        .get(idx)
-        .ok_or(FormatError::RecordOutOfRange { index, count })?;
-    // parse_block proved the sum of all lengths fits the data region, so this prefix sum fits.
-    let skip: u64 = entries[..idx].iter().map(Entry::data_len).sum();
-    let data = buf.slice(parts.data_start..parts.data_end);
-    let mut pos = to_usize(skip, "record offset")?;
-    // Only the one subject this record names is built.
-    let subject = |i: u32| match usize::try_from(i).ok().and_then(|i| parts.subjects.get(i)) {
-        Some(s) => table_subject(&buf, s),
-        None => Err(FormatError::Corrupt(format!("record names subject {i}"))),
-    };
-    cut_record(&data, &mut pos, entry, &subject)
+    ParsedBlock::parse(buf)?.record(index)
 }
 
 /// Decodes the records at `indices` of a block (any order, repeats allowed), one answer per
-/// index. The block is checksummed and its table parsed once; only the asked-for records are
-/// built, so a reader taking a few hundred records of a block of thousands does not pay for the
-/// rest.
+/// index: [`ParsedBlock::parse`] once, then [`ParsedBlock::record`] per index.
 ///
 /// # Errors
 ///
@@ -1065,29 +1054,89 @@ pub fn decode_records(
     buf: Bytes,
     indices: &[u32],
 ) -> Result<Vec<Result<Record, FormatError>>, FormatError> {
-    let parts = parse_block(&buf)?;
-    let subjects = table_subjects(&buf, &parts)?;
-    let entries = &parts.entries;
-    let count = u32::try_from(entries.len()).unwrap_or(u32::MAX);
-    // parse_block proved every length and their sum fit the data region.
-    let mut starts = Vec::with_capacity(entries.len());
-    let mut pos: u64 = 0;
-    for e in entries {
-        starts.push(pos);
-        pos += e.data_len();
+    let block = ParsedBlock::parse(buf)?;
+    Ok(indices.iter().map(|&i| block.record(i)).collect())
+}
+
+/// A verified block with its table parsed: what a read cache keeps, so that taking records out
+/// of a cached block costs only those records (not a checksum of the block and a parse of its
+/// whole table per read).
+pub struct ParsedBlock {
+    /// The block's bytes, exactly as stored (what peers are sent).
+    bytes: Bytes,
+    subjects: Vec<ByteString>,
+    entries: Vec<Entry>,
+    /// Start of each record in the data region.
+    starts: Vec<u64>,
+    data: Bytes,
+}
+
+impl fmt::Debug for ParsedBlock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ParsedBlock")
+            .field("len", &self.bytes.len())
+            .field("records", &self.entries.len())
+            .finish()
     }
-    let data = buf.slice(parts.data_start..parts.data_end);
-    Ok(indices
-        .iter()
-        .map(|&index| {
-            let idx = usize::try_from(index).unwrap_or(usize::MAX);
-            let (Some(entry), Some(&start)) = (entries.get(idx), starts.get(idx)) else {
-                return Err(FormatError::RecordOutOfRange { index, count });
-            };
-            let mut pos = to_usize(start, "record offset")?;
-            cut_record(&data, &mut pos, entry, &|i| nth_subject(&subjects, i))
+}
+
+impl ParsedBlock {
+    /// Verifies `buf` (exactly one block's bytes) and parses its table.
+    pub fn parse(buf: Bytes) -> Result<Self, FormatError> {
+        let parts = parse_block(&buf)?;
+        let subjects = table_subjects(&buf, &parts)?;
+        let BlockParts {
+            entries,
+            data_start,
+            data_end,
+            ..
+        } = parts;
+        // parse_block proved every length and their sum fit the data region.
+        let mut starts = Vec::with_capacity(entries.len());
+        let mut pos: u64 = 0;
+        for e in &entries {
+            starts.push(pos);
+            pos += e.data_len();
+        }
+        let data = buf.slice(data_start..data_end);
+        Ok(Self {
+            bytes: buf,
+            subjects,
+            entries,
+            starts,
+            data,
         })
-        .collect())
+    }
+
+    /// The block's bytes as stored.
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    /// Records in the block (rejected ones included: indexes count them).
+    pub fn count(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Memory this parsed block holds: its bytes and its table.
+    pub fn footprint(&self) -> usize {
+        self.bytes.len()
+            + self.entries.len() * (std::mem::size_of::<Entry>() + std::mem::size_of::<u64>())
+            + self.subjects.len() * std::mem::size_of::<ByteString>()
+    }
+
+    /// Record `index`, its subject, headers and payload as views of the block's bytes.
+    pub fn record(&self, index: u32) -> Result<Record, FormatError> {
+        let count = u32::try_from(self.entries.len()).unwrap_or(u32::MAX);
+        let idx = usize::try_from(index).unwrap_or(usize::MAX);
+        let (Some(entry), Some(&start)) = (self.entries.get(idx), self.starts.get(idx)) else {
+            return Err(FormatError::RecordOutOfRange { index, count });
+        };
+        let mut pos = to_usize(start, "record offset")?;
+        cut_record(&self.data, &mut pos, entry, &|i| {
+            nth_subject(&self.subjects, i)
+        })
+    }
 }
 
 /// Parses the trailer from the last [`TRAILER_LEN`] bytes of `tail` (the end of an object).

@@ -21,8 +21,8 @@ use super::store::{
     ConsumerPosition, ConsumerWrite, MetadataStore, PendingDelivery, StateDetail, StoreError,
 };
 use infinistream_api::control_plane::consumers::{
-    AckBatch, AckBatchResponse, AckKind, ClaimRequest, ClaimResponse, Claimed, LeaseRequest,
-    LeaseResponse, PushAssignment, WaitingReport,
+    AckBatch, AckBatchResponse, AckKind, ClaimRequest, ClaimResponse, Claimed, ClaimedRun,
+    LeaseRequest, LeaseResponse, PushAssignment, WaitingReport,
 };
 use infinistream_api::control_plane::model::MessageLocation;
 use infinistream_api::jetstream::consumer::*;
@@ -899,6 +899,8 @@ struct Claim {
     max_deliver: u64,
     max_ack_pending: usize,
     pending_before: u64,
+    /// Answer as runs ([`ClaimRequest::runs`]).
+    runs: bool,
     /// (location, consumer sequence, deliveries) of each message claimed, in delivery order.
     out: Vec<(MessageLocation, u64, u64)>,
     bytes: u64,
@@ -919,6 +921,7 @@ impl Claim {
                 .filter(|n| *n > 0)
                 .unwrap_or(usize::MAX),
             pending_before,
+            runs: req.runs,
             out: Vec::new(),
             bytes: 0,
             too_big: false,
@@ -1057,7 +1060,6 @@ impl Claim {
     }
 
     fn response(self, c: &Consumer, remaining: u64, limits: PullLimits, now: i64) -> ClaimResponse {
-        let pending = pending_after_each(&self.out, remaining);
         // A short claim leaves its requests waiting; they wake on the next commit or consumer
         // event, or when the earliest pending delivery may be redelivered, which only the
         // control plane knows.
@@ -1071,10 +1073,11 @@ impl Claim {
         } else {
             None
         };
-        ClaimResponse {
-            redeliver_in_ms,
-            filters: c.config.filters(),
-            messages: self
+        let (messages, runs) = if self.runs {
+            (Vec::new(), as_runs(&self.out))
+        } else {
+            let pending = pending_after_each(&self.out, remaining);
+            let messages = self
                 .out
                 .into_iter()
                 .zip(pending)
@@ -1084,7 +1087,14 @@ impl Claim {
                     deliveries,
                     pending,
                 })
-                .collect(),
+                .collect();
+            (messages, Vec::new())
+        };
+        ClaimResponse {
+            redeliver_in_ms,
+            filters: c.config.filters(),
+            messages,
+            runs,
             num_pending: remaining,
             too_big: self.too_big,
             headers_only: c.config.headers_only,
@@ -1111,6 +1121,20 @@ fn locate(
         Err(StoreError::Api(_)) => Ok(None),
         Err(e) => Err(store_err(e)),
     }
+}
+
+/// Claimed deliveries folded into runs of consecutive records.
+fn as_runs(out: &[(MessageLocation, u64, u64)]) -> Vec<ClaimedRun> {
+    let mut runs: Vec<ClaimedRun> = Vec::new();
+    for (loc, cseq, deliveries) in out {
+        let extended = runs
+            .last_mut()
+            .is_some_and(|r| r.extend(loc, *cseq, *deliveries));
+        if !extended {
+            runs.push(ClaimedRun::of(loc, *cseq, *deliveries));
+        }
+    }
+    runs
 }
 
 /// The pending count after each claimed message: what is left plus the new ones behind it
@@ -1366,6 +1390,77 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    /// The same claims on two twin consumers, one answered per message and one as runs: the
+    /// runs expand to exactly the same deliveries (sequences, counts, ack-reply pending), and
+    /// new messages of one block are one run.
+    #[test]
+    fn runs_expand_to_the_per_message_answer() {
+        let mut b = backend();
+        call(
+            &mut b,
+            "STREAM.CREATE.S",
+            r#"{"name":"S","subjects":["s.>"]}"#,
+        );
+        publish(&mut b, 12);
+        publish(&mut b, 5);
+        for name in ["M", "R"] {
+            let r = call(
+                &mut b,
+                &format!("CONSUMER.CREATE.S.{name}"),
+                &format!(
+                    r#"{{"stream_name":"S","config":{{"durable_name":"{name}","ack_policy":"explicit","ack_wait":1000000000}}}}"#
+                ),
+            );
+            assert_eq!(r["name"], name, "{r}");
+        }
+        let claim_both = |b: &mut Backend, batch: u32, now: i64| {
+            let mut answers = Vec::new();
+            for (name, runs) in [("M", false), ("R", true)] {
+                let req = ClaimRequest {
+                    stream: "S".into(),
+                    consumer: name.into(),
+                    batch,
+                    runs,
+                    ..ClaimRequest::default()
+                };
+                answers.push(claim(b, &req, now).expect("claim"));
+            }
+            answers
+        };
+        let now = 10_000_000_000;
+        let first = claim_both(&mut b, 4, now);
+        assert_eq!(first[1].runs.len(), 1, "{:?}", first[1].runs);
+        assert!(first[1].messages.is_empty());
+        assert_eq!(first[0].deliveries(), first[1].deliveries());
+        for name in ["M", "R"] {
+            ack(&mut b, &acks(name, [2], AckKind::Nak), now);
+            ack(&mut b, &acks(name, [3], AckKind::Ack), now);
+        }
+        // Redeliveries of 1 (expired) and 2 (nak'd), 4 is not due yet, then 5..=17 across the
+        // two objects' blocks.
+        let later = now + 1_500_000_000;
+        for name in ["M", "R"] {
+            ack(&mut b, &acks(name, [4], AckKind::Progress), later);
+        }
+        let second = claim_both(&mut b, 20, later);
+        let d = second[1].deliveries();
+        assert_eq!(second[0].deliveries(), d);
+        assert_eq!(
+            d.iter().map(|d| (d.seq, d.deliveries)).collect::<Vec<_>>(),
+            [(1, 2), (2, 2)]
+                .into_iter()
+                .chain((5..=17).map(|s| (s, 1)))
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(d.last().map(|d| d.pending), Some(0));
+        assert_eq!(
+            d[0].pending, 13,
+            "redeliveries see every new message behind them"
+        );
+        // One run for both redeliveries, one per block of new messages.
+        assert_eq!(second[1].runs.len(), 3, "{:?}", second[1].runs);
     }
 
     #[test]

@@ -22,13 +22,13 @@ use crate::actors::ingress::router::{
 };
 use crate::actors::jetstream::wake::{Key, Waitable, to_claim};
 use crate::actors::messages::{FeedUp, Publish, Wake};
+use crate::actors::read::block::ReadError;
 use crate::actors::read::{BlockLocation, ReadSource, Reader};
 use crate::control_plane::client::ControlPlaneClient;
 use crate::protocol::headers::{Headers, status_only};
 use infinistream_api::control_plane::consumers::{
-    AckBatch, AckEntry, AckKind, ClaimRequest, ClaimResponse, WaitingCount, WaitingReport,
+    AckBatch, AckEntry, AckKind, ClaimRequest, ClaimResponse, Delivery, WaitingCount, WaitingReport,
 };
-use infinistream_api::control_plane::model::MessageLocation;
 use infinistream_api::jetstream::consumer::{AckSubject, PullLimits, PullRequest, ack_subject};
 
 const NEXT_PREFIX: &str = "$JS.API.CONSUMER.MSG.NEXT.";
@@ -254,6 +254,7 @@ impl ConsumerManager {
             agent_id: String::new(),
             pull: front.unchecked.clone(),
             acks: carried.iter().map(|a| a.entry.clone()).collect(),
+            runs: true,
         };
         let client = self.client.clone();
         let reader = self.reader.clone();
@@ -369,23 +370,23 @@ impl ConsumerManager {
         };
         front.unchecked = None;
         let mut sent = 0u64;
-        for (m, rec) in claim.messages.iter().zip(reads) {
+        let deliveries = claim.deliveries();
+        for (m, rec) in deliveries.iter().zip(reads) {
             let rec = match rec {
                 Ok(r) => r,
                 Err(e) => {
                     // Stays pending at the control plane: redelivered after ack_wait.
-                    tracing::warn!(stream = %key.0, seq = m.location.seq, error = %e, "consumer read failed");
+                    tracing::warn!(stream = %key.0, seq = m.seq, error = %e, "consumer read failed");
                     continue;
                 }
             };
             let (headers, payload, reply) = delivery(&key, m, &rec, claim.headers_only);
             // What nats-server counts against max_bytes: subject, reply, headers, payload.
-            let size =
-                u64::from(m.location.size) + m.location.subject.len() as u64 + reply.len() as u64;
+            let size = rec.stored_size() + rec.subject.len() as u64 + reply.len() as u64;
             self.router.do_send(DeliverTo {
                 to: front.reply.clone(),
                 msg: NatsMsg {
-                    subject: ByteString::from(m.location.subject.as_str()),
+                    subject: rec.subject,
                     reply: Some(ByteString::from(reply)),
                     headers,
                     payload,
@@ -396,7 +397,7 @@ impl ConsumerManager {
                 *left = left.saturating_sub(size);
             }
         }
-        let got = claim.messages.len() as u64;
+        let got = deliveries.len() as u64;
         front.remaining = front.remaining.saturating_sub(got);
         if sent > 0 {
             front.last_sent = Instant::now();
@@ -723,7 +724,7 @@ impl ConsumerManager {
 /// `headers_only`, the headers plus `Nats-Msg-Size` and no payload) and its v1 ack subject.
 pub(crate) fn delivery(
     (stream, consumer): &(String, String),
-    m: &infinistream_api::control_plane::consumers::Claimed,
+    m: &Delivery<'_>,
     rec: &crate::format::Record,
     headers_only: bool,
 ) -> (Option<Bytes>, Bytes, String) {
@@ -745,15 +746,15 @@ pub(crate) fn delivery(
         stream,
         consumer,
         m.deliveries,
-        m.location.seq,
+        m.seq,
         m.cseq,
-        m.location.timestamp_nanos,
+        rec.timestamp_nanos,
         m.pending,
     );
     (headers, payload, reply)
 }
 
-pub(crate) type ReadResult = Result<crate::format::Record, crate::actors::read::block::ReadError>;
+pub(crate) type ReadResult = Result<crate::format::Record, ReadError>;
 pub(crate) type ClaimOutcome = Result<
     Result<(ClaimResponse, Vec<ReadResult>), infinistream_api::jetstream::ApiError>,
     crate::control_plane::CpError,
@@ -761,60 +762,49 @@ pub(crate) type ClaimOutcome = Result<
 
 /// Reads every claimed message, one block read per block (through the read cache and the zone's
 /// peers): messages published together share a block, and a batch usually spans few blocks.
+/// One answer per [`ClaimResponse::deliveries`], in that order.
 pub(crate) async fn read_all(reader: &Reader, claim: &ClaimResponse) -> Vec<ReadResult> {
-    let mut blocks: Vec<(&MessageLocation, Vec<usize>)> = Vec::new();
+    let deliveries = claim.deliveries();
+    let mut blocks: Vec<(BlockLocation, Vec<usize>)> = Vec::new();
     let mut by_block: HashMap<(&str, u64, u64), usize> = HashMap::new();
-    for (i, m) in claim.messages.iter().enumerate() {
-        let loc = &m.location;
-        let k = (loc.object_key.as_str(), loc.block_offset, loc.block_len);
+    for (i, d) in deliveries.iter().enumerate() {
+        let k = (d.object_key, d.block_offset, d.block_len);
         match by_block.get(&k) {
             Some(b) => blocks[*b].1.push(i),
             None => {
                 by_block.insert(k, blocks.len());
+                let loc = BlockLocation {
+                    object_key: d.object_key.to_string(),
+                    offset: d.block_offset,
+                    len: d.block_len,
+                };
                 blocks.push((loc, vec![i]));
             }
         }
     }
-    let fetched = join_all(blocks.iter().map(|(loc, members)| async move {
-        match reader.read_block(&BlockLocation::of(loc)).await {
-            // One checksum and one table parse per block, however many of its records a claim
-            // takes (decoding record by record would redo both for each: quadratic in the
-            // block's size), and only the claimed records built (a pull takes hundreds of a
-            // block's thousands).
-            Ok(block) => match crate::format::decode_records(
-                block,
-                &members
+    let fetched = join_all(blocks.iter().map(|(loc, members)| {
+        let deliveries = &deliveries;
+        async move {
+            match reader.read_block(loc).await {
+                // The cache keeps blocks verified and parsed: only the claimed records are
+                // built (a pull takes hundreds of a block's thousands).
+                Ok(block) => members
                     .iter()
-                    .map(|i| claim.messages[*i].location.index)
-                    .collect::<Vec<_>>(),
-            ) {
-                Ok(records) => records
-                    .into_iter()
-                    .map(|r| {
-                        r.map_err(|e| crate::actors::read::block::ReadError::Corrupt {
-                            key: loc.object_key.clone(),
-                            message: e.to_string(),
-                        })
-                    })
-                    .collect::<Vec<_>>(),
-                Err(e) => {
-                    let key = loc.object_key.clone();
-                    members
-                        .iter()
-                        .map(|_| {
-                            Err(crate::actors::read::block::ReadError::Corrupt {
-                                key: key.clone(),
+                    .map(|i| {
+                        block
+                            .record(deliveries[*i].index)
+                            .map_err(|e| ReadError::Corrupt {
+                                key: loc.object_key.clone(),
                                 message: e.to_string(),
                             })
-                        })
-                        .collect()
-                }
-            },
-            Err(e) => members.iter().map(|_| Err(e.clone())).collect(),
+                    })
+                    .collect::<Vec<_>>(),
+                Err(e) => members.iter().map(|_| Err(e.clone())).collect(),
+            }
         }
     }))
     .await;
-    let mut out: Vec<Option<ReadResult>> = (0..claim.messages.len()).map(|_| None).collect();
+    let mut out: Vec<Option<ReadResult>> = (0..deliveries.len()).map(|_| None).collect();
     for ((_, members), results) in blocks.iter().zip(fetched) {
         for (i, r) in members.iter().zip(results) {
             out[*i] = Some(r);
@@ -823,7 +813,7 @@ pub(crate) async fn read_all(reader: &Reader, claim: &ClaimResponse) -> Vec<Read
     out.into_iter()
         .map(|r| {
             r.unwrap_or_else(|| {
-                Err(crate::actors::read::block::ReadError::Store {
+                Err(ReadError::Store {
                     key: String::new(),
                     message: "block not read".to_string(),
                 })

@@ -251,6 +251,7 @@ impl PushManager {
             agent_id: self.agent_id.clone(),
             pull: None,
             acks: Vec::new(),
+            runs: true,
         };
         let client = self.client.clone();
         let reader = self.reader.clone();
@@ -289,32 +290,33 @@ impl PushManager {
             }
             Ok(Ok(v)) => v,
         };
-        let got = claim.messages.len();
+        let deliveries = claim.deliveries();
+        let got = deliveries.len();
         d.due = claim
             .redeliver_in_ms
             .map(|ms| Instant::now() + Duration::from_millis(ms));
         d.filters = Some(claim.filters.clone());
-        for (m, rec) in claim.messages.iter().zip(reads) {
+        for (m, rec) in deliveries.iter().zip(reads) {
             let rec = match rec {
                 Ok(r) => r,
                 Err(e) => {
-                    tracing::warn!(stream = %key.0, seq = m.location.seq, error = %e, "push read failed");
+                    tracing::warn!(stream = %key.0, seq = m.seq, error = %e, "push read failed");
                     continue;
                 }
             };
             let (headers, payload, reply) = delivery(&key, m, &rec, claim.headers_only);
-            let size = u64::from(m.location.size) + m.location.subject.len() as u64;
+            let size = rec.stored_size() + rec.subject.len() as u64;
             self.router.do_send(DeliverTo {
                 to: d.deliver.clone(),
                 msg: NatsMsg {
-                    subject: ByteString::from(m.location.subject.as_str()),
+                    subject: rec.subject,
                     reply: Some(ByteString::from(reply)),
                     headers,
                     payload,
                 },
             });
             d.last_dseq = m.cseq;
-            d.last_sseq = d.last_sseq.max(m.location.seq);
+            d.last_sseq = d.last_sseq.max(m.seq);
             if d.flow_control {
                 d.since_fc += size;
                 if d.fc.is_some() {

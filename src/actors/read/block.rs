@@ -1,5 +1,5 @@
 //! Reading stored messages back, at the lowest level: one block (a range of one object) fetched,
-//! its checksum verified, the record picked out.
+//! its checksum verified and table parsed once, records picked out.
 //!
 //! Owns: the block address ([`BlockLocation`]), the bucket range GET with its verification, the
 //! read error type, the [`ReadSource`] seam and [`read_record`], the one entry point readers
@@ -18,7 +18,7 @@ use object_store::path::Path;
 
 use crate::actors::ops::metrics;
 pub use crate::format::BlockLocation;
-use crate::format::{self, Record};
+use crate::format::{ParsedBlock, Record};
 use infinistream_api::control_plane::model::MessageLocation;
 
 /// Cloneable on purpose: one failed fetch answers every reader that waited for it.
@@ -32,16 +32,19 @@ pub enum ReadError {
     Corrupt { key: String, message: String },
 }
 
-/// Checks that `block` is a whole, intact block for `loc` (length and CRC).
-pub fn verify_block(loc: &BlockLocation, block: &Bytes) -> Result<(), ReadError> {
+/// A verified block with its table parsed, shared by the cache and its readers.
+pub type Block = Arc<ParsedBlock>;
+
+/// Checks that `block` is a whole, intact block for `loc` (length and CRC) and parses it.
+pub fn verify_block(loc: &BlockLocation, block: Bytes) -> Result<Block, ReadError> {
     if block.len() as u64 != loc.len {
         return Err(ReadError::Corrupt {
             key: loc.object_key.clone(),
             message: format!("block is {} bytes, expected {}", block.len(), loc.len),
         });
     }
-    format::decode_block(block.clone())
-        .map(|_| ())
+    ParsedBlock::parse(block)
+        .map(Arc::new)
         .map_err(|e| ReadError::Corrupt {
             key: loc.object_key.clone(),
             message: e.to_string(),
@@ -49,7 +52,7 @@ pub fn verify_block(loc: &BlockLocation, block: &Bytes) -> Result<(), ReadError>
 }
 
 /// One range GET of `loc` from the bucket, verified. Counted as a `bucket` read.
-pub async fn fetch_block(store: &dyn ObjectStore, loc: &BlockLocation) -> Result<Bytes, ReadError> {
+pub async fn fetch_block(store: &dyn ObjectStore, loc: &BlockLocation) -> Result<Block, ReadError> {
     let path = Path::from(loc.object_key.as_str());
     let started = Instant::now();
     let res = store.get_range(&path, loc.range()).await;
@@ -67,20 +70,18 @@ pub async fn fetch_block(store: &dyn ObjectStore, loc: &BlockLocation) -> Result
             message: other.to_string(),
         },
     })?;
-    if let Err(e) = verify_block(loc, &block) {
+    verify_block(loc, block).inspect_err(|e| {
         tracing::error!(object_key = %loc.object_key, offset = loc.offset, error = %e, "corrupt object block");
-        return Err(e);
-    }
-    Ok(block)
+    })
 }
 
 /// Where blocks come from: the bucket directly, or the agent's cache.
 pub trait ReadSource {
-    fn read_block(&self, loc: &BlockLocation) -> BoxFuture<'static, Result<Bytes, ReadError>>;
+    fn read_block(&self, loc: &BlockLocation) -> BoxFuture<'static, Result<Block, ReadError>>;
 }
 
 impl ReadSource for Arc<dyn ObjectStore> {
-    fn read_block(&self, loc: &BlockLocation) -> BoxFuture<'static, Result<Bytes, ReadError>> {
+    fn read_block(&self, loc: &BlockLocation) -> BoxFuture<'static, Result<Block, ReadError>> {
         let store = self.clone();
         let loc = loc.clone();
         async move { fetch_block(store.as_ref(), &loc).await }.boxed()
@@ -94,7 +95,7 @@ pub async fn read_record<S: ReadSource + ?Sized>(
     loc: &MessageLocation,
 ) -> Result<Record, ReadError> {
     let block = source.read_block(&BlockLocation::of(loc)).await?;
-    format::decode_record(block, loc.index).map_err(|source| {
+    block.record(loc.index).map_err(|source| {
         tracing::error!(object_key = %loc.object_key, error = %source, "corrupt object block");
         ReadError::Corrupt {
             key: loc.object_key.clone(),

@@ -21,11 +21,11 @@ use object_store::ObjectStore;
 use tokio::sync::oneshot;
 
 use crate::actors::ops::metrics;
-use crate::actors::read::block::{BlockLocation, ReadError, fetch_block, verify_block};
+use crate::actors::read::block::{Block, BlockLocation, ReadError, fetch_block, verify_block};
 
-/// Reader -> cache: the verified bytes of one block.
+/// Reader -> cache: one block, verified and parsed.
 #[derive(Debug, Clone, Message)]
-#[rtype(result = "Result<Bytes, ReadError>")]
+#[rtype(result = "Result<Block, ReadError>")]
 pub struct Read {
     pub location: BlockLocation,
     /// Never ask a peer (set for reads that a peer asked us for: no forwarding loops when two
@@ -80,11 +80,11 @@ impl Default for ReadCacheSettings {
 }
 
 struct Entry {
-    block: Bytes,
+    block: Block,
     tick: u64,
 }
 
-type Waiter = oneshot::Sender<Result<Bytes, ReadError>>;
+type Waiter = oneshot::Sender<Result<Block, ReadError>>;
 
 pub struct ReadCache {
     settings: ReadCacheSettings,
@@ -114,7 +114,7 @@ impl ReadCache {
         }
     }
 
-    fn touch(&mut self, loc: &BlockLocation) -> Option<Bytes> {
+    fn touch(&mut self, loc: &BlockLocation) -> Option<Block> {
         self.tick += 1;
         let tick = self.tick;
         let entry = self.entries.get_mut(loc)?;
@@ -124,8 +124,9 @@ impl ReadCache {
         Some(entry.block.clone())
     }
 
-    fn insert(&mut self, loc: BlockLocation, block: Bytes) {
-        let size = block.len();
+    fn insert(&mut self, loc: BlockLocation, block: Block) {
+        // Bytes and parsed table both count: the table is what makes a hit cheap.
+        let size = block.footprint();
         if size > self.settings.capacity || self.entries.contains_key(&loc) {
             return;
         }
@@ -134,7 +135,7 @@ impl ReadCache {
                 break;
             };
             if let Some(e) = self.entries.remove(&victim) {
-                self.used -= e.block.len();
+                self.used -= e.block.footprint();
                 self.stats.evictions += 1;
             }
         }
@@ -150,7 +151,7 @@ impl ReadCache {
         self.used += size;
     }
 
-    fn complete(&mut self, loc: BlockLocation, result: Result<Bytes, ReadError>) {
+    fn complete(&mut self, loc: BlockLocation, result: Result<Block, ReadError>) {
         if let Ok(block) = &result {
             self.insert(loc.clone(), block.clone());
         }
@@ -166,7 +167,7 @@ async fn fetch(
     peer: Option<Recipient<PeerFetch>>,
     loc: BlockLocation,
     peer_timeout: Duration,
-) -> Result<Bytes, ReadError> {
+) -> Result<Block, ReadError> {
     if let Some(peer) = peer {
         let asked = tokio::time::timeout(
             peer_timeout,
@@ -176,8 +177,8 @@ async fn fetch(
         )
         .await;
         match asked {
-            Ok(Ok(Ok(Some(block)))) => match verify_block(&loc, &block) {
-                Ok(()) => {
+            Ok(Ok(Ok(Some(block)))) => match verify_block(&loc, block) {
+                Ok(block) => {
                     metrics::CACHE_READS.with_label_values(&["peer"]).inc();
                     return Ok(block);
                 }
@@ -205,7 +206,7 @@ impl Actor for ReadCache {
 }
 
 impl Handler<Read> for ReadCache {
-    type Result = ResponseFuture<Result<Bytes, ReadError>>;
+    type Result = ResponseFuture<Result<Block, ReadError>>;
 
     fn handle(&mut self, m: Read, ctx: &mut Self::Context) -> Self::Result {
         if let Some(block) = self.touch(&m.location) {
@@ -407,7 +408,10 @@ pub(super) mod tests {
         assert_eq!(store.gets.load(Ordering::SeqCst), 1);
         let stats = cache.send(GetStats).await.unwrap();
         assert_eq!((stats.hits, stats.misses, stats.entries), (4, 1, 1));
-        assert_eq!(stats.bytes as u64, blocks[1].len);
+        // The block's bytes and its parsed table.
+        let cached = cache.send(read(&blocks[1])).await.unwrap().unwrap();
+        assert_eq!(stats.bytes, cached.footprint());
+        assert!(stats.bytes as u64 > blocks[1].len);
     }
 
     #[actix_rt::test]
@@ -423,7 +427,7 @@ pub(super) mod tests {
         assert!(
             results
                 .iter()
-                .all(|r| matches!(r, Ok(Ok(b)) if b.len() as u64 == blocks[0].len))
+                .all(|r| matches!(r, Ok(Ok(b)) if b.bytes().len() as u64 == blocks[0].len))
         );
         assert_eq!(store.gets.load(Ordering::SeqCst), 1);
         let stats = cache.send(GetStats).await.unwrap();
@@ -434,7 +438,10 @@ pub(super) mod tests {
     async fn eviction_is_by_bytes_least_recent_first() {
         let store = Arc::new(Counting::default());
         let blocks = object(&store, "o/3.obj", 4, 2).await;
-        let biggest = blocks.iter().map(|b| b.len).max().unwrap() as usize;
+        let mut biggest = 0;
+        for b in &blocks {
+            biggest = biggest.max(fetch_block(store.as_ref(), b).await.unwrap().footprint());
+        }
         // Room for two blocks, not three.
         let cache = start(&store, biggest * 2 + biggest / 2);
         for b in &blocks[..2] {

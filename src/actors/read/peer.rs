@@ -251,7 +251,7 @@ async fn serve(
             }
             Some((id, res)) = reads.next(), if !reads.is_empty() => {
                 let result = match res {
-                    Ok(Ok(block)) => Ok(block.to_vec()),
+                    Ok(Ok(block)) => Ok(block.bytes().to_vec()),
                     Ok(Err(e)) => Err(e.to_string()),
                     Err(e) => Err(format!("read cache unavailable: {e}")),
                 };
@@ -608,7 +608,7 @@ mod tests {
                     .await
                     .unwrap()
                     .unwrap();
-                assert_eq!(got.len() as u64, blk.len);
+                assert_eq!(got.bytes().len() as u64, blk.len);
             }
         }
         // Each block from the bucket once, by its owner, whichever agent read it first.
@@ -644,7 +644,7 @@ mod tests {
                 .await
                 .unwrap()
                 .unwrap();
-            assert_eq!(got.len() as u64, blk.len);
+            assert_eq!(got.bytes().len() as u64, blk.len);
         }
         assert_eq!(store.gets.load(Ordering::SeqCst), blocks.len() as u64);
     }

@@ -7,12 +7,11 @@
 use std::sync::Arc;
 
 use actix::Addr;
-use bytes::Bytes;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use object_store::ObjectStore;
 
-use super::block::{BlockLocation, ReadError, ReadSource, fetch_block};
+use super::block::{Block, BlockLocation, ReadError, ReadSource, fetch_block};
 use super::cache::{Read, ReadCache};
 
 /// The agent's read handle: the read cache's address plus the bucket, used when the cache is
@@ -52,7 +51,7 @@ impl From<Arc<dyn ObjectStore>> for Reader {
 }
 
 impl ReadSource for Reader {
-    fn read_block(&self, loc: &BlockLocation) -> BoxFuture<'static, Result<Bytes, ReadError>> {
+    fn read_block(&self, loc: &BlockLocation) -> BoxFuture<'static, Result<Block, ReadError>> {
         let store = self.store.clone();
         let cache = self.cache.clone();
         let loc = loc.clone();

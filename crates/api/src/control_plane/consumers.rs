@@ -35,6 +35,10 @@ pub struct ClaimRequest {
     /// round trip instead of two.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub acks: Vec<AckEntry>,
+    /// Answer with [`ClaimResponse::runs`] instead of one [`Claimed`] per message (a control
+    /// plane that predates runs ignores this and answers `messages`; agents read both).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub runs: bool,
 }
 
 /// `POST /v1/consumers/waiting`: how many pull requests wait at the reporting agent, for
@@ -61,9 +65,81 @@ pub struct Claimed {
     pub pending: u64,
 }
 
+/// Claimed deliveries as ranges: consecutive records of one block with consecutive stream and
+/// consumer sequences, each delivered `deliveries` times. A claim of new messages from one
+/// block is one run, whatever its size.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimedRun {
+    pub object_id: u64,
+    pub object_key: String,
+    pub block_offset: u64,
+    pub block_len: u64,
+    pub first_seq: u64,
+    /// Position of the first message in its block (counting rejected entries).
+    pub first_index: u32,
+    pub first_cseq: u64,
+    pub count: u32,
+    pub deliveries: u64,
+}
+
+impl ClaimedRun {
+    /// A run of one delivery.
+    pub fn of(location: &MessageLocation, cseq: u64, deliveries: u64) -> Self {
+        Self {
+            object_id: location.object_id,
+            object_key: location.object_key.clone(),
+            block_offset: location.block_offset,
+            block_len: location.block_len,
+            first_seq: location.seq,
+            first_index: location.index,
+            first_cseq: cseq,
+            count: 1,
+            deliveries,
+        }
+    }
+
+    /// Extends the run by the next delivery when it directly follows the run's last one (same
+    /// block, next record, next stream and consumer sequence, same delivery count).
+    pub fn extend(&mut self, location: &MessageLocation, cseq: u64, deliveries: u64) -> bool {
+        let n = u64::from(self.count);
+        let follows = location.object_id == self.object_id
+            && location.block_offset == self.block_offset
+            && location.block_len == self.block_len
+            && location.seq == self.first_seq + n
+            && u64::from(location.index) == u64::from(self.first_index) + n
+            && cseq == self.first_cseq + n
+            && deliveries == self.deliveries;
+        if follows {
+            self.count += 1;
+        }
+        follows
+    }
+}
+
+/// One claimed delivery, whichever form the answer took: where its record is and what its ack
+/// reply says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivery<'a> {
+    pub object_id: u64,
+    pub object_key: &'a str,
+    pub block_offset: u64,
+    pub block_len: u64,
+    pub seq: u64,
+    pub index: u32,
+    pub cseq: u64,
+    pub deliveries: u64,
+    /// Messages left for the consumer after this one (the ack subject's last token).
+    pub pending: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ClaimResponse {
+    /// The first form: one entry per message (answered when the claim did not ask for runs).
+    #[serde(default)]
     pub messages: Vec<Claimed>,
+    /// The claimed deliveries in delivery order, as runs (when the claim asked for them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runs: Vec<ClaimedRun>,
     /// Messages left for the consumer after this claim.
     pub num_pending: u64,
     /// The next message does not fit in what is left of `max_bytes` (nats-server then ends the
@@ -93,6 +169,64 @@ pub struct ClaimResponse {
     /// The consumer's filter subjects (empty: all): agents wake it only for commits they match.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub filters: Vec<String>,
+}
+
+impl ClaimResponse {
+    /// How many deliveries the claim handed out.
+    pub fn len(&self) -> usize {
+        self.messages.len() + self.runs.iter().map(|r| r.count as usize).sum::<usize>()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every delivery in order, from either form. The pending token of a run's messages is
+    /// what is left after the claim plus the first deliveries behind each (a redelivery was
+    /// pending already and does not count), as nats-server's ack replies say.
+    pub fn deliveries(&self) -> Vec<Delivery<'_>> {
+        let mut out = Vec::with_capacity(self.len());
+        for m in &self.messages {
+            let l = &m.location;
+            out.push(Delivery {
+                object_id: l.object_id,
+                object_key: &l.object_key,
+                block_offset: l.block_offset,
+                block_len: l.block_len,
+                seq: l.seq,
+                index: l.index,
+                cseq: m.cseq,
+                deliveries: m.deliveries,
+                pending: m.pending,
+            });
+        }
+        for r in &self.runs {
+            for i in 0..r.count {
+                let n = u64::from(i);
+                out.push(Delivery {
+                    object_id: r.object_id,
+                    object_key: &r.object_key,
+                    block_offset: r.block_offset,
+                    block_len: r.block_len,
+                    seq: r.first_seq + n,
+                    index: r.first_index.saturating_add(i),
+                    cseq: r.first_cseq + n,
+                    deliveries: r.deliveries,
+                    pending: 0,
+                });
+            }
+        }
+        if !self.runs.is_empty() {
+            let mut behind = 0u64;
+            for d in out.iter_mut().rev() {
+                d.pending = self.num_pending + behind;
+                if d.deliveries == 1 {
+                    behind += 1;
+                }
+            }
+        }
+        out
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -19,6 +19,8 @@
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::varint::{self, VarintError, put, unzigzag, zigzag};
+
 const VERSION: u8 = 1;
 const ONE_SUBJECT: u8 = 1;
 const SIZE_RUNS: u8 = 2;
@@ -60,11 +62,11 @@ impl Entries {
         let e = &self.0;
         let mut out = Vec::with_capacity(8 + e.len() * 3);
         let one_subject = e.iter().all(|x| x.subject == 0);
-        let plain_len: usize = e.iter().map(|x| leb_len(u64::from(x.size))).sum();
+        let plain_len: usize = e.iter().map(|x| varint::len(u64::from(x.size))).sum();
         let runs = runs(e.iter().map(|x| x.size));
         let runs_len: usize = runs
             .iter()
-            .map(|(v, n)| leb_len(u64::from(*v)) + leb_len(*n))
+            .map(|(v, n)| varint::len(u64::from(*v)) + varint::len(*n))
             .sum();
         let size_runs = runs_len < plain_len;
         let mut flags = 0;
@@ -104,7 +106,7 @@ impl Entries {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, EntriesError> {
-        let mut r = Reader { bytes, at: 0 };
+        let mut r = Reader(varint::Reader::new(bytes));
         let version = r.byte()?;
         if version != VERSION {
             return Err(EntriesError::Version(version));
@@ -147,7 +149,7 @@ impl Entries {
             x.timestamp_nanos = if i == 0 { v } else { prev.wrapping_add(v) };
             prev = x.timestamp_nanos;
         }
-        if r.at != bytes.len() {
+        if !r.0.is_done() {
             return Err(EntriesError::Malformed("trailing bytes"));
         }
         Ok(Self(e))
@@ -190,48 +192,19 @@ fn put_runs(out: &mut Vec<u8>, runs: &[(u32, u64)]) {
     }
 }
 
-fn put(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn leb_len(v: u64) -> usize {
-    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
-}
-
-fn zigzag(v: i64) -> u64 {
-    ((v << 1) ^ (v >> 63)) as u64
-}
-
-fn unzigzag(v: u64) -> i64 {
-    ((v >> 1) as i64) ^ -((v & 1) as i64)
-}
-
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
+/// The entry columns' reads: varints, with the column-level checks on top.
+struct Reader<'a>(varint::Reader<'a>);
 
 impl Reader<'_> {
     fn byte(&mut self) -> Result<u8, EntriesError> {
-        let b = *self.bytes.get(self.at).ok_or(EntriesError::Truncated)?;
-        self.at += 1;
-        Ok(b)
+        self.0.byte().map_err(|_| EntriesError::Truncated)
     }
 
     fn get(&mut self) -> Result<u64, EntriesError> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = self.byte()?;
-            v |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
-        }
-        Err(EntriesError::Malformed("varint longer than 64 bits"))
+        self.0.get().map_err(|e| match e {
+            VarintError::Truncated => EntriesError::Truncated,
+            VarintError::TooLong => EntriesError::Malformed("varint longer than 64 bits"),
+        })
     }
 
     fn get_u32(&mut self) -> Result<u32, EntriesError> {

@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 
 use infinistream_api::control_plane::entries::{BlockEntry, Entries};
+use infinistream_api::varint;
 
 use super::rows::{to_i64, to_u64};
 use super::*;
@@ -182,7 +183,7 @@ impl Block {
         let mut prev = 0usize;
         for (i, s) in self.state.iter().enumerate() {
             if *s == state {
-                put_varint(&mut out, (i - prev) as u64);
+                varint::put(&mut out, (i - prev) as u64);
                 prev = i;
             }
         }
@@ -299,30 +300,10 @@ impl Block {
     }
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
+/// The values of an index column, up to the first undecodable byte.
 fn read_varints(bytes: &[u8]) -> impl Iterator<Item = u64> + '_ {
-    let mut at = 0;
-    std::iter::from_fn(move || {
-        let mut v = 0u64;
-        let mut shift = 0;
-        while at < bytes.len() && shift < 64 {
-            let b = bytes[at];
-            at += 1;
-            v |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Some(v);
-            }
-            shift += 7;
-        }
-        None
-    })
+    let mut r = varint::Reader::new(bytes);
+    std::iter::from_fn(move || r.get().ok())
 }
 
 const BLOCK_COLUMNS: &str = "b.first_seq, b.object_id, b.block_offset, b.block_len, b.last_seq, \
