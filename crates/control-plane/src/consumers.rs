@@ -13,12 +13,13 @@
 //! batch), before the change is visible in memory or answered; `Registry::load` rebuilds it when
 //! the store opens. Waiting pull request counts, push leases and activity times are transient.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use serde::Serialize;
 
 use super::store::{
-    ConsumerPosition, ConsumerWrite, MetadataStore, PendingDelivery, StateDetail, StoreError,
+    ConsumerPosition, ConsumerWrite, MetadataStore, PendingDelivery, PendingRun, StateDetail,
+    StoreError,
 };
 use infinistream_api::control_plane::consumers::{
     AckBatch, AckBatchResponse, AckKind, ClaimRequest, ClaimResponse, Claimed, ClaimedRun,
@@ -70,6 +71,10 @@ struct Consumer {
     sseq: u64,
     last_delivery: Option<i64>,
     pending: BTreeMap<u64, Pending>,
+    /// First consumer sequence of each stored pending run (one per claim that delivered
+    /// something): a delivery belongs to the run with the greatest start at or below its
+    /// consumer sequence.
+    runs: BTreeSet<u64>,
     ack_floor: (u64, u64),
     last_ack: Option<i64>,
     /// Any claim, poll or ack; ephemerals expire `inactive_threshold` after it.
@@ -183,9 +188,11 @@ impl Registry {
                 dseq: p.dseq,
                 sseq: p.sseq,
                 last_delivery: p.last_delivery,
+                runs: s.pending.iter().map(|r| r.first_cseq).collect(),
                 pending: s
                     .pending
                     .into_iter()
+                    .flat_map(|r| r.entries)
                     .map(|d| {
                         (
                             d.sseq,
@@ -280,8 +287,30 @@ fn persist(backend: &mut Backend, writes: Vec<ConsumerWrite>) -> Result<(), Stor
     r
 }
 
-/// What changed between the stored (`before`) and the new state of one consumer.
-fn changes(before: &Consumer, after: &Consumer, out: &mut Vec<ConsumerWrite>) {
+/// The pending deliveries of `c` grouped by run, each run's in consumer-sequence order.
+fn runs_of(c: &Consumer) -> BTreeMap<u64, Vec<PendingDelivery>> {
+    let mut runs: BTreeMap<u64, Vec<PendingDelivery>> = BTreeMap::new();
+    for (sseq, p) in &c.pending {
+        // Every delivery's consumer sequence lies in a run: each claim that hands something
+        // out starts one at its first consumer sequence.
+        let start = c.runs.range(..=p.cseq).next_back().copied().unwrap_or(0);
+        runs.entry(start).or_default().push(PendingDelivery {
+            sseq: *sseq,
+            cseq: p.cseq,
+            deliveries: p.deliveries,
+            deadline: p.deadline,
+        });
+    }
+    for entries in runs.values_mut() {
+        entries.sort_unstable_by_key(|e| e.cseq);
+    }
+    runs
+}
+
+/// What changed between the stored (`before`) and the new state of one consumer: its position
+/// and each pending run that gained, lost or changed a delivery (written whole; an emptied run
+/// is removed, in the store and from `after`).
+fn changes(before: &Consumer, after: &mut Consumer, out: &mut Vec<ConsumerWrite>) {
     let position = after.position();
     if position != before.position() {
         out.push(ConsumerWrite::Position {
@@ -290,38 +319,26 @@ fn changes(before: &Consumer, after: &Consumer, out: &mut Vec<ConsumerWrite>) {
             position,
         });
     }
-    let mut put = Vec::new();
-    let mut removed = Vec::new();
-    for (sseq, p) in &after.pending {
-        let same = before.pending.get(sseq).is_some_and(|b| {
-            b.cseq == p.cseq && b.deliveries == p.deliveries && b.deadline == p.deadline
-        });
-        if !same {
-            put.push(PendingDelivery {
-                sseq: *sseq,
-                cseq: p.cseq,
-                deliveries: p.deliveries,
-                deadline: p.deadline,
-            });
-        }
+    let old = runs_of(before);
+    let mut new = runs_of(after);
+    after.runs.retain(|start| new.contains_key(start));
+    for start in old.keys() {
+        new.entry(*start).or_default();
     }
-    for sseq in before.pending.keys() {
-        if !after.pending.contains_key(sseq) {
-            removed.push(*sseq);
+    for (first_cseq, entries) in new {
+        if old
+            .get(&first_cseq)
+            .map_or(entries.is_empty(), |o| *o == entries)
+        {
+            continue;
         }
-    }
-    if !removed.is_empty() {
-        out.push(ConsumerWrite::RemovePending {
+        out.push(ConsumerWrite::PutRun {
             stream: after.stream.clone(),
             name: after.name.clone(),
-            seqs: removed,
-        });
-    }
-    if !put.is_empty() {
-        out.push(ConsumerWrite::PutPending {
-            stream: after.stream.clone(),
-            name: after.name.clone(),
-            entries: put,
+            run: PendingRun {
+                first_cseq,
+                entries,
+            },
         });
     }
 }
@@ -648,6 +665,7 @@ fn create(
         sseq: next_sseq.saturating_sub(1),
         last_delivery: None,
         pending: BTreeMap::new(),
+        runs: BTreeSet::new(),
         ack_floor: (0, 0),
         last_ack: None,
         last_seen: now,
@@ -872,6 +890,8 @@ pub fn claim(
         0
     };
     let mut claim = Claim::new(&c, req, pending_before);
+    // This claim's deliveries (redeliveries included) are one run from here.
+    c.runs.insert(c.dseq + 1);
     if !claim.ack_none {
         claim.redeliveries(backend, &mut c, now)?;
     }
@@ -884,7 +904,7 @@ pub fn claim(
     let response = claim.response(&c, remaining, limits, now);
     let mut writes = Vec::new();
     if let Some(before) = backend.consumers.consumers.get(&key) {
-        changes(before, &c, &mut writes);
+        changes(before, &mut c, &mut writes);
     }
     persist(backend, writes).map_err(store_err)?;
     backend.consumers.consumers.insert(key, c);

@@ -113,6 +113,16 @@ pub struct PendingDelivery {
     pub deadline: i64,
 }
 
+/// The deliveries of one claim still waiting for their acks: consumer sequences from
+/// `first_cseq` up to the next run's first, stored as one row (a claim of 500 new messages is
+/// one row of about 2 KB, not 500 rows).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PendingRun {
+    pub first_cseq: u64,
+    /// Ascending by consumer sequence; empty when the run is gone.
+    pub entries: Vec<PendingDelivery>,
+}
+
 /// A consumer as stored, loaded when the store opens.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredConsumer {
@@ -122,8 +132,8 @@ pub struct StoredConsumer {
     /// Unix nanos.
     pub created: i64,
     pub position: ConsumerPosition,
-    /// Ascending by stream sequence.
-    pub pending: Vec<PendingDelivery>,
+    /// Ascending by first consumer sequence.
+    pub pending: Vec<PendingRun>,
 }
 
 /// One change to the stored consumers; a batch of them is applied in one transaction.
@@ -147,17 +157,12 @@ pub enum ConsumerWrite {
         name: String,
         position: ConsumerPosition,
     },
-    /// Inserts or replaces pending deliveries.
-    PutPending {
+    /// Replaces one pending run (an empty one removes it: all acked, terminated, redelivered
+    /// under a later run or given up on).
+    PutRun {
         stream: String,
         name: String,
-        entries: Vec<PendingDelivery>,
-    },
-    /// Removes pending deliveries by stream sequence (acked, terminated, given up on).
-    RemovePending {
-        stream: String,
-        name: String,
-        seqs: Vec<u64>,
+        run: PendingRun,
     },
     /// Removes a consumer and its pending deliveries.
     Delete { stream: String, name: String },

@@ -1,5 +1,5 @@
-//! Owns: the consumer tables: configs, positions and pending deliveries, written through by
-//! `consumers::Registry`. Does not own: consumer semantics (`crate::consumers`).
+//! Owns: the consumer tables: configs, positions and pending runs (their byte form in `runs`),
+//! written through by `consumers::Registry`. Does not own: consumer semantics (`crate::consumers`).
 
 use super::rows::{to_i64, to_u64};
 use super::*;
@@ -34,20 +34,26 @@ pub(super) fn consumers(store: &mut SqliteStore) -> Result<Vec<StoredConsumer>, 
         }
     }
     let mut stmt = store.conn.prepare_cached(
-        "SELECT sseq, cseq, deliveries, deadline FROM consumer_pending \
-         WHERE stream = ?1 AND name = ?2 ORDER BY sseq",
+        "SELECT first_cseq, entries FROM consumer_runs WHERE stream = ?1 AND name = ?2 \
+         ORDER BY first_cseq",
     )?;
     for c in &mut out {
-        c.pending = stmt
-            .query_map(params![c.stream, c.name], |r| {
-                Ok(PendingDelivery {
-                    sseq: to_u64(r.get(0)?),
-                    cseq: to_u64(r.get(1)?),
-                    deliveries: to_u64(r.get(2)?),
-                    deadline: r.get(3)?,
-                })
-            })?
+        let rows: Vec<(i64, Vec<u8>)> = stmt
+            .query_map(params![c.stream, c.name], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<Result<_, _>>()?;
+        for (first, bytes) in rows {
+            let first_cseq = to_u64(first);
+            let entries = super::runs::decode(first_cseq, &bytes).map_err(|e| {
+                StoreError::Invariant(format!(
+                    "consumer {} > {}: pending run at {first_cseq}: {e}",
+                    c.stream, c.name
+                ))
+            })?;
+            c.pending.push(PendingRun {
+                first_cseq,
+                entries,
+            });
+        }
     }
     Ok(out)
 }
@@ -103,7 +109,7 @@ pub(super) fn delete_pending_of(
     stream: &str,
     name: &str,
 ) -> Result<(), StoreError> {
-    conn.prepare_cached("DELETE FROM consumer_pending WHERE stream = ?1 AND name = ?2")?
+    conn.prepare_cached("DELETE FROM consumer_runs WHERE stream = ?1 AND name = ?2")?
         .execute(params![stream, name])?;
     Ok(())
 }
@@ -145,32 +151,24 @@ pub(super) fn write_consumer(conn: &Connection, w: &ConsumerWrite) -> Result<(),
             name,
             position,
         } => write_position(conn, stream, name, position)?,
-        ConsumerWrite::PutPending {
-            stream,
-            name,
-            entries,
-        } => {
-            let mut stmt = conn.prepare_cached(
-                "INSERT OR REPLACE INTO consumer_pending (stream, name, sseq, cseq, deliveries, \
-                 deadline) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?;
-            for e in entries {
-                stmt.execute(params![
+        ConsumerWrite::PutRun { stream, name, run } => {
+            let first = to_i64(run.first_cseq);
+            if run.entries.is_empty() {
+                conn.prepare_cached(
+                    "DELETE FROM consumer_runs WHERE stream = ?1 AND name = ?2 AND first_cseq = ?3",
+                )?
+                .execute(params![stream, name, first])?;
+            } else {
+                conn.prepare_cached(
+                    "INSERT OR REPLACE INTO consumer_runs (stream, name, first_cseq, entries) \
+                     VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![
                     stream,
                     name,
-                    to_i64(e.sseq),
-                    to_i64(e.cseq),
-                    to_i64(e.deliveries),
-                    e.deadline
+                    first,
+                    super::runs::encode(run.first_cseq, &run.entries)
                 ])?;
-            }
-        }
-        ConsumerWrite::RemovePending { stream, name, seqs } => {
-            let mut stmt = conn.prepare_cached(
-                "DELETE FROM consumer_pending WHERE stream = ?1 AND name = ?2 AND sseq = ?3",
-            )?;
-            for seq in seqs {
-                stmt.execute(params![stream, name, to_i64(*seq)])?;
             }
         }
         ConsumerWrite::Delete { stream, name } => {

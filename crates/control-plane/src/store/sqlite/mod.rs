@@ -16,8 +16,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::commit::{DiscardNewCheck, Rollup, Ttl, discard_new_refusal, parse_rollup};
 use super::{
-    AccountUsage, ConsumerPosition, ConsumerWrite, MetadataStore, PendingDelivery, StateDetail,
-    StoreError, StoredConsumer, StreamView, file_store_msg_size,
+    AccountUsage, ConsumerPosition, ConsumerWrite, MetadataStore, PendingDelivery, PendingRun,
+    StateDetail, StoreError, StoredConsumer, StreamView, file_store_msg_size,
 };
 use infinistream_api::control_plane::model::{
     AgentInfo, AgentPorts, CommitBlockResult, CommitRequest, CommitResponse, LocateRequest,
@@ -38,6 +38,7 @@ mod lookups;
 mod objects;
 mod reads;
 mod rows;
+mod runs;
 mod schema;
 mod streams;
 mod subjects;
@@ -473,6 +474,22 @@ mod tests {
     use super::*;
     use infinistream_api::jetstream::consumer::ConsumerConfig;
 
+    fn run(
+        stream: &str,
+        name: &str,
+        first_cseq: u64,
+        entries: Vec<PendingDelivery>,
+    ) -> ConsumerWrite {
+        ConsumerWrite::PutRun {
+            stream: stream.into(),
+            name: name.into(),
+            run: PendingRun {
+                first_cseq,
+                entries,
+            },
+        }
+    }
+
     fn pending(sseq: u64, deliveries: u64) -> PendingDelivery {
         PendingDelivery {
             sseq,
@@ -542,6 +559,66 @@ mod tests {
             seq INTEGER NOT NULL, ts INTEGER NOT NULL, PRIMARY KEY (stream_id, msg_id))
             WITHOUT ROWID;
     ";
+
+    /// A store of schema 2 (a `consumer_pending` row per delivery) opens with each consumer's
+    /// deliveries as one run, and its old table gone.
+    #[test]
+    fn pending_rows_of_schema_2_become_runs() {
+        let dir = tempfile::tempdir().expect("dir");
+        {
+            let mut s = SqliteStore::open(dir.path()).expect("store");
+            s.create_stream(stream_s(), 1).expect("stream");
+            s.write_consumers(&[ConsumerWrite::Create {
+                stream: "S".into(),
+                name: "D".into(),
+                config: ConsumerConfig::default(),
+                created: 1,
+                position: ConsumerPosition::default(),
+            }])
+            .expect("consumer");
+            s.conn
+                .execute_batch(
+                    "DROP TABLE consumer_runs;
+                     CREATE TABLE consumer_pending (stream TEXT NOT NULL, name TEXT NOT NULL,
+                         sseq INTEGER NOT NULL, cseq INTEGER NOT NULL,
+                         deliveries INTEGER NOT NULL, deadline INTEGER NOT NULL,
+                         PRIMARY KEY (stream, name, sseq)) WITHOUT ROWID;
+                     INSERT INTO consumer_pending VALUES ('S', 'D', 9, 3, 2, 70);
+                     INSERT INTO consumer_pending VALUES ('S', 'D', 4, 1, 1, 50);
+                     INSERT INTO consumer_pending VALUES ('S', 'D', 5, 2, 1, 50);
+                     UPDATE meta SET value = 2 WHERE key = 'schema_version';",
+                )
+                .expect("schema 2");
+        }
+        let mut s = SqliteStore::open(dir.path()).expect("migrated");
+        let c = s.consumers().expect("consumers").remove(0);
+        let d = |sseq, cseq, deliveries, deadline| PendingDelivery {
+            sseq,
+            cseq,
+            deliveries,
+            deadline,
+        };
+        assert_eq!(
+            c.pending,
+            vec![PendingRun {
+                first_cseq: 1,
+                entries: vec![d(4, 1, 1, 50), d(5, 2, 1, 50), d(9, 3, 2, 70)],
+            }]
+        );
+        let old: i64 = s
+            .conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'consumer_pending'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("tables");
+        assert_eq!(old, 0);
+        assert_eq!(
+            rows::meta_get(&s.conn, schema::SCHEMA_VERSION_KEY).expect("version"),
+            schema::SCHEMA_VERSION
+        );
+    }
 
     #[test]
     fn databases_of_the_row_per_message_release_are_migrated() {
@@ -864,21 +941,12 @@ mod tests {
                 created: 5,
                 position: position.clone(),
             },
-            ConsumerWrite::PutPending {
-                stream: st.clone(),
-                name: nm.clone(),
-                entries: vec![pending(2, 1), pending(3, 1), pending(5, 1)],
-            },
-            ConsumerWrite::RemovePending {
-                stream: st.clone(),
-                name: nm.clone(),
-                seqs: vec![3],
-            },
-            ConsumerWrite::PutPending {
-                stream: st.clone(),
-                name: nm.clone(),
-                entries: vec![pending(2, 4)],
-            },
+            run(&st, &nm, 102, vec![pending(2, 1), pending(3, 1)]),
+            run(&st, &nm, 105, vec![pending(5, 1)]),
+            run(&st, &nm, 110, vec![pending(10, 1)]),
+            // A run rewritten (3 acked, 2 redelivered) and one emptied.
+            run(&st, &nm, 102, vec![pending(2, 4)]),
+            run(&st, &nm, 110, Vec::new()),
             ConsumerWrite::UpdateConfig {
                 stream: st.clone(),
                 name: nm.clone(),
@@ -901,7 +969,19 @@ mod tests {
         );
         assert_eq!(c.config.description, "second");
         assert_eq!(c.position, position);
-        assert_eq!(c.pending, vec![pending(2, 4), pending(5, 1)]);
+        assert_eq!(
+            c.pending,
+            vec![
+                PendingRun {
+                    first_cseq: 102,
+                    entries: vec![pending(2, 4)]
+                },
+                PendingRun {
+                    first_cseq: 105,
+                    entries: vec![pending(5, 1)]
+                }
+            ]
+        );
 
         // Re-creating drops the old pending deliveries; a position update keeps them.
         let moved = ConsumerPosition {
@@ -942,11 +1022,7 @@ mod tests {
                 created: 7,
                 position: ConsumerPosition::default(),
             },
-            ConsumerWrite::PutPending {
-                stream: st.clone(),
-                name: "E".into(),
-                entries: vec![pending(1, 1)],
-            },
+            run(&st, "E", 101, vec![pending(1, 1)]),
         ])
         .expect("delete and create");
         let names: Vec<String> = s
@@ -960,7 +1036,7 @@ mod tests {
         assert!(s.consumers().expect("consumers").is_empty());
         let left: i64 = s
             .conn
-            .query_row("SELECT count(*) FROM consumer_pending", [], |r| r.get(0))
+            .query_row("SELECT count(*) FROM consumer_runs", [], |r| r.get(0))
             .expect("count");
         assert_eq!(left, 0);
     }

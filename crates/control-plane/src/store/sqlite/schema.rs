@@ -105,14 +105,12 @@ CREATE TABLE IF NOT EXISTS consumers (
     last_ack INTEGER,
     PRIMARY KEY (stream, name)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS consumer_pending (
+CREATE TABLE IF NOT EXISTS consumer_runs (
     stream TEXT NOT NULL,
     name TEXT NOT NULL,
-    sseq INTEGER NOT NULL,
-    cseq INTEGER NOT NULL,
-    deliveries INTEGER NOT NULL,
-    deadline INTEGER NOT NULL,
-    PRIMARY KEY (stream, name, sseq)
+    first_cseq INTEGER NOT NULL,
+    entries BLOB NOT NULL,
+    PRIMARY KEY (stream, name, first_cseq)
 ) WITHOUT ROWID;
 ";
 
@@ -122,7 +120,7 @@ pub(super) const OBJECT_ID_KEY: &str = "object_id_hwm";
 
 /// The `meta` key of the schema version, and the version this build writes.
 pub(super) const SCHEMA_VERSION_KEY: &str = "schema_version";
-pub(super) const SCHEMA_VERSION: i64 = 2;
+pub(super) const SCHEMA_VERSION: i64 = 3;
 
 fn table_exists(conn: &Connection, table: &str) -> Result<bool, StoreError> {
     Ok(conn
@@ -136,8 +134,9 @@ fn column_exists(conn: &Connection, table: &str, column: &str) -> Result<bool, S
         .exists(params![table, column])?)
 }
 
-/// Brings a database to this build's schema: refuses one from a newer build, converts one with
-/// a `messages` table (version 1) in one transaction, creates a new one.
+/// Brings a database to this build's schema: refuses one from a newer build, converts, in one
+/// transaction, one with a `messages` table (version 1) and one with a `consumer_pending` row
+/// per delivery (versions 1 and 2), creates a new one.
 pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
     if table_exists(conn, "meta")? {
         let found = meta_get(conn, SCHEMA_VERSION_KEY)?;
@@ -148,17 +147,31 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
             });
         }
     }
-    if !table_exists(conn, "messages")? {
+    let messages = table_exists(conn, "messages")?;
+    let pending = table_exists(conn, "consumer_pending")?;
+    if !messages && !pending {
         conn.execute_batch(SCHEMA)?;
         return meta_set(conn, SCHEMA_VERSION_KEY, SCHEMA_VERSION);
     }
-    let rows: i64 = conn.query_row("SELECT count(*) FROM messages", [], |r| r.get(0))?;
-    tracing::info!(
-        messages = rows,
-        "migrating the control plane store from a row per message to a row per block"
-    );
+    if messages {
+        let rows: i64 = conn.query_row("SELECT count(*) FROM messages", [], |r| r.get(0))?;
+        tracing::info!(
+            messages = rows,
+            "migrating the control plane store from a row per message to a row per block"
+        );
+    }
     conn.execute_batch("BEGIN IMMEDIATE")?;
-    match migrate_messages(conn) {
+    let migrated = (|| {
+        if messages {
+            migrate_messages(conn)?;
+        }
+        conn.execute_batch(SCHEMA)?;
+        if pending {
+            migrate_pending(conn)?;
+        }
+        meta_set(conn, SCHEMA_VERSION_KEY, SCHEMA_VERSION)
+    })();
+    match migrated {
         Ok(()) => {
             conn.execute_batch("COMMIT")?;
             tracing::info!("control plane store migrated");
@@ -223,8 +236,56 @@ fn migrate_messages(conn: &Connection) -> Result<(), StoreError> {
         }
         conn.execute_batch("DROP TABLE dedupe_v1")?;
     }
-    conn.execute_batch("DROP TABLE messages")?;
-    meta_set(conn, SCHEMA_VERSION_KEY, SCHEMA_VERSION)
+    conn.execute_batch("DROP TABLE messages")
+        .map_err(StoreError::from)
+}
+
+/// Versions 1 and 2 to 3: each consumer's pending rows become one run (from its lowest consumer
+/// sequence; later claims start runs above it).
+fn migrate_pending(conn: &Connection) -> Result<(), StoreError> {
+    let rows: Vec<(String, String, i64, i64, i64, i64)> = conn
+        .prepare(
+            "SELECT stream, name, sseq, cseq, deliveries, deadline FROM consumer_pending \
+             ORDER BY stream, name, cseq",
+        )?
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut runs: BTreeMap<(String, String), Vec<PendingDelivery>> = BTreeMap::new();
+    for (stream, name, sseq, cseq, deliveries, deadline) in rows {
+        runs.entry((stream, name))
+            .or_default()
+            .push(PendingDelivery {
+                sseq: to_u64(sseq),
+                cseq: to_u64(cseq),
+                deliveries: to_u64(deliveries),
+                deadline,
+            });
+    }
+    for ((stream, name), entries) in runs {
+        let first_cseq = entries.first().map_or(0, |e| e.cseq);
+        consumers::write_consumer(
+            conn,
+            &ConsumerWrite::PutRun {
+                stream,
+                name,
+                run: PendingRun {
+                    first_cseq,
+                    entries,
+                },
+            },
+        )?;
+    }
+    conn.execute_batch("DROP TABLE consumer_pending")
+        .map_err(StoreError::from)
 }
 
 /// (object_id, object_key, block_offset, block_len, idx, seq, subject, size, header_size, ts).

@@ -101,7 +101,7 @@ pub(super) fn delete_stream(store: &mut SqliteStore, name: &str) -> Result<(), S
             .prepare_cached("DELETE FROM streams WHERE id = ?1")?
             .execute(params![id])?;
         s.conn
-            .prepare_cached("DELETE FROM consumer_pending WHERE stream = ?1")?
+            .prepare_cached("DELETE FROM consumer_runs WHERE stream = ?1")?
             .execute(params![name])?;
         s.conn
             .prepare_cached("DELETE FROM consumers WHERE stream = ?1")?
