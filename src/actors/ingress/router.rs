@@ -601,15 +601,16 @@ impl Handler<ListConnections> for Router {
     }
 }
 
-/// JetStream consumers -> router: delivers `msg` (keeping its own subject, as nats-server shows
-/// the stored message's subject) to the client subscriptions matching `to` (a pull request's
-/// reply subject or a push consumer's deliver subject), one member per queue group. Answers
-/// whether anyone received it.
+/// JetStream consumers -> router: delivers `msgs`, in order (each keeping its own subject, as
+/// nats-server shows the stored message's subject), to the client subscriptions matching `to`
+/// (a pull request's reply subject or a push consumer's deliver subject), one member per queue
+/// group for each. A claim's messages travel together: one subscription match and one batch
+/// per receiving connection, not one of each per message. Answers whether anyone received them.
 #[derive(Message)]
 #[rtype(result = "bool")]
 pub struct DeliverTo {
     pub to: ByteString,
-    pub msg: NatsMsg,
+    pub msgs: Vec<NatsMsg>,
 }
 
 /// Whether any client subscription matches `subject` (push consumers look for interest).
@@ -645,20 +646,24 @@ impl Handler<DeliverTo> for Router {
         let mut delivered = false;
         let mut groups: Vec<(ByteString, Vec<usize>)> = Vec::new();
         for (idx, sub) in subs.iter().enumerate() {
-            match &sub.queue {
-                None => delivered |= self.deliver(sub, &m.msg),
-                Some(q) => add_member(&mut groups, q, idx),
+            if let Some(q) = &sub.queue {
+                add_member(&mut groups, q, idx);
             }
         }
-        // A deliver subject may be subscribed on another agent too (a deliver group spread
-        // over agents): the stored message is copied there, addressed to `to`.
-        let forwarded = self
-            .routes
-            .forward(&m.msg, Some(&m.to), |q| members_of(&groups, q), None);
-        delivered |= self.deliver_to_groups(&subs, &groups, &forwarded.queues_away, &m.msg);
-        let forwarded = forwarded.copies > 0;
+        for msg in &m.msgs {
+            for sub in subs.iter().filter(|s| s.queue.is_none()) {
+                delivered |= self.deliver(sub, msg);
+            }
+            // A deliver subject may be subscribed on another agent too (a deliver group spread
+            // over agents): the stored message is copied there, addressed to `to`.
+            let forwarded = self
+                .routes
+                .forward(msg, Some(&m.to), |q| members_of(&groups, q), None);
+            delivered |= self.deliver_to_groups(&subs, &groups, &forwarded.queues_away, msg);
+            delivered |= forwarded.copies > 0;
+        }
         self.flush_outbox();
-        delivered || forwarded
+        delivered
     }
 }
 

@@ -371,6 +371,7 @@ impl ConsumerManager {
         front.unchecked = None;
         let mut sent = 0u64;
         let deliveries = claim.deliveries();
+        let mut out = Vec::with_capacity(deliveries.len());
         for (m, rec) in deliveries.iter().zip(reads) {
             let rec = match rec {
                 Ok(r) => r,
@@ -383,19 +384,22 @@ impl ConsumerManager {
             let (headers, payload, reply) = delivery(&key, m, &rec, claim.headers_only);
             // What nats-server counts against max_bytes: subject, reply, headers, payload.
             let size = rec.stored_size() + rec.subject.len() as u64 + reply.len() as u64;
-            self.router.do_send(DeliverTo {
-                to: front.reply.clone(),
-                msg: NatsMsg {
-                    subject: rec.subject,
-                    reply: Some(ByteString::from(reply)),
-                    headers,
-                    payload,
-                },
+            out.push(NatsMsg {
+                subject: rec.subject,
+                reply: Some(ByteString::from(reply)),
+                headers,
+                payload,
             });
             sent += 1;
             if let Some(left) = front.bytes_left.as_mut() {
                 *left = left.saturating_sub(size);
             }
+        }
+        if !out.is_empty() {
+            self.router.do_send(DeliverTo {
+                to: front.reply.clone(),
+                msgs: out,
+            });
         }
         let got = deliveries.len() as u64;
         front.remaining = front.remaining.saturating_sub(got);

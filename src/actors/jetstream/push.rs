@@ -296,6 +296,7 @@ impl PushManager {
             .redeliver_in_ms
             .map(|ms| Instant::now() + Duration::from_millis(ms));
         d.filters = Some(claim.filters.clone());
+        let mut out = Vec::with_capacity(got);
         for (m, rec) in deliveries.iter().zip(reads) {
             let rec = match rec {
                 Ok(r) => r,
@@ -306,14 +307,11 @@ impl PushManager {
             };
             let (headers, payload, reply) = delivery(&key, m, &rec, claim.headers_only);
             let size = rec.stored_size() + rec.subject.len() as u64;
-            self.router.do_send(DeliverTo {
-                to: d.deliver.clone(),
-                msg: NatsMsg {
-                    subject: rec.subject,
-                    reply: Some(ByteString::from(reply)),
-                    headers,
-                    payload,
-                },
+            out.push(NatsMsg {
+                subject: rec.subject,
+                reply: Some(ByteString::from(reply)),
+                headers,
+                payload,
             });
             d.last_dseq = m.cseq;
             d.last_sseq = d.last_sseq.max(m.seq);
@@ -323,6 +321,12 @@ impl PushManager {
                     d.past_fc += size;
                 }
             }
+        }
+        if !out.is_empty() {
+            self.router.do_send(DeliverTo {
+                to: d.deliver.clone(),
+                msgs: out,
+            });
         }
         if got > 0 {
             d.last_sent = Instant::now();
