@@ -33,7 +33,7 @@ pub struct ClaimRequest {
     /// Acks to apply before claiming (any consumers'), as `POST /v1/consumers/ack` would: a
     /// client's acks apply before its next pull, and sending them with the claim makes that one
     /// round trip instead of two.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "ack_wire")]
     pub acks: Vec<AckEntry>,
     /// Answer with [`ClaimResponse::runs`] instead of one [`Claimed`] per message (a control
     /// plane that predates runs ignores this and answers `messages`; agents read both).
@@ -253,7 +253,88 @@ pub struct AckEntry {
 /// `POST /v1/consumers/ack`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct AckBatch {
+    #[serde(default, with = "ack_wire")]
     pub acks: Vec<AckEntry>,
+}
+
+/// Acks on the wire: consecutive acks of one consumer with the same kind and delay travel as one
+/// group with a list of stream sequences (`{"stream":…,"consumer":…,"kind":"ack","seqs":[…]}`),
+/// so a batch of 500 acks names its stream and consumer once, not 500 times. Reading accepts
+/// the groups and the first form (one object per ack), in order.
+mod ack_wire {
+    use std::borrow::Cow;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::{AckEntry, AckKind};
+
+    #[derive(Serialize, Deserialize)]
+    struct Group<'a> {
+        #[serde(borrow)]
+        stream: Cow<'a, str>,
+        #[serde(borrow)]
+        consumer: Cow<'a, str>,
+        kind: AckKind,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        delay: i64,
+        seqs: Vec<u64>,
+    }
+
+    fn is_zero(v: &i64) -> bool {
+        *v == 0
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Item<'a> {
+        #[serde(borrow)]
+        Group(Group<'a>),
+        Entry(AckEntry),
+    }
+
+    pub fn serialize<S: Serializer>(acks: &[AckEntry], serializer: S) -> Result<S::Ok, S::Error> {
+        let mut groups: Vec<Group<'_>> = Vec::new();
+        for a in acks {
+            match groups.last_mut() {
+                Some(g)
+                    if g.stream == a.stream
+                        && g.consumer == a.consumer
+                        && g.kind == a.kind
+                        && g.delay == a.delay =>
+                {
+                    g.seqs.push(a.sseq);
+                }
+                _ => groups.push(Group {
+                    stream: Cow::Borrowed(&a.stream),
+                    consumer: Cow::Borrowed(&a.consumer),
+                    kind: a.kind,
+                    delay: a.delay,
+                    seqs: vec![a.sseq],
+                }),
+            }
+        }
+        groups.serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<AckEntry>, D::Error> {
+        let items = Vec::<Item<'de>>::deserialize(deserializer)?;
+        let mut out = Vec::new();
+        for item in items {
+            match item {
+                Item::Entry(e) => out.push(e),
+                Item::Group(g) => out.extend(g.seqs.iter().map(|&sseq| AckEntry {
+                    stream: g.stream.to_string(),
+                    consumer: g.consumer.to_string(),
+                    sseq,
+                    kind: g.kind,
+                    delay: g.delay,
+                })),
+            }
+        }
+        Ok(out)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -286,4 +367,57 @@ pub struct LeaseResponse {
     /// should check for local interest before its next lease request.
     #[serde(default)]
     pub push_subjects: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(consumer: &str, sseq: u64, kind: AckKind, delay: i64) -> AckEntry {
+        AckEntry {
+            stream: "S".into(),
+            consumer: consumer.into(),
+            sseq,
+            kind,
+            delay,
+        }
+    }
+
+    /// Acks travel grouped (names once per run of one consumer and kind), come back in the
+    /// same order, and the first form (one object per ack) still reads.
+    #[test]
+    fn acks_travel_grouped_and_both_forms_read() {
+        let acks = vec![
+            entry("C", 1, AckKind::Ack, 0),
+            entry("C", 2, AckKind::Ack, 0),
+            entry("C", 3, AckKind::Nak, 5),
+            entry("C", 4, AckKind::Nak, 5),
+            entry("D", 9, AckKind::Ack, 0),
+            entry("C", 5, AckKind::Ack, 0),
+        ];
+        let batch = AckBatch { acks: acks.clone() };
+        let json = serde_json::to_string(&batch).expect("json");
+        assert_eq!(json.matches("\"consumer\"").count(), 4, "{json}");
+        let back: AckBatch = serde_json::from_str(&json).expect("read");
+        assert_eq!(back.acks, acks);
+        let old = r#"{"acks":[{"stream":"S","consumer":"C","sseq":7,"kind":"term"},
+            {"stream":"S","consumer":"C","kind":"ack","seqs":[8,9]}]}"#;
+        let read: AckBatch = serde_json::from_str(old).expect("old form");
+        assert_eq!(
+            read.acks,
+            vec![
+                entry("C", 7, AckKind::Term, 0),
+                entry("C", 8, AckKind::Ack, 0),
+                entry("C", 9, AckKind::Ack, 0)
+            ]
+        );
+        let claim = ClaimRequest {
+            acks: acks.clone(),
+            ..ClaimRequest::default()
+        };
+        let back: ClaimRequest =
+            serde_json::from_str(&serde_json::to_string(&claim).expect("json")).expect("read");
+        assert_eq!(back.acks, acks);
+        assert!(serde_json::from_str::<AckBatch>(r#"{"acks":[{"seqs":[1]}]}"#).is_err());
+    }
 }

@@ -541,9 +541,8 @@ fn push_decimal(s: &mut String, mut v: u64) {
             break;
         }
     }
-    for d in &digits[at..] {
-        s.push(char::from(*d));
-    }
+    // Only ASCII digits were written, so this never falls back.
+    s.push_str(std::str::from_utf8(&digits[at..]).unwrap_or("0"));
 }
 
 /// The fields of an ack subject (v1 `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>`
