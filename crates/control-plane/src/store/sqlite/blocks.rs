@@ -309,8 +309,16 @@ fn read_varints(bytes: &[u8]) -> impl Iterator<Item = u64> + '_ {
 const BLOCK_COLUMNS: &str = "b.first_seq, b.object_id, b.block_offset, b.block_len, b.last_seq, \
      b.subjects, b.entries, b.rejected, b.deleted, coalesce(o.object_key, '')";
 
-/// Decoded blocks touched by the current operation, keyed by (stream id, first sequence):
-/// reads load through it, changes stay in it until `flush`.
+/// The store's working set keeps at most this many decoded entries between operations (about
+/// 24 bytes each): a consumer reading a block of 10,000 messages 500 at a time decodes it once,
+/// not 20 times, and a KV get does not decode its block's columns per get.
+const CLEAN_MAX_ENTRIES: usize = 262_144;
+
+/// Decoded blocks, keyed by (stream id, first sequence): reads load through it, changes stay in
+/// it until `flush`. Between operations the store's own working set holds only clean blocks
+/// (exactly their stored rows), so later operations reuse them; every write of a block row goes
+/// through `flush` or drops the stream's blocks (`drop_stream`), and a failed operation clears
+/// it.
 #[derive(Debug, Default)]
 pub(super) struct WorkingSet {
     blocks: BTreeMap<(i64, u64), Block>,
@@ -319,6 +327,16 @@ pub(super) struct WorkingSet {
 impl WorkingSet {
     pub(super) fn clear(&mut self) {
         self.blocks.clear();
+    }
+
+    /// After an operation: keeps the clean blocks for the next one (a change not flushed is
+    /// dropped), all of them only while they stay within `CLEAN_MAX_ENTRIES`.
+    pub(super) fn settle(&mut self) {
+        self.blocks.retain(|_, b| !b.dirty && b.stored);
+        let entries: usize = self.blocks.values().map(|b| b.entries.len()).sum();
+        if entries > CLEAN_MAX_ENTRIES {
+            self.blocks.clear();
+        }
     }
 
     pub(super) fn insert(&mut self, stream_id: i64, block: Block) {

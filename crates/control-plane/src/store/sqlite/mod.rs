@@ -257,12 +257,16 @@ impl SqliteStore {
         f: impl FnOnce(&mut Self) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
-        self.work.clear();
+        // Between operations the working set holds only clean blocks, equal to their rows.
         let result = f(self).and_then(|v| {
             self.work.flush(&self.conn)?;
             Ok(v)
         });
-        self.work.clear();
+        if result.is_ok() {
+            self.work.settle();
+        } else {
+            self.work.clear();
+        }
         match result {
             Ok(v) => match self.conn.execute_batch("COMMIT") {
                 Ok(()) => Ok(v),
@@ -559,6 +563,50 @@ mod tests {
             seq INTEGER NOT NULL, ts INTEGER NOT NULL, PRIMARY KEY (stream_id, msg_id))
             WITHOUT ROWID;
     ";
+
+    /// Blocks decoded by one operation are kept for the next ones: every later read still sees
+    /// each change (a delete, a purge, a new block, a stream deleted and created again), and a
+    /// refused write leaves nothing behind.
+    #[test]
+    fn kept_blocks_follow_every_change() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut s = SqliteStore::open(dir.path()).expect("store");
+        s.create_stream(stream_s(), 1).expect("stream");
+        commit_subjects(&mut s, 1, &["s.a", "s.b", "s.a", "s.c"]);
+        let seq =
+            |s: &mut SqliteStore, n: u64| s.locate("S", &LocateRequest::seq(n)).map(|l| l.seq);
+        assert_eq!(seq(&mut s, 2).expect("2"), 2);
+        assert_eq!(s.scan("S", 1, &[], 10).expect("scan").len(), 4);
+        s.delete_message("S", 2).expect("delete");
+        assert!(
+            seq(&mut s, 2).is_err(),
+            "deleted, though its block was kept"
+        );
+        assert_eq!(
+            s.scan("S", 1, &[], 10)
+                .expect("scan")
+                .iter()
+                .map(|l| l.seq)
+                .collect::<Vec<_>>(),
+            vec![1, 3, 4]
+        );
+        // A refused delete (no such message) changes nothing and keeps reads right.
+        assert!(s.delete_message("S", 2).is_err());
+        assert_eq!(seq(&mut s, 3).expect("3"), 3);
+        commit_subjects(&mut s, 2, &["s.d"]);
+        assert_eq!(seq(&mut s, 5).expect("5"), 5);
+        s.purge("S", &StreamPurgeRequest::default()).expect("purge");
+        assert!(seq(&mut s, 3).is_err(), "purged");
+        assert!(s.scan("S", 1, &[], 10).expect("scan").is_empty());
+        commit_subjects(&mut s, 3, &["s.e"]);
+        assert_eq!(seq(&mut s, 6).expect("6"), 6);
+        s.delete_stream("S").expect("delete stream");
+        s.create_stream(stream_s(), 2).expect("again");
+        assert!(seq(&mut s, 6).is_err(), "a new stream of the same name");
+        commit_subjects(&mut s, 4, &["s.f"]);
+        let loc = s.locate("S", &LocateRequest::seq(1)).expect("1");
+        assert_eq!((loc.subject.as_str(), loc.object_id), ("s.f", 4));
+    }
 
     /// A store of schema 2 (a `consumer_pending` row per delivery) opens with each consumer's
     /// deliveries as one run, and its old table gone.

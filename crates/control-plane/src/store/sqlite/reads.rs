@@ -1,6 +1,7 @@
 //! Owns: reads for agents and consumers: locate, scan, counts, time lookups, last per subject.
-//! Does not own: what readers do with a location. Reads decode blocks into a working set of
-//! their own, never the one of a transaction.
+//! Does not own: what readers do with a location. Reads between transactions use the store's
+//! working set (clean blocks, kept for later reads) and settle it afterwards, so nothing a read
+//! may have changed in a block outlives it.
 
 use super::blocks::{WorkingSet, first_block_since, live_from_block};
 use super::lookups::{count_matching, last_seq_for, location_of, next_seq_for, scan_locations};
@@ -20,19 +21,44 @@ pub(super) fn locate(
     request: &LocateRequest,
 ) -> Result<MessageLocation, StoreError> {
     expire_if_needed(store, stream)?;
-    let mut ws = WorkingSet::default();
-    let conn = &store.conn;
-    let rt = store
-        .streams
+    let found = with_work(store, stream, |conn, ws, rt| {
+        locate_in(conn, ws, rt, request)
+    });
+    store.work.settle();
+    found
+}
+
+/// The clean working set, the connection and the stream, borrowed together.
+fn with_work<T>(
+    store: &mut SqliteStore,
+    stream: &str,
+    f: impl FnOnce(&Connection, &mut WorkingSet, &mut StreamRt) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let SqliteStore {
+        conn,
+        work,
+        streams,
+        ..
+    } = store;
+    let rt = streams
         .get_mut(stream)
         .ok_or_else(ApiError::stream_not_found)?;
+    f(conn, work, rt)
+}
+
+fn locate_in(
+    conn: &Connection,
+    ws: &mut WorkingSet,
+    rt: &mut StreamRt,
+    request: &LocateRequest,
+) -> Result<MessageLocation, StoreError> {
     let seq = if let Some(subj) = request.last_by_subj.as_deref().filter(|s| !s.is_empty()) {
-        match last_seq_for(conn, &mut ws, rt, subj)? {
+        match last_seq_for(conn, ws, rt, subj)? {
             0 => None,
             s => Some(s),
         }
     } else if let Some(subj) = request.next_by_subj.as_deref().filter(|s| !s.is_empty()) {
-        next_seq_for(conn, &mut ws, rt, subj, request.seq.max(1))?
+        next_seq_for(conn, ws, rt, subj, request.seq.max(1))?
     } else if request.seq > 0 {
         Some(request.seq)
     } else {
@@ -41,7 +67,7 @@ pub(super) fn locate(
     let Some(seq) = seq else {
         return Err(ApiError::no_message_found().into());
     };
-    location_of(conn, &mut ws, rt, seq)?.ok_or_else(|| ApiError::no_message_found().into())
+    location_of(conn, ws, rt, seq)?.ok_or_else(|| ApiError::no_message_found().into())
 }
 
 pub(super) fn scan(
@@ -52,9 +78,11 @@ pub(super) fn scan(
     limit: usize,
 ) -> Result<Vec<MessageLocation>, StoreError> {
     expire_if_needed(store, stream)?;
-    let rt = store.rt(stream)?;
-    let mut ws = WorkingSet::default();
-    scan_locations(&store.conn, &mut ws, rt, from.max(1), filters, limit)
+    let found = with_work(store, stream, |conn, ws, rt| {
+        scan_locations(conn, ws, rt, from.max(1), filters, limit)
+    });
+    store.work.settle();
+    found
 }
 
 pub(super) fn count_from(

@@ -91,6 +91,7 @@ pub(super) fn stream_config(
 pub(super) fn delete_stream(store: &mut SqliteStore, name: &str) -> Result<(), StoreError> {
     let id = store.rt(name)?.id;
     store.in_tx(|s| {
+        s.work.drop_stream(id);
         delete_stream_blocks(&s.conn, id)?;
         for table in ["subjects", "expiries", "dedupe", "stream_state"] {
             s.conn
