@@ -313,6 +313,7 @@ const BLOCK_COLUMNS: &str = "b.first_seq, b.object_id, b.block_offset, b.block_l
 /// 24 bytes each): a consumer reading a block of 10,000 messages 500 at a time decodes it once,
 /// not 20 times, and a KV get does not decode its block's columns per get.
 const CLEAN_MAX_ENTRIES: usize = 262_144;
+const CLEAN_MAX_BLOCKS: usize = 1024;
 
 /// Decoded blocks, keyed by (stream id, first sequence): reads load through it, changes stay in
 /// it until `flush`. Between operations the store's own working set holds only clean blocks
@@ -333,8 +334,9 @@ impl WorkingSet {
     /// dropped), all of them only while they stay within `CLEAN_MAX_ENTRIES`.
     pub(super) fn settle(&mut self) {
         self.blocks.retain(|_, b| !b.dirty && b.stored);
+        // Bounded in blocks too, so that this sum stays cheap with thousands of small streams.
         let entries: usize = self.blocks.values().map(|b| b.entries.len()).sum();
-        if entries > CLEAN_MAX_ENTRIES {
+        if entries > CLEAN_MAX_ENTRIES || self.blocks.len() > CLEAN_MAX_BLOCKS {
             self.blocks.clear();
         }
     }
