@@ -78,6 +78,17 @@ pub type Wire = Framed<TcpStream, LengthDelimitedCodec>;
 /// The largest frame decoded (a block and its envelope); see `settings.max_frame`.
 pub const MAX_DECODED: usize = 160 * 1024 * 1024;
 
+/// The largest frame either side reads before the handshake completes (a challenge, a hello, a
+/// refusal: well under 1 KiB). The codec reserves room for a frame as soon as its length is
+/// read, so without this an unauthenticated connection announcing 150 MiB made the agent
+/// allocate 150 MiB.
+pub const HANDSHAKE_MAX_FRAME: usize = 4 * 1024;
+
+/// After the handshake: frames up to `max_frame` (blocks) are accepted from the proven peer.
+pub fn authenticated(w: &mut Wire, max_frame: usize) {
+    w.codec_mut().set_max_frame_length(max_frame);
+}
+
 /// Decoding is bounded: without a limit, a length prefix claiming terabytes (before the
 /// handshake, from anyone who can connect) would make bincode allocate them before finding the
 /// input short, and a failed allocation aborts the process.

@@ -61,6 +61,12 @@ pub static TOTAL_CONNECTIONS: LazyLock<IntCounter> = LazyLock::new(|| {
         "client connections accepted",
     )
 });
+pub static PEER_REFUSED: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "infinistream_peer_refused_total",
+        "peer-port connections refused before or at the handshake",
+    )
+});
 pub static MSGS_IN: LazyLock<IntCounter> = LazyLock::new(|| {
     counter(
         "infinistream_messages_in_total",

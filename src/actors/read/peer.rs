@@ -27,12 +27,14 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::actors::cluster::membership::{MembersChanged, peer_addr};
 use crate::actors::cluster::route::manager::RouteSocket;
+use crate::actors::ops::metrics;
 use crate::actors::read::block::{BlockLocation, ReadError};
 use crate::actors::read::cache::{PeerFetch, Read, ReadCache};
 use crate::actors::read::ring::{Ring, RingNode};
 use crate::config::Secret;
 use crate::protocol::peer::{
-    MAX_DECODED, NONCE_LEN, Wire, decode, encode, mac_ok, next_frame, wire,
+    HANDSHAKE_MAX_FRAME, MAX_DECODED, NONCE_LEN, Wire, authenticated, decode, encode, mac_ok,
+    next_frame, wire,
 };
 pub use crate::protocol::peer::{PROTOCOL_VERSION, PeerError, PeerFrame, handshake_mac};
 
@@ -70,7 +72,7 @@ impl PeerSettings {
 pub async fn connect(addr: &str, settings: &PeerSettings) -> Result<Wire, PeerError> {
     let fut = async {
         let stream = TcpStream::connect(addr).await?;
-        let mut w = wire(stream, settings.max_frame);
+        let mut w = wire(stream, HANDSHAKE_MAX_FRAME);
         let nonce = match next_frame(&mut w).await? {
             PeerFrame::Challenge { version, nonce } if version == PROTOCOL_VERSION => nonce,
             other => {
@@ -92,7 +94,10 @@ pub async fn connect(addr: &str, settings: &PeerSettings) -> Result<Wire, PeerEr
         })?)
         .await?;
         match next_frame(&mut w).await? {
-            PeerFrame::Welcome => Ok(w),
+            PeerFrame::Welcome => {
+                authenticated(&mut w, settings.max_frame);
+                Ok(w)
+            }
             PeerFrame::Refused { reason } => Err(PeerError::Refused(reason)),
             other => Err(PeerError::Protocol(format!(
                 "expected welcome, got {other:?}"
@@ -198,9 +203,12 @@ async fn serve(
         .peer_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    let mut w = wire(stream, settings.max_frame);
+    let mut w = wire(stream, HANDSHAKE_MAX_FRAME);
     let auth =
         tokio::time::timeout(settings.connect_timeout, authenticate(&mut w, &settings)).await;
+    if matches!(auth, Ok(Ok(_))) {
+        authenticated(&mut w, settings.max_frame);
+    }
     let agent = match auth {
         Ok(Ok(Authenticated::Cache(agent))) => agent,
         Ok(Ok(Authenticated::Route(agent, zone))) => {
@@ -215,11 +223,11 @@ async fn serve(
             return;
         }
         Ok(Err(e)) => {
-            tracing::warn!(peer = %remote, error = %e, "refused a peer connection");
+            refused(&remote, &e.to_string());
             return;
         }
         Err(_) => {
-            tracing::warn!(peer = %remote, "peer handshake timed out, refused");
+            refused(&remote, "handshake timed out");
             return;
         }
     };
@@ -265,6 +273,31 @@ async fn serve(
 }
 
 type Request = (BlockLocation, oneshot::Sender<Result<Bytes, ReadError>>);
+
+/// A refused peer connection: counted (`infinistream_peer_refused_total`) and logged at most once
+/// per 10 s, with how many were refused since the last line, so a flood is one line, not one
+/// per connection. The two statics are a log throttle, like a metrics counter: no state of the
+/// peer cache lives in them.
+fn refused(remote: &str, reason: &str) {
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+    static LOGGED_AT: AtomicU64 = AtomicU64::new(0);
+    static UNLOGGED: AtomicU64 = AtomicU64::new(0);
+    metrics::PEER_REFUSED.inc();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let last = LOGGED_AT.load(Relaxed);
+    if now >= last.saturating_add(10)
+        && LOGGED_AT
+            .compare_exchange(last, now, Relaxed, Relaxed)
+            .is_ok()
+    {
+        let unlogged = UNLOGGED.swap(0, Relaxed);
+        tracing::warn!(peer = %remote, reason, refused_unlogged = unlogged, "refused a peer connection (more in the next 10 s are counted, not logged)");
+    } else {
+        UNLOGGED.fetch_add(1, Relaxed);
+    }
+}
 
 fn peer_failure(loc: &BlockLocation, message: impl Into<String>) -> ReadError {
     ReadError::Store {
@@ -578,6 +611,84 @@ mod tests {
             next_frame(&mut raw).await,
             Ok(PeerFrame::Refused { .. })
         ));
+        drop(n);
+    }
+
+    /// Before the handshake a frame is at most a few KiB: connections announcing 150 MiB frames
+    /// are closed without the agent reserving that memory (8 of them grew it by ~400 MiB), and
+    /// a proven peer still gets blocks of any size up to `max_frame`.
+    #[actix_rt::test]
+    async fn unauthenticated_connections_cannot_announce_big_frames() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let store = Arc::new(Counting::default());
+        let n = node(&store, "server", "k");
+        let addr = format!("127.0.0.1:{}", n.info.ports.peer);
+        let rss = || -> u64 {
+            std::fs::read_to_string("/proc/self/status")
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find(|l| l.starts_with("VmRSS:"))
+                        .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                })
+                .unwrap_or(0)
+        };
+        let before = rss();
+        let refused_before = metrics::PEER_REFUSED.get();
+        let mut floods = Vec::new();
+        for _ in 0..8 {
+            let mut s = TcpStream::connect(&addr).await.unwrap();
+            // A length prefix of 150 MiB and the first bytes of such a frame.
+            s.write_all(&(150u32 * 1024 * 1024).to_be_bytes())
+                .await
+                .unwrap();
+            // 8 MiB of it: without the limit the server buffers what arrives (64 MiB for 8
+            // connections); with it, writing fails once the server has closed.
+            let chunk = vec![0u8; 1 << 20];
+            for _ in 0..8 {
+                if s.write_all(&chunk).await.is_err() {
+                    break;
+                }
+            }
+            floods.push(s);
+        }
+        // Measured while the connections may still be open (memory held, not freed at close).
+        let grown_kib = rss().saturating_sub(before);
+        for s in &mut floods {
+            // The server closes the connection (after its challenge) instead of reading on.
+            let mut sink = Vec::new();
+            let closed =
+                tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut sink)).await;
+            assert!(
+                matches!(closed, Ok(Ok(_)) | Ok(Err(_))),
+                "connection left open"
+            );
+        }
+        assert!(grown_kib < 32 * 1024, "grew by {grown_kib} KiB");
+        // Each one counted (and logged at most once per 10 s).
+        assert!(metrics::PEER_REFUSED.get() >= refused_before + 8);
+        // A proven peer reads a block bigger than the handshake limit.
+        let blocks = object(&store, "o/big.obj", 1, 2000).await;
+        assert!(blocks[0].len as usize > HANDSHAKE_MAX_FRAME);
+        let mut w = connect(&addr, &settings("g", "k", "client")).await.unwrap();
+        w.send(
+            encode(&PeerFrame::Get {
+                id: 7,
+                location: blocks[0].clone(),
+            })
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+        match next_frame(&mut w).await {
+            Ok(PeerFrame::Block {
+                id: 7,
+                result: Ok(bytes),
+            }) => {
+                assert_eq!(bytes.len() as u64, blocks[0].len)
+            }
+            other => panic!("{other:?}"),
+        }
         drop(n);
     }
 

@@ -85,6 +85,9 @@ async fn next_peer_frame(w: &mut Wire) -> Result<PeerFrame, LinkError> {
 pub async fn dial(addr: &str, me: &RouteIdentity) -> Result<(Wire, String), LinkError> {
     let steps = async {
         let mut w = framed(TcpStream::connect(addr).await?);
+        // Nothing large before the other side has proven itself.
+        w.codec_mut()
+            .set_max_frame_length(peer::HANDSHAKE_MAX_FRAME);
         let nonce = match next_peer_frame(&mut w).await? {
             PeerFrame::Challenge { version, nonce } if version == peer::PROTOCOL_VERSION => nonce,
             other => {
@@ -102,7 +105,10 @@ pub async fn dial(addr: &str, me: &RouteIdentity) -> Result<(Wire, String), Link
         })?)
         .await?;
         match next_peer_frame(&mut w).await? {
-            PeerFrame::RouteWelcome { agent_id } => Ok((w, agent_id)),
+            PeerFrame::RouteWelcome { agent_id } => {
+                w.codec_mut().set_max_frame_length(MAX_FRAME);
+                Ok((w, agent_id))
+            }
             PeerFrame::Refused { reason } => Err(LinkError::Refused(reason)),
             other => Err(LinkError::Protocol(format!(
                 "expected a route welcome, got {other:?}"
