@@ -214,7 +214,7 @@ pub struct AgentArgs {
         hide_env_values = true
     )]
     pub group_id: Option<String>,
-    /// Agent group key (required, secret).
+    /// Agent group key (required unless --group-key-file, secret).
     #[arg(
         long,
         value_name = "KEY",
@@ -222,6 +222,15 @@ pub struct AgentArgs {
         hide_env_values = true
     )]
     pub group_key: Option<String>,
+    /// File holding the group key (trailing whitespace ignored): keeps the key out of the
+    /// process list and the environment.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "INFINISTREAM_GROUP_KEY_FILE",
+        hide_env_values = true
+    )]
+    pub group_key_file: Option<String>,
     /// Bucket URL (required): `s3://BUCKET?endpoint=…&region=…`, `gs://BUCKET?…`, `az://CONTAINER?account_name=…`, `file:///path` or `mem://name`.
     #[arg(
         long,
@@ -305,7 +314,7 @@ pub struct ControlPlaneArgs {
         hide_env_values = true
     )]
     pub group_id: Option<String>,
-    /// Agent group key served (required, secret).
+    /// Agent group key served (required unless --group-key-file, secret).
     #[arg(
         long,
         value_name = "KEY",
@@ -313,6 +322,15 @@ pub struct ControlPlaneArgs {
         hide_env_values = true
     )]
     pub group_key: Option<String>,
+    /// File holding the group key (trailing whitespace ignored): keeps the key out of the
+    /// process list and the environment.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "INFINISTREAM_GROUP_KEY_FILE",
+        hide_env_values = true
+    )]
+    pub group_key_file: Option<String>,
     #[command(flatten)]
     pub common: CommonArgs,
 }

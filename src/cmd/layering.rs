@@ -9,7 +9,8 @@
 //!
 //! Every function here is pure with respect to the process: arguments and environment come in as
 //! values, so tests never touch the process environment. The only ambient reads are the defaults
-//! that depend on the machine (worker count, host name, current directory for the playground).
+//! that depend on the machine (worker count, host name, current directory for the playground) and
+//! the files the configuration names (`--config`, `--group-key-file`).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -209,7 +210,7 @@ pub fn agent_from_matches(
 ) -> Result<(AgentConfig, Option<LogFormat>), ConfigErrors> {
     let mut r = Reader::new(keys, matches, env);
     let group_id = r.required("group_id", "group id");
-    let group_key = r.required_secret("group_key", "group key");
+    let group_key = r.group_key();
     let bucket = r.bucket("bucket_name");
     let region = r.string("region", DEFAULT_REGION);
     let control_plane_url = match r.get("control_plane_url") {
@@ -263,7 +264,7 @@ pub fn control_plane_from_matches(
 ) -> Result<(ControlPlaneConfig, Option<LogFormat>), ConfigErrors> {
     let mut r = Reader::new(keys, matches, env);
     let group_id = r.required("group_id", "group id");
-    let group_key = r.required_secret("group_key", "group key");
+    let group_key = r.group_key();
     let listen = r.parsed(
         "listen",
         "listen address",
@@ -559,6 +560,32 @@ impl Reader {
             self.missing(key, what);
         }
         value
+    }
+
+    /// The group key: `group_key`, or the contents of the file `group_key_file` names (so the
+    /// key need not appear in the process list or the environment). Both is a conflict; an
+    /// unreadable or empty file is an error naming it.
+    fn group_key(&mut self) -> Option<Secret> {
+        let file = self
+            .get("group_key_file")
+            .map(|(v, o)| (v.trim().to_owned(), o.clone()))
+            .filter(|(v, _)| !v.is_empty());
+        let Some((path, origin)) = file else {
+            return self.required_secret("group_key", "group key");
+        };
+        if self.optional_string("group_key").is_some() {
+            self.errors.push(ConfigError::Conflict(format!(
+                "a group key and a group key file (from {origin}) cannot be used together"
+            )));
+            return None;
+        }
+        let read = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read it: {e}"))
+            .and_then(|text| match text.trim() {
+                "" => Err("the file is empty".to_owned()),
+                key => Ok(Secret::new(key)),
+            });
+        self.check("group key file", &path, &origin, read)
     }
 
     fn required_secret(&mut self, key: &str, what: &str) -> Option<Secret> {
@@ -1074,6 +1101,52 @@ batch_write = 100
         let cfg = load_agent(&a, &HashMap::new()).unwrap();
         assert!(!format!("{cfg:?}").contains("TOPSECRETKEY"));
         assert_eq!(cfg.group_key.expose(), "TOPSECRETKEY");
+    }
+
+    /// `--group-key-file` (or its env twin) reads the key from a file, so it is in neither the
+    /// process list nor the environment; a key and a file at once, an empty file or a missing
+    /// one are errors that never print the key.
+    #[test]
+    fn group_key_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("key");
+        std::fs::write(&file, "FILEKEY\n").unwrap();
+        let path = file.display().to_string();
+        let base = args(&["--group-id=g", "--bucket-name=mem://b"]);
+        let mut a = base.clone();
+        a.push(format!("--group-key-file={path}"));
+        assert_eq!(
+            load_agent(&a, &HashMap::new()).unwrap().group_key.expose(),
+            "FILEKEY"
+        );
+        let e = env(&[("INFINISTREAM_GROUP_KEY_FILE", path.as_str())]);
+        assert_eq!(load_agent(&base, &e).unwrap().group_key.expose(), "FILEKEY");
+        let e = env(&[
+            ("INFINISTREAM_GROUP_ID", "g"),
+            ("INFINISTREAM_GROUP_KEY_FILE", path.as_str()),
+        ]);
+        assert_eq!(
+            load_control_plane(&[], &e).unwrap().group_key.expose(),
+            "FILEKEY"
+        );
+        let mut both = a.clone();
+        both.push("--group-key=OTHER".into());
+        let line = load_agent(&both, &HashMap::new()).unwrap_err().to_string();
+        assert!(line.contains("cannot be used together"), "{line}");
+        assert!(
+            !line.contains("FILEKEY") && !line.contains("OTHER"),
+            "{line}"
+        );
+        std::fs::write(&file, " \n").unwrap();
+        let line = load_agent(&a, &HashMap::new()).unwrap_err().to_string();
+        assert!(line.contains("empty"), "{line}");
+        let mut gone = base.clone();
+        gone.push(format!(
+            "--group-key-file={}",
+            dir.path().join("none").display()
+        ));
+        let line = load_agent(&gone, &HashMap::new()).unwrap_err().to_string();
+        assert!(line.contains("cannot read it"), "{line}");
     }
 
     #[test]
