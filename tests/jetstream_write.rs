@@ -376,6 +376,12 @@ async fn put_failure_gives_errors_not_acks_and_service_resumes() {
     let failed = raw_publish(&c, "fail.1", HeaderMap::new(), "during").await;
     assert!(!acked(&failed), "no ack while the bucket fails: {failed}");
     assert_eq!(failed["error"]["code"], 503, "{failed}");
+    // What failed and a reference, never where: no endpoint, bucket path or object key.
+    let text = failed["error"]["description"].as_str().unwrap_or_default();
+    assert!(text.contains("object upload failed (ref "), "{failed}");
+    for place in ["http", "127.0.0.1", "objects/", ".obj"] {
+        assert!(!text.contains(place), "{place} in {failed}");
+    }
     stack.s3.fail_next_puts(0);
 
     let ok = raw_publish(&c, "fail.1", HeaderMap::new(), "after").await;
@@ -405,7 +411,12 @@ async fn control_plane_outage_gives_errors_and_restart_loses_nothing() {
     stack.cp.stop();
     let failed = raw_publish(&c, "cp.x", HeaderMap::new(), "while down").await;
     assert!(!acked(&failed), "no ack without a commit: {failed}");
-    assert!(failed.get("error").is_some(), "{failed}");
+    let text = failed["error"]["description"].as_str().unwrap_or_default();
+    assert!(text.contains("(ref "), "{failed}");
+    assert!(
+        !text.contains("http") && !text.contains("127.0.0.1"),
+        "{failed}"
+    );
 
     stack.cp.restart();
     // The object uploaded for the refused publish is recorded for cleanup once the control
@@ -520,6 +531,10 @@ async fn corrupted_object_is_reported_not_served() {
         .await
         .expect_err("corruption reported");
     assert!(!err.to_string().contains("precious"), "{err}");
+    assert!(
+        !err.to_string().contains("objects/"),
+        "no object key: {err}"
+    );
     let direct = stream.direct_get(1).await;
     assert!(direct.is_err(), "direct get refuses corrupt data");
 }

@@ -3,8 +3,9 @@
 //! `RUST_LOG` filters; by default InfiniStream's own events from `info` and other crates' (actix,
 //! hyper, rustls…) from `warn`. Repeated identical warnings are rate-limited (`quiet`).
 //!
-//! Owns the subscriber, the [`LogFormat`] choice, the banner layout (`banner`) and how an error
-//! chain is printed on one line ([`error_chain`]). Does not own what is logged, nor metrics.
+//! Owns the subscriber, the [`LogFormat`] choice, the banner layout (`banner`), how an error
+//! chain is printed on one line ([`error_chain`]) and the references that tie an error a client
+//! is told to its log line ([`reference`]). Does not own what is logged, nor metrics.
 
 mod banner;
 mod human;
@@ -161,6 +162,13 @@ pub fn init(asked: Option<LogFormat>) -> LogFormat {
 
 /// An error and its causes on one line, `outer: cause: root`, each cause once: error types here
 /// put their source in their own message, so a cause already in the line is not repeated.
+/// A short random reference (8 hex digits) for an error a client is told about: the client's
+/// text says what failed and carries it; the log line with the same `reference` field says where
+/// (endpoints, object keys, URLs stay out of client errors).
+pub fn reference() -> String {
+    format!("{:08x}", rand::random::<u32>())
+}
+
 pub fn error_chain(err: &(dyn Error + 'static)) -> String {
     let mut line = err.to_string();
     let mut source = err.source();

@@ -58,12 +58,23 @@ impl JsApi {
     }
 }
 
-fn unavailable(e: impl std::fmt::Display) -> ApiError {
+/// The control plane could not be asked: the client is told so with a reference, the cause
+/// (which may name the control plane's URL) goes to the log under it.
+fn unavailable(api: &str, e: impl std::fmt::Display) -> ApiError {
+    let reference = crate::logging::reference();
+    tracing::warn!(api, reference = %reference, error = %e, "control plane unreachable for a jetstream request");
     ApiError::new(
         503,
         10008,
-        format!("jetstream system temporarily unavailable: {e}"),
+        format!("jetstream system temporarily unavailable (ref {reference})"),
     )
+}
+
+/// A stored message could not be read: the client gets a reference, the log the object key.
+fn unreadable(stream: &str, e: impl std::fmt::Display) -> ApiError {
+    let reference = crate::logging::reference();
+    tracing::warn!(stream, reference = %reference, error = %e, "stored message unreadable");
+    ApiError::stream_general(format!("message unreadable (ref {reference})"))
 }
 
 /// Runs one request's future; if it panics, the requester still gets an answer (a 500 JetStream
@@ -241,11 +252,11 @@ impl Handler<InternalMsg> for JsApi {
                     let out = match req {
                         Err(e) => error_body(MSG_GET_KIND, &e),
                         Ok(req) => match client.locate(&stream, &req).await {
-                            Err(e) => error_body(MSG_GET_KIND, &unavailable(e)),
+                            Err(e) => error_body(MSG_GET_KIND, &unavailable("STREAM.MSG.GET", e)),
                             Ok(Err(api_err)) => error_body(MSG_GET_KIND, &api_err),
                             Ok(Ok(loc)) => match read_record(&store, &loc).await {
                                 Ok(rec) => msg_get_body(&loc, rec.headers.as_ref(), &rec.payload),
-                                Err(e) => error_body(MSG_GET_KIND, &ApiError::stream_general(e)),
+                                Err(e) => error_body(MSG_GET_KIND, &unreadable(&stream, e)),
                             },
                         },
                     };
@@ -325,10 +336,7 @@ impl Handler<InternalMsg> for JsApi {
             guarded(guard_reply, async move {
                 let out = match client.js_api(&api, body).await {
                     Ok(out) => out,
-                    Err(e) => {
-                        tracing::warn!(api = %api, error = %e, "control plane unreachable for a jetstream request");
-                        Bytes::from(json!({"error": unavailable(e)}).to_string())
-                    }
+                    Err(e) => Bytes::from(json!({"error": unavailable(&api, e)}).to_string()),
                 };
                 // The stream is routable before its change is answered: the event feed brings
                 // the change as a delta; while the feed is down the catalog re-reads the list.

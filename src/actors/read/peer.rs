@@ -274,29 +274,15 @@ async fn serve(
 
 type Request = (BlockLocation, oneshot::Sender<Result<Bytes, ReadError>>);
 
-/// A refused peer connection: counted (`infinistream_peer_refused_total`) and logged at most once
-/// per 10 s, with how many were refused since the last line, so a flood is one line, not one
-/// per connection. The two statics are a log throttle, like a metrics counter: no state of the
-/// peer cache lives in them.
+/// A refused peer connection: counted (`infinistream_peer_refused_total`) and logged by the
+/// peer's address without its port, so that a flood from one host is identical warnings, which
+/// the log's rate limit (`logging::quiet`) writes once and then counts.
 fn refused(remote: &str, reason: &str) {
-    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-    static LOGGED_AT: AtomicU64 = AtomicU64::new(0);
-    static UNLOGGED: AtomicU64 = AtomicU64::new(0);
     metrics::PEER_REFUSED.inc();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let last = LOGGED_AT.load(Relaxed);
-    if now >= last.saturating_add(10)
-        && LOGGED_AT
-            .compare_exchange(last, now, Relaxed, Relaxed)
-            .is_ok()
-    {
-        let unlogged = UNLOGGED.swap(0, Relaxed);
-        tracing::warn!(peer = %remote, reason, refused_unlogged = unlogged, "refused a peer connection (more in the next 10 s are counted, not logged)");
-    } else {
-        UNLOGGED.fetch_add(1, Relaxed);
-    }
+    let host = remote
+        .parse::<std::net::SocketAddr>()
+        .map_or_else(|_| remote.to_string(), |a| a.ip().to_string());
+    tracing::warn!(peer_host = %host, reason, "refused a peer connection");
 }
 
 fn peer_failure(loc: &BlockLocation, message: impl Into<String>) -> ReadError {
@@ -665,7 +651,7 @@ mod tests {
             );
         }
         assert!(grown_kib < 32 * 1024, "grew by {grown_kib} KiB");
-        // Each one counted (and logged at most once per 10 s).
+        // Each one counted (the log writes the first and counts the rest).
         assert!(metrics::PEER_REFUSED.get() >= refused_before + 8);
         // A proven peer reads a block bigger than the handshake limit.
         let blocks = object(&store, "o/big.obj", 1, 2000).await;

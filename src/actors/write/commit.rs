@@ -241,7 +241,12 @@ pub fn fail_publishers(
     batches: Vec<StreamBatch>,
     error: &WriteError,
 ) {
-    let error = error.to_string();
+    // Publishers read what failed and a reference; where (bucket endpoint, object key,
+    // control-plane URL) is only in this log line, under the same reference.
+    let reference = crate::logging::reference();
+    let full = error.to_string();
+    tracing::warn!(reference = %reference, error = %full, streams = batches.len(), "publishes answered with an error");
+    let error = format!("{} (ref {reference})", error.public());
     let mut out = Vec::new();
     for batch in batches {
         let ack = PubAckResponse::error(&batch.stream, ApiError::stream_store_failed(&error));

@@ -34,6 +34,23 @@ pub enum WriteError {
 }
 
 impl WriteError {
+    /// What a publisher is told: what failed, never where (no bucket endpoint, object key or
+    /// control-plane URL; those are in the log line that carries the same reference).
+    pub fn public(&self) -> String {
+        match self {
+            Self::NothingToWrite => "nothing to write".into(),
+            Self::SequencerUnavailable => "sequence client unavailable".into(),
+            Self::Mailbox(_) => "write path unavailable".into(),
+            Self::NoObjectIds => "control plane handed out no object ids".into(),
+            Self::ControlPlane(e) => control_plane_public(e).into(),
+            Self::NoObjectId(cause) => format!("no object id: {}", cause.public()),
+            Self::Build(_) => "building the object failed".into(),
+            Self::Upload(_) => "object upload failed".into(),
+            Self::CommitShape => "control plane answered a commit with a mismatched shape".into(),
+            Self::Commit(cause) => format!("commit failed: {}", cause.public()),
+        }
+    }
+
     /// No object id, because of `cause`.
     pub fn no_object_id(cause: WriteError) -> Self {
         Self::NoObjectId(Box::new(cause))
@@ -42,6 +59,17 @@ impl WriteError {
     /// The commit failed, because of `cause`.
     pub fn commit(cause: WriteError) -> Self {
         Self::Commit(Box::new(cause))
+    }
+}
+
+fn control_plane_public(e: &CpError) -> &'static str {
+    match e {
+        CpError::Unauthorized(_) => "control plane refused the credentials",
+        CpError::Http { .. } => "control plane answered with an error",
+        CpError::Timeout => "control plane request timed out",
+        CpError::Connect(_) => "cannot connect to the control plane",
+        CpError::Send(_) | CpError::Body(_) => "control plane request failed",
+        CpError::Decode(_) | CpError::Encode(_) => "control plane exchange malformed",
     }
 }
 
@@ -67,5 +95,30 @@ mod tests {
             WriteError::CommitShape.to_string(),
             "control plane answered a commit with a mismatched shape"
         );
+    }
+
+    /// Publishers never see where things are: no endpoint, object key or URL in `public`.
+    #[test]
+    fn public_texts_name_no_places() {
+        let upload = WriteError::Upload(crate::actors::write::uploader::UploadError::Permanent(
+            "PUT https://s3.example.com/bucket/g/objects/7.obj: 403".into(),
+        ));
+        assert_eq!(upload.public(), "object upload failed");
+        assert!(
+            upload.to_string().contains("s3.example.com"),
+            "the log keeps it"
+        );
+        let connect = WriteError::commit(WriteError::ControlPlane(CpError::Connect(
+            "http://10.0.0.5:8080/v1/commit: refused".into(),
+        )));
+        assert_eq!(
+            connect.public(),
+            "commit failed: cannot connect to the control plane"
+        );
+        let http = WriteError::no_object_id(WriteError::ControlPlane(CpError::Http {
+            status: 500,
+            message: "at /var/lib/cp".into(),
+        }));
+        assert!(!http.public().contains("/var/lib"), "{}", http.public());
     }
 }
