@@ -799,6 +799,25 @@ fn spawn_accept(
     })
 }
 
+/// How clients are admitted on the NATS port, for the started line and the banner: this release
+/// has neither client authentication nor TLS on it.
+pub const CLIENT_SECURITY: &str = "no authentication, no TLS";
+
+/// Warns when the NATS port listens beyond loopback: with no client authentication, anyone who
+/// reaches it can read, write and delete every stream.
+pub fn warn_if_exposed(host: &str) {
+    let loopback = match host.trim_matches(['[', ']']).parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => host.eq_ignore_ascii_case("localhost"),
+    };
+    if !loopback {
+        tracing::warn!(
+            host,
+            "the NATS port listens beyond loopback with no client authentication or TLS: anyone who reaches it can read and delete every stream"
+        );
+    }
+}
+
 /// Runs an agent until SIGINT/SIGTERM; `format` decides between a banner for people and the
 /// JSON "started" event.
 pub fn run_blocking(config: AgentConfig, format: LogFormat) -> Result<(), AgentError> {
@@ -835,10 +854,12 @@ pub fn run_blocking(config: AgentConfig, format: LogFormat) -> Result<(), AgentE
                 batch_write_ms = config.batch_write.as_millis() as u64,
                 workers = config.workers,
                 server_id = %running.server_id,
+                clients = CLIENT_SECURITY,
                 version = env!("CARGO_PKG_VERSION"),
                 "infinistream agent started"
             ),
         }
+        warn_if_exposed(&config.host);
         signals.next().await;
         shutdown_on_signal(running, config.graceful_shutdown_timeout, &mut signals).await;
         Ok(())
@@ -849,6 +870,7 @@ pub fn run_blocking(config: AgentConfig, format: LogFormat) -> Result<(), AgentE
 pub fn banner(what: &str, config: &AgentConfig, ports: Ports) -> Banner {
     Banner::new(format!("InfiniStream {} {what}", env!("CARGO_PKG_VERSION")))
         .row("NATS", logging::url("nats", &config.host, ports.client))
+        .row("clients", CLIENT_SECURITY)
         .row(
             "monitoring",
             format!(

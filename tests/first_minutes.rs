@@ -222,9 +222,14 @@ fn off_a_terminal_every_line_is_json_with_the_real_host() {
     assert_eq!(started["port"], port);
     assert_ne!(started["peer_port"], 0, "{started}");
     assert_eq!(started["dir"], dir_text.as_str());
+    assert_eq!(started["clients"], "no authentication, no TLS", "{started}");
     speaks_nats("127.0.0.3", port);
     stop(child);
     for line in &lines {
+        assert!(
+            !line.contains("beyond loopback"),
+            "a loopback host is not exposed: {line}"
+        );
         let v: serde_json::Value =
             serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
         assert!(
@@ -393,4 +398,32 @@ fn a_control_plane_that_is_down_does_not_flood_the_log() {
         "{:?}",
         repeats[1]
     );
+}
+
+/// Listening beyond loopback without client authentication says so: the started line names how
+/// clients are admitted, and a warning follows it.
+#[test]
+fn listening_beyond_loopback_is_warned_about() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dir_text = dir.path().display().to_string();
+    let mut child = command(&playground_args(&dir_text, "0.0.0.0"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("playground starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let rx = read_lines_until(stdout, |lines| {
+        lines.iter().any(|l| l.contains("beyond loopback"))
+    });
+    let lines = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the playground warned");
+    stop(child);
+    let warning = lines
+        .iter()
+        .find(|l| l.contains("beyond loopback"))
+        .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .expect("a JSON warning");
+    assert_eq!(warning["level"], "WARN", "{warning}");
+    assert_eq!(warning["host"], "0.0.0.0", "{warning}");
 }

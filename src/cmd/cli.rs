@@ -105,7 +105,7 @@ pub struct AgentRuntimeArgs {
         hide_env_values = true
     )]
     pub batch_write: Option<String>,
-    /// Interface the listeners bind [default: 0.0.0.0].
+    /// Interface the listeners bind [default: 0.0.0.0; playground 127.0.0.1].
     #[arg(
         long,
         value_name = "HOST",

@@ -30,6 +30,8 @@ use infinistream_control_plane::ControlPlaneConfig;
 pub const DEFAULT_DATA_DIR: &str = "./infinistream-control-plane";
 pub const DEFAULT_PLAYGROUND_DIR: &str = "./infinistream-data";
 pub const PLAYGROUND_GROUP_ID: &str = "playground";
+/// The playground listens on loopback by default (the agent on every interface).
+pub const PLAYGROUND_HOST: &str = "127.0.0.1";
 /// Placeholder control plane URL of the playground's agent: the playground binds its in-process
 /// control plane first and replaces this with the real address.
 pub const PLAYGROUND_CONTROL_PLANE_PLACEHOLDER: &str = "http://127.0.0.1:0";
@@ -310,7 +312,8 @@ pub fn playground_from_matches(
 ) -> Result<(PlaygroundConfig, Option<LogFormat>), ConfigErrors> {
     let mut r = Reader::new(keys, matches, env);
     let dir = absolute(Path::new(&r.string("dir", DEFAULT_PLAYGROUND_DIR)));
-    let runtime = r.runtime();
+    // Loopback unless asked: the playground has no client authentication.
+    let runtime = r.runtime_on(PLAYGROUND_HOST);
     let log_format = r.log_format();
     r.finish()?;
     let mut agent = AgentConfig::with_runtime(
@@ -666,6 +669,11 @@ impl Reader {
     }
 
     fn runtime(&mut self) -> Runtime {
+        self.runtime_on(DEFAULT_HOST)
+    }
+
+    /// The runtime settings, listening on `default_host` unless a host is given.
+    fn runtime_on(&mut self, default_host: &str) -> Runtime {
         let batch_write = match self.get("batch_write") {
             None => DEFAULT_BATCH_WRITE,
             Some((value, origin)) => {
@@ -684,7 +692,7 @@ impl Reader {
                 }
             }
         };
-        let host = self.parsed("host", "host", DEFAULT_HOST.to_owned(), parse_host);
+        let host = self.parsed("host", "host", default_host.to_owned(), parse_host);
         let port = self.parsed("port", "port", DEFAULT_PORT, parse_port);
         let peer_port = self.parsed("peer_port", "peer port", DEFAULT_PEER_PORT, parse_port);
         let http_port = self.parsed("http_port", "HTTP port", DEFAULT_HTTP_PORT, parse_port);
@@ -1196,6 +1204,14 @@ batch_write = 100
             }
         );
         assert_eq!(cfg.agent.port, DEFAULT_PORT);
+        // Loopback by default (no client authentication), every interface when asked.
+        assert_eq!(cfg.agent.host, PLAYGROUND_HOST);
+        let open = load_playground(&args(&["--host=0.0.0.0"]), &HashMap::new()).unwrap();
+        assert_eq!(open.agent.host, "0.0.0.0");
+        assert_eq!(
+            load_agent(&required_flags(), &HashMap::new()).unwrap().host,
+            DEFAULT_HOST
+        );
         // Agent-only values in the environment do not concern the playground.
         let e = env(&[("INFINISTREAM_GROUP_ID", "x"), ("INFINISTREAM_PORT", "0")]);
         let cfg = load_playground(&args(&["--dir=/tmp/pg", "--batch-write=100ms"]), &e).unwrap();

@@ -87,10 +87,12 @@ pub fn run_blocking(config: PlaygroundConfig, format: LogFormat) -> Result<(), P
                 control_plane = %cp.base_url(),
                 batch_write_ms = agent_config.batch_write.as_millis() as u64,
                 workers = agent_config.workers,
+                clients = agent::CLIENT_SECURITY,
                 version = env!("CARGO_PKG_VERSION"),
                 "infinistream playground started"
             ),
         }
+        agent::warn_if_exposed(&agent_config.host);
         signals.next().await;
         // Same as the agent: drain gracefully, a second signal stops at once.
         agent::shutdown_on_signal(
