@@ -148,7 +148,8 @@ pub struct SqliteStore {
     conn: Connection,
     streams: HashMap<String, StreamRt>,
     version: u64,
-    /// Blocks decoded by the current operation (emptied when one starts).
+    /// Decoded blocks: the current operation's, and between operations only clean ones (equal
+    /// to their rows, bounded; see `WorkingSet::settle`) kept for the next reads.
     work: WorkingSet,
 }
 
